@@ -1,0 +1,44 @@
+// Package sink holds the places a node writes its batches to: the embedded
+// file sink (NDJSON segments under the data dir), an HTTP endpoint, and
+// PostgreSQL. Every sink sits behind one interface, Sink.
+package sink
+
+import (
+	"context"
+	"errors"
+)
+
+// Batch is one flush of the batcher: complete JSON objects, one per record,
+// each without a trailing newline. A sink must not keep Records or their
+// bytes after Write returns; the node reuses them.
+type Batch struct {
+	Records [][]byte
+	// Bytes is the sum of len(Records[i]).
+	Bytes int
+}
+
+// Sink writes batches durably.
+//
+// Write is called concurrently from up to the node's flush concurrency
+// goroutines; an implementation serialises what must be serialised. Write
+// returns nil only once every record of the batch is durable (fsynced to disk,
+// acknowledged by the remote end, committed): the node acknowledges its
+// clients on that nil. On error, some, all or none of the batch may have been
+// written; the node answers its clients with an error and they may retry, so
+// a sink never retries forever. Write honours ctx's deadline and cancellation.
+//
+// Ready reports whether the sink can take writes now (for /readyz). Close is
+// called once, after the last Write has returned.
+type Sink interface {
+	Write(ctx context.Context, b *Batch) error
+	Ready(ctx context.Context) error
+	Close() error
+}
+
+// ErrBackpressure marks an error caused by the downstream pushing back
+// (HTTP 429 or 503, a timeout) rather than rejecting the data. Test with
+// errors.Is. The tuner counts these as backpressure signals.
+var ErrBackpressure = errors.New("downstream backpressure")
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("sink closed")

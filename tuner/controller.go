@@ -1,0 +1,93 @@
+package tuner
+
+import (
+	"strconv"
+	"time"
+)
+
+// Observation is what a node measured over one control interval. The node's
+// control loop fills it and hands it to a Controller; a simulation fills it
+// from a cost model. Rates are per second over the interval.
+type Observation struct {
+	// Now is the end of the interval. Controllers take the time from here
+	// and never read the clock.
+	Now time.Time
+	// Interval is the length of the interval the figures cover.
+	Interval time.Duration
+
+	// BatchSize is the size in force during the interval.
+	BatchSize int
+	// MaxBatchSize is the cap the controller must not exceed (the node's
+	// grant from the leader, or the configured maximum).
+	MaxBatchSize int
+
+	ArrivalRate float64 // records offered per second
+	Throughput  float64 // records durably written per second
+	Goodput     float64 // records acknowledged within the SLO per second
+
+	P50 time.Duration // end-to-end latency quantiles of the records written
+	P99 time.Duration
+	SLO time.Duration // the p99 latency objective
+
+	Batches        int           // batches flushed in the interval
+	MeanBatchFill  float64       // mean records per flushed batch
+	MeanBatchTime  time.Duration // mean processing + sink time per batch
+	AvgRecordBytes float64
+	QueueDepth     int   // records waiting at the end of the interval
+	QueueBytes     int64 // bytes waiting at the end of the interval
+
+	SinkErrors   int // batches that failed after the sink's retries
+	Backpressure int // signals of a pushing-back downstream (429, 503, timeouts)
+
+	CPUPercent float64 // whole-host CPU use, 0-100
+	MemPercent float64 // whole-host memory use, 0-100
+	RSSBytes   uint64  // this process's resident memory
+}
+
+// Decision is a controller's answer for the next interval.
+type Decision struct {
+	BatchSize int
+	// Reason is a short machine-friendly word or phrase ("grow", "shrink:p99",
+	// "hold:deadband", "model-bound") that the decision log shows.
+	Reason string
+}
+
+// Controller chooses the batch size for the next interval.
+//
+// A Controller is a value that keeps its own state between calls. Next is
+// called once per control interval, from one goroutine at a time; it must not
+// block, start goroutines, or read the clock (obs.Now is the time). The same
+// sequence of observations always gives the same sequence of decisions.
+type Controller interface {
+	// Name is the controller's name as --controller and the bench report
+	// spell it ("gradient", "aimd", "static:100").
+	Name() string
+	// Next returns the batch size for the next interval. The result is
+	// at least 1 and at most obs.MaxBatchSize when that is positive.
+	Next(obs Observation) Decision
+}
+
+// Static keeps one fixed batch size: the baseline every tool ships today.
+type Static struct {
+	Size int
+}
+
+// Name implements Controller.
+func (s *Static) Name() string { return "static:" + strconv.Itoa(s.Size) }
+
+// Next implements Controller.
+func (s *Static) Next(obs Observation) Decision {
+	return Decision{BatchSize: Clamp(s.Size, obs.MaxBatchSize), Reason: "static"}
+}
+
+// Clamp keeps size within [1, max]; a max of 0 or less means no upper bound.
+func Clamp(size, max int) int {
+	if max > 0 && size > max {
+		size = max
+	}
+	if size < 1 {
+		size = 1
+	}
+	return size
+}
+
