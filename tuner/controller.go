@@ -90,4 +90,3 @@ func Clamp(size, max int) int {
 	}
 	return size
 }
-
