@@ -1,0 +1,224 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/batchpilot/batchpilot/node/sink"
+)
+
+// batchLoop forms batches and hands each to a flush goroutine. A batch is
+// due when the queue holds the batch size, when its oldest record has waited
+// MaxLinger, or at once while draining. At most FlushConcurrency batches are
+// in flight, and never more bytes than the node's grant.
+func (n *Node) batchLoop() {
+	defer close(n.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		n.slots <- struct{}{}
+		recs, ok := n.nextBatch(timer)
+		if !ok {
+			<-n.slots
+			break
+		}
+		n.flushes.Add(1)
+		go n.flush(recs)
+	}
+	n.flushes.Wait()
+}
+
+// nextBatch waits for the next due batch; false once the queue is closed
+// and empty.
+func (n *Node) nextBatch(timer *time.Timer) ([]Record, bool) {
+	for {
+		count, _, oldest, closed := n.queue.state()
+		size := int(n.batchSize.Load())
+		if count == 0 && closed {
+			return nil, false
+		}
+		var wait time.Duration
+		if count > 0 && count < size && !closed {
+			wait = n.cfg.MaxLinger - time.Since(oldest)
+		}
+		if count > 0 && wait <= 0 {
+			budget, ok := n.byteBudget()
+			if ok {
+				recs := n.queue.take(getRecords(size), size, budget)
+				if len(recs) > 0 {
+					return recs, true
+				}
+			}
+			// Over the grant: wait for a flush in progress to end.
+			select {
+			case <-n.flushed:
+			case <-n.queue.ready:
+			}
+			continue
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-n.queue.ready:
+				if !timer.Stop() {
+					<-timer.C
+				}
+			case <-timer.C:
+			}
+			continue
+		}
+		<-n.queue.ready
+	}
+}
+
+// byteBudget is how many bytes the next batch may hold under the node's
+// grant; false when nothing may start until a flush ends. With nothing in
+// flight one batch of at least one record may always start, so a grant
+// smaller than a record cannot stall the node.
+func (n *Node) byteBudget() (int64, bool) {
+	const unlimited = int64(1) << 62
+	grant := n.grantBytes.Load()
+	if grant <= 0 {
+		return unlimited, true
+	}
+	inflight := n.inflightBytes.Load()
+	left := grant - inflight
+	if left <= 0 {
+		return 0, inflight == 0
+	}
+	return left, true
+}
+
+var recordPool = sync.Pool{New: func() any { return []Record(nil) }}
+
+func getRecords(size int) []Record {
+	recs := recordPool.Get().([]Record)
+	if cap(recs) < size {
+		return make([]Record, 0, size)
+	}
+	return recs[:0]
+}
+
+func putRecords(recs []Record) {
+	clear(recs)
+	recordPool.Put(recs[:0]) //nolint:staticcheck // a slice header is fine here
+}
+
+// flush processes and writes one batch, then settles its acknowledgements.
+func (n *Node) flush(recs []Record) {
+	defer n.flushes.Done()
+	var raw int64
+	for i := range recs {
+		raw += int64(len(recs[i].Data))
+	}
+	n.inflightBytes.Add(raw)
+	start := time.Now()
+
+	b := encodeBatch(recs, n.cfg.Name, n.cfg.Processors)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.FlushTimeout)
+	err := n.sink.Write(ctx, &b.batch)
+	cancel()
+	end := time.Now()
+	batchTime := end.Sub(start)
+
+	// Settle acknowledgements, one call per run of records from the same
+	// request.
+	for i := 0; i < len(recs); {
+		j := i + 1
+		for j < len(recs) && recs[j].ack == recs[i].ack {
+			j++
+		}
+		if a := recs[i].ack; a != nil {
+			a.settle(j-i, err)
+		}
+		i = j
+	}
+	n.account(recs, b.batch.Bytes, start, end, batchTime, err)
+	putEncoded(b)
+	putRecords(recs)
+	n.inflightBytes.Add(-raw)
+	<-n.slots
+	notify(n.flushed)
+	notify(n.queue.ready)
+}
+
+// account adds one flushed batch to the metrics and the control window.
+func (n *Node) account(recs []Record, bytes int, start, end time.Time, batchTime time.Duration, err error) {
+	m := n.metrics
+	m.batchTime.Observe(batchTime.Seconds())
+	m.batchRecs.Observe(float64(len(recs)))
+	w := n.win
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.batches++
+	w.batchTime += batchTime
+	w.fill += int64(len(recs))
+	if err != nil {
+		w.sinkErrors++
+		if isBackpressure(err) {
+			w.backpressure++
+		}
+		m.batches.WithLabelValues("error").Inc()
+		m.rejected.WithLabelValues("sink_error").Add(float64(len(recs)))
+		n.log.Warn("batch write failed", "records", len(recs), "err", err)
+		return
+	}
+	m.batches.WithLabelValues("ok").Inc()
+	m.written.Add(float64(len(recs)))
+	w.written += int64(len(recs))
+	w.bytes += int64(bytes)
+	slo := n.cfg.LatencySLO
+	for i := range recs {
+		lat := end.Sub(recs[i].Received)
+		if lat <= slo {
+			w.good++
+		}
+		m.e2e.Observe(lat.Seconds())
+		_ = w.latency.RecordValue(int64(lat / time.Microsecond))
+	}
+}
+
+// encoded is a batch in the sink's form, with the buffers behind it.
+type encoded struct {
+	batch sink.Batch
+	buf   []byte
+}
+
+var encodedPool = sync.Pool{New: func() any { return new(encoded) }}
+
+func putEncoded(e *encoded) {
+	clear(e.batch.Records)
+	e.batch.Records = e.batch.Records[:0]
+	e.buf = e.buf[:0]
+	encodedPool.Put(e)
+}
+
+// encodeBatch runs the processors over each record and appends the node's
+// fields ("_node", "_received_at", "_source") to it.
+func encodeBatch(recs []Record, node string, procs []Processor) *encoded {
+	e := encodedPool.Get().(*encoded)
+	need := 0
+	for i := range recs {
+		need += len(recs[i].Data) + len(node) + 96
+	}
+	if cap(e.buf) < need {
+		e.buf = make([]byte, 0, need)
+	}
+	offsets := make([]int, 0, len(recs)+1)
+	for i := range recs {
+		r := recs[i]
+		for _, p := range procs {
+			p.Process(&r)
+		}
+		offsets = append(offsets, len(e.buf))
+		e.buf = appendEnriched(e.buf, &r, node)
+	}
+	offsets = append(offsets, len(e.buf))
+	// Slice only after the last append: e.buf may have moved while growing.
+	for i := range recs {
+		e.batch.Records = append(e.batch.Records, e.buf[offsets[i]:offsets[i+1]])
+	}
+	e.batch.Bytes = len(e.buf)
+	return e
+}

@@ -1,0 +1,177 @@
+package node
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/batchpilot/batchpilot/node/sink"
+	"github.com/batchpilot/batchpilot/tuner"
+)
+
+// Health is the node's state over the last control interval: what it gossips
+// and what the API shows.
+type Health struct {
+	Time          time.Time `json:"time"`
+	BatchSize     int       `json:"batch_size"`
+	ThroughputRPS float64   `json:"throughput_rps"`
+	ArrivalRPS    float64   `json:"arrival_rps"`
+	GoodputRPS    float64   `json:"goodput_rps"`
+	P50ms         float64   `json:"p50_ms"`
+	P99ms         float64   `json:"p99_ms"`
+	CPUPercent    float64   `json:"cpu_percent"`
+	MemPercent    float64   `json:"mem_percent"`
+	RSSBytes      uint64    `json:"rss_bytes"`
+	QueueDepth    int       `json:"queue_depth"`
+	QueueBytes    int64     `json:"queue_bytes"`
+	InflightBytes int64     `json:"inflight_bytes"`
+	// WantBytes is the in-flight bytes the controller would use without a
+	// grant: its batch size times the flush concurrency times the mean
+	// record size. The leader allocates budgets from it.
+	WantBytes  int64  `json:"want_bytes"`
+	GrantBytes int64  `json:"grant_bytes"`
+	Breaker    string `json:"breaker"`
+	SinkErrors int64  `json:"sink_errors"`
+}
+
+// Health returns the figures of the last control interval.
+func (n *Node) Health() Health { return *n.health.Load() }
+
+// History returns up to the last five minutes of Health, oldest first.
+func (n *Node) History() []Health { return n.history.list() }
+
+// controlLoop runs the tuner once per control interval: measure, ask the
+// controller, let the guard override it, cap by the grant, apply, record.
+func (n *Node) controlLoop() {
+	defer close(n.ctlDone)
+	t := time.NewTicker(n.cfg.ControlInterval)
+	defer t.Stop()
+	last := time.Now()
+	var avgRecord float64 = 256
+	for {
+		select {
+		case <-n.stopCtl:
+			return
+		case now := <-t.C:
+			obs := n.observe(now, now.Sub(last), &avgRecord)
+			last = now
+			n.step(obs, avgRecord)
+		}
+	}
+}
+
+// observe turns the interval's window into an Observation.
+func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64) tuner.Observation {
+	s := n.win.snapshot()
+	secs := interval.Seconds()
+	if secs <= 0 {
+		secs = 1
+	}
+	depth, qbytes, _, _ := n.queue.state()
+	obs := tuner.Observation{
+		Now:          now,
+		Interval:     interval,
+		BatchSize:    n.BatchSize(),
+		MaxBatchSize: n.cfg.MaxBatchSize,
+		ArrivalRate:  float64(s.arrived) / secs,
+		Throughput:   float64(s.written) / secs,
+		Goodput:      float64(s.good) / secs,
+		P50:          s.p50,
+		P99:          s.p99,
+		SLO:          n.cfg.LatencySLO,
+		Batches:      int(s.batches),
+		QueueDepth:   depth,
+		QueueBytes:   qbytes,
+		SinkErrors:   int(s.sinkErrors),
+		Backpressure: int(s.backpressure),
+	}
+	if s.batches > 0 {
+		obs.MeanBatchFill = float64(s.fill) / float64(s.batches)
+		obs.MeanBatchTime = s.batchTime / time.Duration(s.batches)
+	}
+	if s.written > 0 {
+		*avgRecord = float64(s.bytes) / float64(s.written)
+	}
+	obs.AvgRecordBytes = *avgRecord
+	if n.cfg.Resources != nil {
+		r := n.cfg.Resources()
+		obs.CPUPercent, obs.MemPercent, obs.RSSBytes = r.CPUPercent, r.MemPercent, r.RSSBytes
+	}
+	if max := n.grantBatchCap(*avgRecord); max > 0 && max < obs.MaxBatchSize {
+		obs.MaxBatchSize = max
+	}
+	return obs
+}
+
+// grantBatchCap is the largest batch size that keeps FlushConcurrency
+// batches of avgRecord-byte records within the grant; 0 without a grant.
+func (n *Node) grantBatchCap(avgRecord float64) int {
+	g := n.grantBytes.Load()
+	if g <= 0 || avgRecord <= 0 {
+		return 0
+	}
+	return max(1, int(float64(g)/(avgRecord*float64(n.cfg.FlushConcurrency))))
+}
+
+// step makes one decision from obs and applies it.
+func (n *Node) step(obs tuner.Observation, avgRecord float64) {
+	old := obs.BatchSize
+	d := n.cfg.Controller.Next(obs)
+	breaker := "closed"
+	if g := n.cfg.Guard; g != nil {
+		d = g.Apply(obs, d)
+		breaker = g.State()
+	}
+	n.breakerOpen.Store(breaker == "open")
+	d.BatchSize = tuner.Clamp(d.BatchSize, obs.MaxBatchSize)
+	if d.BatchSize != old {
+		n.setBatchSize(d.BatchSize)
+		n.metrics.decisions.WithLabelValues(d.Reason).Inc()
+		n.recordDecision(obs, old, d, breaker)
+		n.log.Debug("batch size changed", "old", old, "new", d.BatchSize, "reason", d.Reason)
+	}
+	h := &Health{
+		Time: obs.Now, BatchSize: d.BatchSize,
+		ThroughputRPS: obs.Throughput, ArrivalRPS: obs.ArrivalRate, GoodputRPS: obs.Goodput,
+		P50ms: ms(obs.P50), P99ms: ms(obs.P99),
+		CPUPercent: obs.CPUPercent, MemPercent: obs.MemPercent, RSSBytes: obs.RSSBytes,
+		QueueDepth: obs.QueueDepth, QueueBytes: obs.QueueBytes, InflightBytes: n.inflightBytes.Load(),
+		WantBytes:  int64(float64(d.BatchSize) * avgRecord * float64(n.cfg.FlushConcurrency)),
+		GrantBytes: n.grantBytes.Load(), Breaker: breaker, SinkErrors: int64(obs.SinkErrors),
+	}
+	n.health.Store(h)
+	n.history.add(*h)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func isBackpressure(err error) bool { return errors.Is(err, sink.ErrBackpressure) }
+
+// history is a ring of the last Health values.
+type history struct {
+	mu   sync.Mutex
+	buf  []Health
+	next int
+	full bool
+}
+
+func newHistory(n int) *history { return &history{buf: make([]Health, n)} }
+
+func (h *history) add(v Health) {
+	h.mu.Lock()
+	h.buf[h.next] = v
+	h.next = (h.next + 1) % len(h.buf)
+	if h.next == 0 {
+		h.full = true
+	}
+	h.mu.Unlock()
+}
+
+func (h *history) list() []Health {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.full {
+		return append([]Health(nil), h.buf[:h.next]...)
+	}
+	return append(append([]Health(nil), h.buf[h.next:]...), h.buf[:h.next]...)
+}

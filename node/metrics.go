@@ -1,0 +1,71 @@
+package node
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the node's Prometheus series. Each node has its own registry,
+// so several nodes can run in one process (batchpilot dev).
+type metrics struct {
+	received   *prometheus.CounterVec // by source
+	written    prometheus.Counter
+	rejected   *prometheus.CounterVec // by reason
+	batches    *prometheus.CounterVec // by result
+	batchSize  prometheus.Gauge
+	batchRecs  prometheus.Histogram
+	batchTime  prometheus.Histogram
+	e2e        prometheus.Histogram
+	queueDepth prometheus.GaugeFunc
+	queueBytes prometheus.GaugeFunc
+	inflight   prometheus.GaugeFunc
+	grant      prometheus.GaugeFunc
+	decisions  *prometheus.CounterVec // by reason
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchpilot_records_received_total", Help: "Records accepted into the queue, by source.",
+		}, []string{"source"}),
+		written: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "batchpilot_records_written_total", Help: "Records durably written by the sink.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchpilot_records_rejected_total", Help: "Records or requests refused, by reason (malformed, too_large, queue_full, draining, sink_error, breaker_open, dropped).",
+		}, []string{"reason"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchpilot_batches_total", Help: "Batches flushed to the sink, by result (ok, error).",
+		}, []string{"result"}),
+		batchSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "batchpilot_batch_size", Help: "The batch size in force (records).",
+		}),
+		batchRecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "batchpilot_batch_records", Help: "Records per flushed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 16),
+		}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "batchpilot_batch_duration_seconds", Help: "Time to process and write one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "batchpilot_end_to_end_latency_seconds", Help: "Time from a record's arrival to its durable write.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "batchpilot_queue_depth", Help: "Records waiting in the queue.",
+		}, func() float64 { d, _, _, _ := n.queue.state(); return float64(d) }),
+		queueBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "batchpilot_queue_bytes", Help: "Bytes waiting in the queue.",
+		}, func() float64 { _, b, _, _ := n.queue.state(); return float64(b) }),
+		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "batchpilot_inflight_bytes", Help: "Bytes of batches being written.",
+		}, func() float64 { return float64(n.inflightBytes.Load()) }),
+		grant: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "batchpilot_grant_bytes", Help: "The in-flight byte budget granted to this node (0: none).",
+		}, func() float64 { return float64(n.grantBytes.Load()) }),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchpilot_tuner_decisions_total", Help: "Batch size changes made by the tuner, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.received, m.written, m.rejected, m.batches, m.batchSize, m.batchRecs,
+		m.batchTime, m.e2e, m.queueDepth, m.queueBytes, m.inflight, m.grant, m.decisions)
+	return m
+}
