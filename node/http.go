@@ -147,4 +147,3 @@ func writeError(w http.ResponseWriter, status int, msg string, line int) {
 
 // WriteError is writeError for the other handlers of the agent.
 func WriteError(w http.ResponseWriter, status int, msg string) { writeError(w, status, msg, 0) }
-

@@ -18,8 +18,8 @@ import (
 // Config is one node's data-plane configuration. Zero values take the
 // defaults in the field comments.
 type Config struct {
-	Name       string     // the node's name, written as "_node"
-	Sink       sink.Sink  // required
+	Name       string           // the node's name, written as "_node"
+	Sink       sink.Sink        // required
 	Controller tuner.Controller // default: static at InitialBatchSize
 	// Guard, when set, checks each decision against the host's limits and
 	// may override it (the safety breaker).

@@ -29,7 +29,7 @@ type Observation struct {
 	P99 time.Duration
 	SLO time.Duration // the p99 latency objective
 
-	Batches        int           // batches flushed in the interval
+	Batches        int           // batches whose flush ended in the interval, failed ones included
 	MeanBatchFill  float64       // mean records per flushed batch
 	MeanBatchTime  time.Duration // mean processing + sink time per batch
 	AvgRecordBytes float64
@@ -42,6 +42,25 @@ type Observation struct {
 	CPUPercent float64 // whole-host CPU use, 0-100
 	MemPercent float64 // whole-host memory use, 0-100
 	RSSBytes   uint64  // this process's resident memory
+
+	// The fields below are optional context; a zero value means unknown
+	// and the controllers fall back to an estimate or a default.
+
+	// FlushConcurrency is how many batches may be in flight at once (K).
+	FlushConcurrency int
+	// MaxLinger is the longest a record waits for its batch to fill before
+	// the batch is flushed anyway.
+	MaxLinger time.Duration
+	// QueueCapacity is the queue's bound in records.
+	QueueCapacity int
+	// Rejected counts records refused in the interval because the queue
+	// was full (answered 429 to the client).
+	Rejected int
+	// CPULimit and MemLimit are the host limits in percent (0-100) that
+	// the gradient's objective and the Breaker hold the node to; 0 means
+	// the Breaker's configured default.
+	CPULimit float64
+	MemLimit float64
 }
 
 // Decision is a controller's answer for the next interval.
@@ -50,6 +69,9 @@ type Decision struct {
 	// Reason is a short machine-friendly word or phrase ("grow", "shrink:p99",
 	// "hold:deadband", "model-bound") that the decision log shows.
 	Reason string
+	// Breaker is the breaker's state after it saw this decision ("closed",
+	// "open", "half-open"); empty when no breaker was applied.
+	Breaker string
 }
 
 // Controller chooses the batch size for the next interval.
