@@ -1,0 +1,37 @@
+# The documented way in: make run, make test, make bench, make lint.
+GO       ?= go
+PKGS     ?= ./...
+FUZZTIME ?= 10s
+
+.PHONY: run build test unit fuzz bench lint ui clean
+
+## run: a local cluster with a demo load and the dashboard
+run:
+	$(GO) run ./cmd/batchpilot dev
+
+## build: the batchpilot binary in bin/
+build:
+	$(GO) build -o bin/batchpilot ./cmd/batchpilot
+
+## test: vet, every Go test under the race detector, and short fuzz runs
+test: lint unit fuzz
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## fuzz: each fuzz target for FUZZTIME (the seed corpus also runs in unit)
+fuzz:
+	GO=$(GO) ./.ci/fuzz.sh $(FUZZTIME)
+
+## bench: throughput benchmarks of the node and its parts
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+## lint: gofmt, go vet, and staticcheck when it is installed
+lint:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$fmt" ]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+
+clean:
+	rm -rf bin data
