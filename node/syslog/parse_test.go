@@ -270,6 +270,27 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+func TestAppendTimestampMatchesRFC3339Nano(t *testing.T) {
+	zone := time.FixedZone("x", -(7*3600 + 30*60))
+	for _, ts := range []time.Time{
+		time.Date(2026, 11, 25, 19, 19, 14, 0, time.UTC),
+		time.Date(2026, 11, 25, 19, 19, 14, 123456789, time.UTC),
+		time.Date(2026, 11, 25, 19, 19, 14, 100000000, time.UTC),
+		time.Date(2026, 11, 25, 19, 19, 14, 1, time.UTC),
+		time.Date(2026, 12, 31, 23, 0, 0, 500, zone), // next day in UTC
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		{},
+	} {
+		want := ts.UTC().Format(time.RFC3339Nano)
+		if got := string(appendTimestamp(nil, ts)); got != want {
+			t.Errorf("appendTimestamp(%v) = %s, want %s", ts, got, want)
+		}
+	}
+}
+
 func TestWithYear(t *testing.T) {
 	stamp := func(m time.Month, d int) time.Time { return time.Date(0, m, d, 1, 2, 3, 0, time.UTC) }
 	at := func(y int, m time.Month) time.Time { return time.Date(y, m, 15, 0, 0, 0, 0, time.UTC) }

@@ -35,7 +35,7 @@ func (r *record) appendJSON(dst []byte, keys []string) ([]byte, []string) {
 	dst = append(dst, `,"severity":`...)
 	dst = strconv.AppendUint(dst, uint64(r.severity), 10)
 	dst = append(dst, `,"timestamp":"`...)
-	dst = r.timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = appendTimestamp(dst, r.timestamp)
 	dst = append(dst, '"')
 	dst = appendField(dst, "hostname", r.hostname)
 	dst = appendField(dst, "app_name", r.appName)
@@ -81,6 +81,49 @@ func (r *record) appendJSON(dst []byte, keys []string) ([]byte, []string) {
 	dst = append(dst, `,"message":`...)
 	dst = appendJSONString(dst, r.message)
 	return append(dst, '}'), keys
+}
+
+// appendTimestamp appends t in UTC as time.RFC3339Nano does (fraction
+// without trailing zeros), without its layout interpretation, which is a
+// measurable share of the per-record cost.
+func appendTimestamp(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	hour, minute, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	if ns := t.Nanosecond(); ns != 0 {
+		width := 9
+		for ns%10 == 0 {
+			ns /= 10
+			width--
+		}
+		dst = append(dst, '.')
+		dst = appendDigits(dst, ns, width)
+	}
+	return append(dst, 'Z')
+}
+
+// appendDigits appends v (non-negative) in decimal, zero-padded to width.
+func appendDigits(dst []byte, v, width int) []byte {
+	var b [9]byte
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(dst, b[:width]...)
 }
 
 // sortedKeys appends the keys of m to dst and sorts the appended part.
