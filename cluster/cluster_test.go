@@ -1,0 +1,252 @@
+package cluster
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitTimeout is generous: -race on two busy cores is slow, and a poll
+// returns as soon as the condition holds.
+const waitTimeout = 30 * time.Second
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// testLogger logs warnings and errors into the test's log, and drops what
+// the libraries' goroutines write after the test has finished.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+type health struct{ v atomic.Pointer[Health] }
+
+func (h *health) get() Health {
+	if p := h.v.Load(); p != nil {
+		return *p
+	}
+	return Health{}
+}
+
+func (h *health) set(v Health) { h.v.Store(&v) }
+
+func startNode(t *testing.T, name string, mutate func(*Config), join ...string) (*Cluster, *health) {
+	t.Helper()
+	h := &health{}
+	h.set(Health{BatchSize: 100, Breaker: BreakerClosed})
+	cfg := Config{
+		NodeName:       name,
+		DataDir:        t.TempDir(),
+		BindAddr:       "127.0.0.1:0",
+		HTTPAddr:       "127.0.0.1:1" + name,
+		Join:           join,
+		Logger:         testLogger(t),
+		HealthInterval: 100 * time.Millisecond,
+		SuspectAfter:   5 * time.Second,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := New(cfg, h.get)
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	return c, h
+}
+
+func statusOf(c *Cluster, name string) Status {
+	for _, m := range c.Members() {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return ""
+}
+
+func TestMembersJoinGossipHealthAndLeave(t *testing.T) {
+	n1, _ := startNode(t, "n1", nil)
+	seen := recordEvents(t, n1)
+	n2, h2 := startNode(t, "n2", nil, n1.Addr())
+	n3, _ := startNode(t, "n3", nil, n1.Addr())
+	if !n2.Joined() || !n3.Joined() {
+		t.Fatal("nodes did not report joining a running member")
+	}
+
+	for _, c := range []*Cluster{n1, n2, n3} {
+		waitFor(t, c.Name()+" to see three alive members", func() bool {
+			alive := 0
+			for _, m := range c.Members() {
+				if m.Status == StatusAlive && m.ID != "" {
+					alive++
+				}
+			}
+			return alive == 3
+		})
+	}
+
+	// Health set on n2 reaches n1 through gossip, with n2's addresses.
+	h2.set(Health{BatchSize: 777, P99ms: 12.5, Breaker: BreakerHalfOpen, WantBytes: 5 << 20, HasBytes: 3 << 20})
+	waitFor(t, "n2's health on n1", func() bool {
+		m, ok := n1.MemberByID(n2.ID())
+		return ok && m.Health.BatchSize == 777 && m.Health.Breaker == BreakerHalfOpen && m.Health.WantBytes == 5<<20
+	})
+	m, _ := n1.MemberByID(n2.ID())
+	if m.HTTPAddr != "127.0.0.1:1n2" || m.Addr != n2.Addr() {
+		t.Fatalf("n2 as n1 sees it: http %q gossip %q, want %q %q", m.HTTPAddr, m.Addr, "127.0.0.1:1n2", n2.Addr())
+	}
+
+	// Raft meta set by the consensus side is gossiped too.
+	if err := n3.SetRaft(RaftMeta{Addr: "127.0.0.1:9", BootstrapExpect: 3, HasState: true, AppliedIndex: 5}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n3's raft meta on n1", func() bool {
+		m, ok := n1.MemberByID(n3.ID())
+		return ok && m.Raft.Addr == "127.0.0.1:9" && m.Raft.HasState && m.Raft.BootstrapExpect == 3
+	})
+
+	// A graceful leave shows as left, and subscribers hear it.
+	if err := n3.Leave(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n3 left on n1", func() bool { return statusOf(n1, "n3") == StatusLeft })
+	waitFor(t, "a leave event for n3", func() bool { return seen(EventLeave, "n3") })
+	if !seen(EventJoin, "n2") || seen(EventFail, "n3") {
+		t.Fatal("n2 joined without a join event, or n3's leave was reported as a failure")
+	}
+
+	// An abrupt stop is found dead by the failure detector.
+	n2.Shutdown()
+	waitFor(t, "n2 dead on n1", func() bool { return statusOf(n1, "n2") == StatusDead })
+	waitFor(t, "a fail event for n2", func() bool { return seen(EventFail, "n2") })
+}
+
+// recordEvents subscribes to c and records every event; the function it
+// returns says whether an event of the type for the member was seen.
+func recordEvents(t *testing.T, c *Cluster) func(EventType, string) bool {
+	events, cancel := c.Subscribe(1024)
+	t.Cleanup(cancel)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	go func() {
+		for ev := range events {
+			mu.Lock()
+			seen[ev.Type.String()+"/"+ev.Member.Name] = true
+			mu.Unlock()
+		}
+	}()
+	return func(typ EventType, name string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[typ.String()+"/"+name]
+	}
+}
+
+func TestStaleHealthShowsAsSuspect(t *testing.T) {
+	slow := func(c *Config) { c.HealthInterval = time.Hour; c.SuspectAfter = 300 * time.Millisecond }
+	n1, _ := startNode(t, "n1", slow)
+	n2, _ := startNode(t, "n2", slow, n1.Addr())
+	waitFor(t, "n2 suspect on n1 once its health is older than SuspectAfter", func() bool {
+		return statusOf(n1, "n2") == StatusSuspect
+	})
+	if s := statusOf(n2, "n2"); s != StatusAlive {
+		t.Fatalf("a node sees itself as %q, want alive", s)
+	}
+}
+
+func TestLabelsKeepClustersApart(t *testing.T) {
+	a, _ := startNode(t, "a1", func(c *Config) { c.Label = "cluster-a" })
+	b, _ := startNode(t, "b1", func(c *Config) {
+		c.Label = "cluster-b"
+		c.RetryJoinInterval = time.Hour
+	}, a.Addr())
+	if b.Joined() {
+		t.Fatal("a node with another label joined")
+	}
+	if n := len(a.Members()); n != 1 {
+		t.Fatalf("cluster-a has %d members, want 1", n)
+	}
+}
+
+func TestEncryptedGossip(t *testing.T) {
+	key := func(b byte) string {
+		k := make([]byte, 32)
+		for i := range k {
+			k[i] = b
+		}
+		return base64.StdEncoding.EncodeToString(k)
+	}
+	withKey := func(k string) func(*Config) {
+		return func(c *Config) { c.EncryptKey = k; c.RetryJoinInterval = time.Hour }
+	}
+	n1, _ := startNode(t, "n1", withKey(key(1)))
+	n2, _ := startNode(t, "n2", withKey(key(1)), n1.Addr())
+	if !n2.Joined() {
+		t.Fatal("a node with the same key could not join")
+	}
+	n3, _ := startNode(t, "n3", withKey(key(2)), n1.Addr())
+	if n3.Joined() {
+		t.Fatal("a node with another key joined")
+	}
+	waitFor(t, "n1 to see n2", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	if s := statusOf(n1, "n3"); s != "" {
+		t.Fatalf("n1 knows n3 as %q", s)
+	}
+}
+
+func TestJoinIsRetriedUntilASeedAnswers(t *testing.T) {
+	// Reserve a gossip address by starting a node, then stop it so the
+	// address is dead when n2 starts.
+	seed, _ := startNode(t, "seed", nil)
+	addr := seed.Addr()
+	seed.Shutdown()
+
+	n2, _ := startNode(t, "n2", func(c *Config) { c.RetryJoinInterval = 50 * time.Millisecond }, addr)
+	if n2.Joined() {
+		t.Fatal("joined a stopped seed")
+	}
+	n3, _ := startNode(t, "n3", func(c *Config) {
+		c.BindAddr = addr
+	})
+	waitFor(t, fmt.Sprintf("n2 to join n3 at %s", addr), func() bool {
+		return n2.Joined() && statusOf(n3, "n2") == StatusAlive
+	})
+}

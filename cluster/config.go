@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// DefaultLabel is the memberlist label used when Config.Label is empty.
+// Gossip from a node with another label is dropped, so two clusters with
+// different labels never merge.
+const DefaultLabel = "batchpilot"
+
+// Config configures one node's gossip membership.
+type Config struct {
+	// NodeName is the node's name in the cluster; it must be unique.
+	NodeName string
+	// NodeID is the node's stable id (also its Raft server id). When empty
+	// it is loaded from, or created in, DataDir/node-id.
+	NodeID string
+	// DataDir holds the node-id file. Required when NodeID is empty.
+	DataDir string
+
+	// BindAddr is the gossip address, host:port, for both TCP and UDP.
+	// Port 0 picks a free port that is free for both.
+	BindAddr string
+	// AdvertiseAddr is the address other nodes use to reach this one
+	// (host or host:port); needed when BindAddr is 0.0.0.0 behind NAT.
+	AdvertiseAddr string
+	// HTTPAddr is the node's advertised HTTP API address, carried in its
+	// meta so any node can forward to the leader's API.
+	HTTPAddr string
+	// Join lists gossip addresses (host:port) of members to join. Joining
+	// is retried in the background until one answers.
+	Join []string
+
+	// Label is the memberlist label; DefaultLabel when empty.
+	Label string
+	// EncryptKey is an optional base64 key of 16, 24 or 32 bytes (AES-128,
+	// -192 or -256) for gossip encryption. Every member needs the same key.
+	EncryptKey string
+
+	// Logger receives the cluster's logs and memberlist's, at their levels.
+	Logger *slog.Logger
+
+	// HealthInterval is how often the node's health is read and gossiped
+	// (default 1s).
+	HealthInterval time.Duration
+	// SuspectAfter is how long an alive member may go without a health
+	// update before it is shown as suspect (default 5 × HealthInterval).
+	SuspectAfter time.Duration
+	// ForgetAfter is how long a dead or left member stays in Members
+	// (default 1h).
+	ForgetAfter time.Duration
+	// RetryJoinInterval is the pause between join attempts (default 2s).
+	RetryJoinInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Label == "" {
+		c.Label = DefaultLabel
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = time.Second
+	}
+	if c.SuspectAfter <= 0 {
+		c.SuspectAfter = 5 * c.HealthInterval
+	}
+	if c.ForgetAfter <= 0 {
+		c.ForgetAfter = time.Hour
+	}
+	if c.RetryJoinInterval <= 0 {
+		c.RetryJoinInterval = 2 * time.Second
+	}
+}
+
+// DecodeEncryptKey decodes a base64 gossip key and checks its length.
+func DecodeEncryptKey(s string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt key is not valid base64: %w", err)
+	}
+	if l := len(key); l != 16 && l != 24 && l != 32 {
+		return nil, fmt.Errorf("encrypt key must decode to 16, 24 or 32 bytes (AES-128, -192, -256), got %d bytes", l)
+	}
+	return key, nil
+}
+
+// memberlistConfig turns the Config into memberlist's, choosing timings for
+// a loopback cluster when it binds to loopback and for a LAN otherwise.
+func (c *Config) memberlistConfig() (*memberlist.Config, error) {
+	if c.NodeName == "" {
+		return nil, errors.New("cluster: node name is empty")
+	}
+	if len(c.NodeName) > 128 {
+		return nil, fmt.Errorf("cluster: node name %q is longer than 128 bytes", c.NodeName)
+	}
+	host, port, err := splitHostPort(c.BindAddr, "bind address")
+	if err != nil {
+		return nil, err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("cluster: bind address %q: host must be an IP address", c.BindAddr)
+	}
+	var mc *memberlist.Config
+	if ip.IsLoopback() {
+		mc = memberlist.DefaultLocalConfig()
+	} else {
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = c.NodeName
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertisePort = port
+	if c.AdvertiseAddr != "" {
+		ahost, aport := c.AdvertiseAddr, port
+		if h, p, err := net.SplitHostPort(c.AdvertiseAddr); err == nil {
+			ahost = h
+			if aport, err = strconv.Atoi(p); err != nil || aport < 0 || aport > 65535 {
+				return nil, fmt.Errorf("cluster: advertise address %q: bad port", c.AdvertiseAddr)
+			}
+		}
+		aip := net.ParseIP(ahost)
+		if aip == nil {
+			addrs, err := net.LookupIP(ahost)
+			if err != nil || len(addrs) == 0 {
+				return nil, fmt.Errorf("cluster: advertise address %q does not resolve: %v", c.AdvertiseAddr, err)
+			}
+			aip = addrs[0]
+		}
+		mc.AdvertiseAddr = aip.String()
+		mc.AdvertisePort = aport
+	}
+	if len(c.Label) > memberlist.LabelMaxSize {
+		return nil, fmt.Errorf("cluster: label is %d bytes, at most %d", len(c.Label), memberlist.LabelMaxSize)
+	}
+	mc.Label = c.Label
+	if c.EncryptKey != "" {
+		key, err := DecodeEncryptKey(c.EncryptKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		mc.SecretKey = key
+	}
+	mc.Logger = newLibraryLogger(c.Logger, "memberlist")
+	return mc, nil
+}
+
+func splitHostPort(addr, what string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("cluster: %s %q: %w", what, addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("cluster: %s %q: port must be 0-65535", what, addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}

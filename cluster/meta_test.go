@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+)
+
+func worstCaseMeta() meta {
+	return meta{
+		ID:       strings.Repeat("i", maxIDLen),
+		HTTPAddr: strings.Repeat("h", maxAddrLen),
+		Raft: RaftMeta{
+			Addr:            strings.Repeat("r", maxAddrLen),
+			BootstrapExpect: math.MaxInt32,
+			HasState:        true,
+			AppliedIndex:    math.MaxUint64,
+			Term:            math.MaxUint64,
+		},
+		Seq:     math.MaxUint64,
+		Leaving: true,
+		Health: Health{
+			BatchSize:     math.MinInt64 + 1,
+			ThroughputRPS: math.MaxFloat32,
+			P99ms:         math.MaxFloat32,
+			CPUPercent:    100,
+			MemPercent:    100,
+			RSSBytes:      math.MaxUint64,
+			QueueDepth:    math.MinInt64,
+			Breaker:       BreakerHalfOpen,
+			WantBytes:     math.MinInt64,
+			HasBytes:      math.MaxInt64,
+		},
+	}
+}
+
+func TestMetaWorstCaseFitsMemberlistLimit(t *testing.T) {
+	b, err := encodeMeta(worstCaseMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		t.Fatalf("worst-case meta is %d bytes, over memberlist's %d", len(b), memberlist.MetaMaxSize)
+	}
+	t.Logf("worst-case meta: %d of %d bytes", len(b), memberlist.MetaMaxSize)
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    meta
+	}{
+		{"zero meta", meta{}},
+		{"worst case", worstCaseMeta()},
+		{"typical node", meta{
+			ID: "7b0c6c1e-6c1f-4b7e-9a53-2f6f3c1d2e10", HTTPAddr: "127.0.0.1:8480",
+			Raft: RaftMeta{Addr: "127.0.0.1:8300", BootstrapExpect: 3, AppliedIndex: 1234, Term: 7},
+			Seq:  42,
+			Health: Health{BatchSize: 512, ThroughputRPS: 15000.5, P99ms: 120.25, CPUPercent: 63.5,
+				MemPercent: 41, RSSBytes: 1 << 30, QueueDepth: 900, Breaker: BreakerClosed,
+				WantBytes: 8 << 20, HasBytes: 6 << 20},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := encodeMeta(tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decodeMeta(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.m
+			// Floats travel as float32.
+			for _, f := range []*float64{&want.Health.ThroughputRPS, &want.Health.P99ms, &want.Health.CPUPercent, &want.Health.MemPercent} {
+				*f = float64(float32(*f))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestMetaRejectsWhatDoesNotFit(t *testing.T) {
+	m := meta{ID: strings.Repeat("x", maxIDLen+1)}
+	if _, err := encodeMeta(m); err == nil {
+		t.Fatal("an id over the limit was encoded")
+	}
+	m = meta{Raft: RaftMeta{Addr: strings.Repeat("x", maxAddrLen+1)}}
+	if _, err := encodeMeta(m); err == nil {
+		t.Fatal("an address over the limit was encoded")
+	}
+}
+
+func TestMetaNonFiniteFloatsBecomeZero(t *testing.T) {
+	b, err := encodeMeta(meta{Health: Health{ThroughputRPS: math.NaN(), P99ms: math.Inf(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeMeta(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Health.ThroughputRPS != 0 || got.Health.P99ms != 0 {
+		t.Fatalf("non-finite floats decoded as %v, %v", got.Health.ThroughputRPS, got.Health.P99ms)
+	}
+}
+
+func TestDecodeMetaRejectsTruncatedAndForeignMeta(t *testing.T) {
+	full, err := encodeMeta(worstCaseMeta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < len(full); n++ {
+		if _, err := decodeMeta(full[:n]); err == nil {
+			t.Fatalf("meta truncated to %d of %d bytes decoded without error", n, len(full))
+		}
+	}
+	if _, err := decodeMeta([]byte{99, 0, 0}); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("foreign version: err = %v", err)
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	seed, _ := encodeMeta(worstCaseMeta())
+	f.Add(seed)
+	f.Add([]byte{metaVersion, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMeta(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode again and decode to the same.
+		b2, err := encodeMeta(m)
+		if err != nil {
+			t.Fatalf("decoded meta does not encode: %v", err)
+		}
+		m2, err := decodeMeta(b2)
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("re-encoding changed the meta: %v\n%+v\n%+v", err, m, m2)
+		}
+	})
+}
