@@ -2,8 +2,10 @@ package syslog
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -311,4 +313,28 @@ func TestWithYear(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseIsSafeForConcurrentUse(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				text := fmt.Sprintf("g%d-%d", g, i)
+				rec, err := Parse([]byte(`<13>1 - h a - - [x@1 id="`+text+`"] `+text), testNow)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var m map[string]any
+				if err := json.Unmarshal(rec, &m); err != nil || m["message"] != text || m["id"] != text {
+					t.Errorf("record %s for %s", rec, text)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -236,6 +236,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	if !listening {
 		if err := s.Listen(); err != nil {
+			s.mu.Lock()
+			s.serving = false
+			s.mu.Unlock()
 			return err
 		}
 	}
@@ -430,6 +433,10 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 	}
 }
 
+// maxKeptScratch bounds the record buffer a connection keeps between
+// messages.
+const maxKeptScratch = 64 << 10
+
 // handling parses messages of one connection (or of the UDP socket) and
 // passes the records on. It is used by one goroutine.
 type handling struct {
@@ -453,7 +460,11 @@ func (h *handling) handle(msg []byte) {
 	}
 	s := h.s
 	out, err := h.p.appendRecord(h.scratch[:0], msg, time.Now())
-	h.scratch = out[:0]
+	if cap(out) <= maxKeptScratch {
+		h.scratch = out[:0]
+	} else {
+		h.scratch = nil // one huge record should not pin memory for the connection's life
+	}
 	if err != nil {
 		s.malformed.Add(1)
 		s.warn(reasonMalformed, "syslog: malformed message", h.remoteAttr(),

@@ -455,20 +455,24 @@ func TestCloseWaitsForHandlersAndStopsServe(t *testing.T) {
 	write(t, dial(t, "tcp", s), msg5424("x")+"\n")
 	<-entered
 
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
+	// Close must not return before the handler does; record what it saw
+	// at the moment it returned.
+	handlerDoneAtClose := make(chan bool, 1)
+	go func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		handlerDoneAtClose <- returned.Load()
+	}()
 	select {
-	case <-closed:
+	case <-handlerDoneAtClose:
 		t.Fatal("Close returned while a handler was running")
 	case <-served:
 		t.Fatal("Serve returned while a handler was running")
 	default:
 	}
 	close(release)
-	if err := <-closed; err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if !returned.Load() {
+	if !<-handlerDoneAtClose {
 		t.Fatal("Close returned before the handler")
 	}
 	if err := <-served; err != nil {
@@ -477,8 +481,8 @@ func TestCloseWaitsForHandlersAndStopsServe(t *testing.T) {
 	if err := s.Serve(context.Background()); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve after Close: %v, want ErrServerClosed", err)
 	}
-	if _, err := net.Dial("tcp", s.Addr()); err == nil {
-		t.Fatal("still accepting after Close")
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
 
@@ -533,5 +537,21 @@ func TestLogLimiterLetsOneLinePerReasonPerInterval(t *testing.T) {
 		if ok != tc.ok || n != tc.suppressed {
 			t.Fatalf("allow(%v, +%v) = %v, %d; want %v, %d", tc.r, tc.at, ok, n, tc.ok, tc.suppressed)
 		}
+	}
+}
+
+func TestTCPHandlerErrorDropsOnlyThatRecord(t *testing.T) {
+	var c collector
+	var calls atomic.Int32
+	s := startServer(t, Config{Handler: func(rec []byte, block bool) error {
+		if calls.Add(1) == 1 {
+			return errors.New("node draining")
+		}
+		return c.handle(rec, block)
+	}})
+	write(t, dial(t, "tcp", s), msg5424("refused")+"\n"+msg5424("kept")+"\n")
+	c.waitMessages(t, "kept")
+	if st := s.Stats(); st.Dropped != 1 || st.Received != 2 {
+		t.Fatalf("stats %+v", st)
 	}
 }
