@@ -1,7 +1,10 @@
 package tuner
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,4 +114,48 @@ func Clamp(size, max int) int {
 		size = 1
 	}
 	return size
+}
+
+// defaultSLO is the latency objective assumed when an Observation has none.
+const defaultSLO = 500 * time.Millisecond
+
+// ErrUnknownController is returned by New for a spec it does not know.
+var ErrUnknownController = errors.New("unknown controller")
+
+// ControllerNames are the specs New accepts, as --controller documents them.
+var ControllerNames = []string{"gradient", "aimd", "gradient2", "target", "static", "static:N"}
+
+// New returns the controller a spec names: "gradient", "aimd", "gradient2",
+// "target", "static" (fixed at initial) or "static:N" (fixed at N). initial
+// is the starting size and max the largest size it may choose (0: only
+// obs.MaxBatchSize bounds it).
+func New(spec string, initial, max int) (Controller, error) {
+	if initial < 1 {
+		initial = 100
+	}
+	name, arg, hasArg := strings.Cut(strings.TrimSpace(spec), ":")
+	if hasArg && name != "static" {
+		return nil, fmt.Errorf("controller %q: %w (valid: %s)", spec, ErrUnknownController, strings.Join(ControllerNames, ", "))
+	}
+	switch name {
+	case "gradient":
+		return NewGradient(GradientConfig{Initial: initial, Max: max}), nil
+	case "aimd":
+		return NewAIMD(AIMDConfig{Initial: initial, Max: max}), nil
+	case "gradient2":
+		return NewGradient2(Gradient2Config{Initial: initial, Max: max}), nil
+	case "target":
+		return NewTarget(TargetConfig{Initial: initial, Max: max}), nil
+	case "static":
+		size := initial
+		if hasArg {
+			n, err := strconv.Atoi(arg)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("controller %q: static size must be a positive integer", spec)
+			}
+			size = n
+		}
+		return &Static{Size: size}, nil
+	}
+	return nil, fmt.Errorf("controller %q: %w (valid: %s)", spec, ErrUnknownController, strings.Join(ControllerNames, ", "))
 }

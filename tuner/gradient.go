@@ -1,0 +1,691 @@
+package tuner
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Gradient is batchpilot's own controller. It maximises an objective —
+// goodput (records acknowledged within the SLO) as a fraction of what
+// arrived, penalised when p99 exceeds the SLO and when CPU or memory exceed
+// their limits, with a slight preference for lower latency — by combining a
+// cost model of the pipeline with a measured gradient.
+//
+// What decides the best size: a batch of n records costs B(n) = F + c·n to
+// write (a fixed cost per batch, a cost per record, and for some downstreams
+// a knee above which the cost climbs steeply); K batches are written at
+// once, so the node keeps up with an arrival rate λ while the utilisation
+// ρ(n) = λ·B(n)/(K·n) stays below 1; a record waits for its batch to fill
+// (n/λ, at most the linger), for a free writer (queueing, growing as ρ → 1)
+// and for the write. Small batches waste F; large ones wait to fill and take
+// long to write.
+//
+//   - Model. Every interval's (mean fill, mean write time) is a measurement
+//     of B. A recency-weighted least-squares fit over the last intervals
+//     gives F and c; a memory of measured costs per size band corrects the
+//     line where the downstream is not linear (a knee). From B, λ and K the
+//     model predicts each size's latency (fill + write + queueing, the
+//     latter by Sakasegawa's approximation for a K-server queue) and picks
+//     the largest size whose fill time stays within FillBudget of the SLO
+//     and whose predicted latency stays within LatencyBudget of it — so
+//     light load gets small batches at once, and a saturated node (queue
+//     growing, throughput below arrival) gets at once the size that
+//     amortises F enough to keep up and drain its backlog.
+//   - Gradient. The slope of the objective against log(size) is fitted by
+//     weighted least squares over the last Window intervals and smoothed by
+//     an EWMA; when it is significant it is integrated into a correction (in
+//     log space) added to the model's size. It catches what the model does
+//     not see: a CPU limit that per-batch overhead breaks, latency the model
+//     underestimates. A probe alternates the size by ±Probe so the slope
+//     stays observable in steady state.
+//   - Feedback guards. p99 above the SLO without a backlog shrinks ×0.8;
+//     back pressure (429/503) shrinks ×0.8 and sets a ceiling; growing while
+//     saturated that lowers throughput sets a ceiling (a knee); a saturated
+//     node the model thinks is fine grows ×1.5. Ceilings relax 2 % per clean
+//     interval.
+//   - Regime changes (the arrival rate, or the cost of a size measured
+//     before, off by RegimeFactor) reset the slope, the correction and, for
+//     cost, the cost memory and ceilings, and move straight to the model's
+//     size instead of crawling.
+//   - Steps are clamped to ±MaxStep per interval except moves down to the
+//     model's size (light load gets small batches at once), regime changes
+//     and saturation; moves smaller than DeadBand are not made.
+//
+// Gradient is deterministic: it reads only its observations.
+type Gradient struct {
+	cfg GradientConfig
+
+	base  float64 // the size before the probe
+	asked int     // the size last returned
+	sign  float64 // the probe's next direction
+	tick  int
+
+	samples []gsample // (log size, objective), newest last
+	slope   float64   // EWMA of the objective's elasticity
+	corr    float64   // gradient correction to the model's size, log space
+
+	lam     float64 // EWMA of the arrival rate
+	lamSeen bool
+
+	costs     []csample   // recent (fill, write time) for the linear fit
+	f, c      float64     // the fit: seconds per batch, seconds per record
+	model     bool        // f and c are set
+	mem       []costPoint // measured cost per size band, by band
+	quiet     int         // intervals left without cost-regime detection
+	votes     int         // consecutive intervals whose cost was off the memory
+	lastRatio float64
+	k         float64 // flush concurrency, given or estimated
+
+	ceiling        float64 // sizes above this did worse (0: none)
+	prevSat        bool
+	prevSize       float64
+	prevThroughput float64
+	prevQueue      int
+}
+
+// GradientConfig are Gradient's parameters; zero fields take the defaults
+// noted.
+type GradientConfig struct {
+	Initial       int
+	Min           int     // 1
+	Max           int     // 0: no bound but obs.MaxBatchSize
+	MaxStep       float64 // 0.25: largest relative change per interval
+	DeadBand      float64 // 0.05: smaller relative moves are not made
+	Probe         float64 // 0.02: the probe's relative amplitude
+	Window        int     // 10: intervals in the slope fit
+	SlopeAlpha    float64 // 0.3: EWMA weight of the newest slope
+	Gain          float64 // 0.3: log-step per unit of elasticity
+	FillBudget    float64 // 0.1: share of the SLO a batch may take to fill
+	LatencyBudget float64 // 0.5: share of the SLO the predicted latency may take
+	Headroom      float64 // 1.1: factor on the arrival rate the model plans for
+	DrainTime     time.Duration
+	// DrainTime (5s) is how fast the model plans to drain a backlog.
+	RegimeFactor float64 // 2: a jump by this factor is a regime change
+	CPULimit     float64 // 90: used when the observation has none
+	MemLimit     float64 // 90: used when the observation has none
+}
+
+func (c *GradientConfig) defaults() {
+	def := func(v *float64, d float64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Initial < 1 {
+		c.Initial = 100
+	}
+	if c.Min < 1 {
+		c.Min = 1
+	}
+	def(&c.MaxStep, 0.25)
+	def(&c.DeadBand, 0.05)
+	def(&c.Probe, 0.02)
+	if c.Window < 5 {
+		c.Window = 10
+	}
+	def(&c.SlopeAlpha, 0.3)
+	def(&c.Gain, 0.3)
+	def(&c.FillBudget, 0.1)
+	def(&c.LatencyBudget, 0.5)
+	def(&c.Headroom, 1.1)
+	if c.DrainTime <= 0 {
+		c.DrainTime = 5 * time.Second
+	}
+	def(&c.RegimeFactor, 2)
+	def(&c.CPULimit, 90)
+	def(&c.MemLimit, 90)
+}
+
+type gsample struct{ x, j float64 }
+type csample struct{ n, b, w float64 }
+
+// costPoint is the measured write time of batches in one size band.
+type costPoint struct {
+	band int
+	n, b float64
+	at   int // tick of the last measurement
+}
+
+const (
+	costWindow = 12   // intervals in the linear fit
+	bandRatio  = 1.15 // width of a cost-memory band
+	memMaxAge  = 120  // intervals a cost measurement is trusted
+)
+
+// NewGradient returns a Gradient controller starting at cfg.Initial.
+func NewGradient(cfg GradientConfig) *Gradient {
+	cfg.defaults()
+	return &Gradient{cfg: cfg, base: float64(cfg.Initial), sign: 1}
+}
+
+// Name implements Controller.
+func (g *Gradient) Name() string { return "gradient" }
+
+// Next implements Controller.
+func (g *Gradient) Next(obs Observation) Decision {
+	cfg := &g.cfg
+	g.tick++
+	slo := obs.SLO.Seconds()
+	if slo <= 0 {
+		slo = defaultSLO.Seconds()
+	}
+	iv := obs.Interval.Seconds()
+	if iv <= 0 {
+		iv = 1
+	}
+	maxSize := bound(cfg.Max, obs.MaxBatchSize)
+	cur := float64(obs.BatchSize)
+	if cur <= 0 {
+		cur = g.base
+	}
+	if g.asked > 0 && obs.BatchSize > 0 && cur < 0.97*float64(g.asked) {
+		g.base = cur // a breaker or the grant overrode the last decision
+	}
+	if obs.ArrivalRate <= 0 && obs.Batches == 0 && obs.QueueDepth == 0 {
+		return g.emit("hold:idle", maxSize, false)
+	}
+
+	regime := g.observeArrival(obs.ArrivalRate, iv)
+	if g.observeCost(obs) {
+		regime = "cost"
+	}
+	if regime != "" {
+		g.samples, g.slope, g.corr = g.samples[:0], 0, 0
+	}
+	if obs.FlushConcurrency > 0 {
+		g.k = float64(obs.FlushConcurrency)
+	} else {
+		busy := float64(obs.Batches) * obs.MeanBatchTime.Seconds() / iv
+		g.k = math.Max(1, math.Max(g.k*0.99, busy))
+	}
+
+	g.addSample(math.Log(cur), g.objective(obs, slo))
+	significant := g.fitSlope()
+
+	// A backlog: more than two rounds of batches or half a second of
+	// arrivals waiting, or records refused.
+	backlog := float64(obs.QueueDepth) > math.Max(2*g.k*cur, 0.5*g.lam)
+	// Or a queue building up: the node is not keeping up.
+	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > 2*cur &&
+		obs.Throughput < 0.98*obs.ArrivalRate
+	sat := obs.Rejected > 0 || backlog || growing
+	attempts := obs.Batches + obs.Backpressure
+	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > 0.02*float64(attempts)
+	knee := sat && g.prevSat && cur > 1.05*g.prevSize && obs.Throughput < 0.97*g.prevThroughput
+	if g.ceiling > 0 && !pressure && !knee {
+		g.ceiling *= 1.02
+		if g.ceiling > 1e9 {
+			g.ceiling = 0
+		}
+	}
+
+	drain := 0.0
+	if sat {
+		drain = float64(obs.QueueDepth) / cfg.DrainTime.Seconds()
+	}
+	target := g.modelTarget(slo, obs.MaxLinger.Seconds(), drain, maxSize)
+	lb := math.Log(g.base)
+	lt := math.Log(target)
+	var d float64
+	var reason string
+	fast := false // the move is made at once, not clamped by MaxStep
+	stalled := obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur
+	// The write alone takes longer than the latency budget, and the model
+	// expects a smaller batch to be quicker: cut in proportion.
+	bt := obs.MeanBatchTime.Seconds()
+	budget := cfg.LatencyBudget * slo
+	slowCut := math.Max(0.5, 0.9*budget/math.Max(bt, 1e-9))
+	slow := obs.Batches >= 2 && bt > budget && obs.MeanBatchFill >= 0.8*cur &&
+		obs.MeanBatchFill <= 1.1*cur && !g.fixedCostBound(cur, bt)
+	switch {
+	case stalled:
+		// Not one batch finished in a whole interval while a full one
+		// waits: the batches take far too long.
+		d, reason, fast = lb+math.Log(0.5), "shrink:stalled", true
+		g.setCeiling(0.5 * cur)
+	case slow && !pressure:
+		d, reason, fast = lb+math.Log(slowCut), "shrink:write-time", true
+	case pressure:
+		d, reason = lb+math.Log(0.8), "shrink:backpressure"
+		g.setCeiling(0.9 * cur)
+	case knee:
+		d, reason = math.Log(g.prevSize), "shrink:knee"
+		g.setCeiling(g.prevSize)
+	case regime == "cost" && g.lastRatio > 1:
+		// Writes got dearer and the model cannot yet tell whether per
+		// batch or per record: try smaller (it is safer), and do not grow
+		// past here until the ceiling relaxes.
+		d, reason, fast = lb+math.Log(0.6), "regime:cost:explore", true
+		g.setCeiling(cur)
+	case regime != "":
+		d, reason, fast = lt, "regime:"+regime, true
+	case sat:
+		d, reason, fast = lt, "saturated:model", true
+		if math.Abs(lt-lb) < math.Log(1+cfg.DeadBand) && obs.QueueDepth >= g.prevQueue {
+			// The model thinks this size keeps up, but the backlog says
+			// otherwise: grow.
+			d, reason = lb+math.Log(1.5), "grow:saturated"
+		}
+	case obs.P99.Seconds() > slo && !g.prevSat:
+		// (After a backlog the latency is the backlog's, not the size's.)
+		d, reason = lb+math.Log(0.8), "shrink:p99"
+		g.corr = math.Min(g.corr, d-lt)
+	default:
+		if significant {
+			g.corr += math.Max(-0.15, math.Min(0.15, cfg.Gain*g.slope))
+			g.corr = math.Max(-0.7, math.Min(0.7, g.corr))
+		} else {
+			g.corr *= 0.98
+		}
+		d, reason = lt+g.corr, "model"
+		if g.corr < -0.05 || g.corr > 0.05 {
+			reason = "model+gradient"
+		}
+		// Down to the model's size (light load: small batches at once)
+		// the move is made at once; the gradient's share is clamped.
+		if lt < lb {
+			fast = true
+			d = math.Max(d, lt+math.Log(1-cfg.MaxStep))
+		}
+	}
+	if g.ceiling > 0 && d > math.Log(g.ceiling) {
+		d = math.Max(math.Log(g.ceiling), math.Min(d, lb))
+		reason += ":ceiling"
+	}
+	g.prevSat, g.prevSize, g.prevThroughput, g.prevQueue = sat, cur, obs.Throughput, obs.QueueDepth
+
+	step := d - lb
+	if !fast {
+		step = math.Max(math.Log(1-cfg.MaxStep), math.Min(math.Log(1+cfg.MaxStep), step))
+	}
+	if math.Abs(step) < math.Log(1+cfg.DeadBand) {
+		return g.emit("hold:deadband", maxSize, true)
+	}
+	g.base = math.Exp(lb + step)
+	return g.emit(reason, maxSize, true)
+}
+
+// emit bounds the base size, applies the probe and remembers the decision.
+func (g *Gradient) emit(reason string, maxSize int, probe bool) Decision {
+	hi := math.Inf(1)
+	if maxSize > 0 {
+		hi = float64(maxSize)
+	}
+	g.base = math.Max(float64(g.cfg.Min), math.Min(hi, g.base))
+	size := g.base
+	if probe {
+		size *= 1 + g.sign*g.cfg.Probe
+		g.sign = -g.sign
+	}
+	n := max(Clamp(int(math.Round(size)), maxSize), g.cfg.Min)
+	g.asked = n
+	return Decision{BatchSize: n, Reason: reason}
+}
+
+func (g *Gradient) setCeiling(v float64) {
+	v = math.Max(v, float64(g.cfg.Min))
+	if g.ceiling == 0 || v < g.ceiling {
+		g.ceiling = v
+	}
+}
+
+// inMemory reports whether size n lies within the sizes measured in the
+// last 30 intervals (give or take a band).
+func (g *Gradient) inMemory(n float64) bool {
+	lo, hi := math.Inf(1), 0.0
+	for _, p := range g.mem {
+		if g.tick-p.at <= 30 {
+			lo, hi = math.Min(lo, p.n), math.Max(hi, p.n)
+		}
+	}
+	return n >= lo/bandRatio && n <= hi*bandRatio
+}
+
+// fixedCostBound reports whether the cost memory shows that smaller batches
+// than n were not much quicker than bt: the write time is then mostly per
+// batch and shrinking would not shorten it.
+func (g *Gradient) fixedCostBound(n, bt float64) bool {
+	for _, p := range g.mem {
+		if p.n <= 0.8*n && p.b >= 0.8*bt && g.tick-p.at <= 30 {
+			return true
+		}
+	}
+	return false
+}
+
+// observeArrival updates the arrival-rate estimate and reports a regime
+// change when the rate jumps by RegimeFactor.
+func (g *Gradient) observeArrival(rate, iv float64) string {
+	if !g.lamSeen {
+		g.lam, g.lamSeen = rate, true
+		return ""
+	}
+	rf := g.cfg.RegimeFactor
+	if math.Max(rate, g.lam)*iv >= 50 && (rate > rf*g.lam || rate*rf < g.lam) {
+		g.lam = rate
+		return "arrival"
+	}
+	g.lam += 0.3 * (rate - g.lam)
+	return ""
+}
+
+// observeCost adds the interval's batches to the cost model and reports a
+// regime change: a size measured recently now costs RegimeFactor more or
+// less.
+func (g *Gradient) observeCost(obs Observation) bool {
+	if obs.Batches == 0 || obs.MeanBatchFill <= 0 || obs.MeanBatchTime <= 0 {
+		return false
+	}
+	if g.quiet > 0 {
+		g.quiet--
+	}
+	n, b := obs.MeanBatchFill, obs.MeanBatchTime.Seconds()
+	cur := float64(obs.BatchSize)
+	if cur > 0 && n > 1.1*math.Max(cur, g.prevSize) {
+		// Leftovers of larger batches from before: not this size's cost.
+		return false
+	}
+	band := int(math.Floor(math.Log(n) / math.Log(bandRatio)))
+	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].band >= band })
+	regime := false
+	if g.model && g.inMemory(n) && obs.Batches >= 3 && g.quiet == 0 {
+		ratio := b / g.cost(n)
+		rf := g.cfg.RegimeFactor
+		switch {
+		case ratio > rf*rf || ratio*rf*rf < 1:
+			g.votes += 2 // too far off for noise: one interval is enough
+		case ratio > rf || ratio*rf < 1:
+			g.votes++
+		default:
+			g.votes = 0
+		}
+		if g.votes >= 2 {
+			// Sizes measured recently cost a different amount now: a new
+			// regime.
+			if g.lastRatio > 0 && g.votes == 2 && (ratio > 1) == (g.lastRatio > 1) {
+				ratio = math.Sqrt(ratio * g.lastRatio)
+			}
+			regime = true
+			g.votes = 0
+			g.f *= ratio
+			g.c *= ratio
+			g.costs = g.costs[:0]
+			g.mem = g.mem[:0]
+			g.ceiling = 0
+			g.quiet = 3
+			i = 0
+		}
+		g.lastRatio = ratio
+	}
+	// Remember the band's cost (an EWMA) and drop stale bands.
+	if i < len(g.mem) && g.mem[i].band == band {
+		p := &g.mem[i]
+		p.n += 0.5 * (n - p.n)
+		p.b += 0.5 * (b - p.b)
+		p.at = g.tick
+	} else {
+		g.mem = append(g.mem, costPoint{})
+		copy(g.mem[i+1:], g.mem[i:])
+		g.mem[i] = costPoint{band: band, n: n, b: b, at: g.tick}
+	}
+	kept := g.mem[:0]
+	for _, p := range g.mem {
+		if g.tick-p.at <= memMaxAge {
+			kept = append(kept, p)
+		}
+	}
+	g.mem = kept
+
+	if len(g.costs) == costWindow {
+		copy(g.costs, g.costs[1:])
+		g.costs = g.costs[:costWindow-1]
+	}
+	g.costs = append(g.costs, csample{n: n, b: b, w: math.Min(float64(obs.Batches), 20)})
+	g.fitCost(n)
+	return regime
+}
+
+// fitCost fits B(n) = F + c·n by weighted least squares around size
+// center: a sample weighs more the more recent it is, the more batches it
+// covers and the closer its size is to center (a Gaussian kernel in log
+// size), so that the line is the local one — a knee far above does not
+// tilt it. Two pseudo-points on the previous fit (at first, on an even
+// split of the first measurement between F and c·n) keep it well posed
+// when the sizes barely vary.
+func (g *Gradient) fitCost(center float64) {
+	if len(g.costs) == 0 {
+		return
+	}
+	weight := func(i int) float64 {
+		s := g.costs[i]
+		z := math.Log(s.n/center) / 0.5
+		return s.w * math.Pow(0.8, float64(len(g.costs)-1-i)) * math.Exp(-z*z/2)
+	}
+	var sw, sn float64
+	for i, s := range g.costs {
+		sw += weight(i)
+		sn += weight(i) * s.n
+	}
+	if sw <= 0 {
+		return
+	}
+	mean := sn / sw
+	f0, c0 := g.f, g.c
+	if !g.model {
+		last := g.costs[len(g.costs)-1]
+		f0, c0 = last.b/2, last.b/2/last.n
+	}
+	var w, x, y, xx, xy float64
+	add := func(n, b, wt float64) {
+		w += wt
+		x += wt * n
+		y += wt * b
+		xx += wt * n * n
+		xy += wt * n * b
+	}
+	for i, s := range g.costs {
+		add(s.n, s.b, weight(i))
+	}
+	prior := 0.25 * sw
+	for _, n := range []float64{0.5 * mean, 1.5 * mean} {
+		add(n, f0+c0*n, prior)
+	}
+	det := w*xx - x*x
+	if det <= 0 {
+		return
+	}
+	c := (w*xy - x*y) / det
+	f := (y - c*x) / w
+	if c < 0 {
+		c, f = 0, y/w
+	}
+	if f < 0 {
+		f, c = 0, xy/xx
+	}
+	g.f, g.c, g.model = f, c, true
+}
+
+// cost predicts the write time of a batch of n: the linear fit, scaled by
+// the measured-to-fitted ratio of the nearest remembered bands
+// (interpolated between them, held beyond them).
+func (g *Gradient) cost(n float64) float64 {
+	lin := math.Max(1e-6, g.f+g.c*n)
+	if len(g.mem) == 0 {
+		return lin
+	}
+	ratio := func(p costPoint) float64 { return p.b / math.Max(1e-6, g.f+g.c*p.n) }
+	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].n >= n })
+	var q float64
+	switch {
+	case i == 0:
+		q = ratio(g.mem[0])
+	case i == len(g.mem):
+		q = ratio(g.mem[len(g.mem)-1])
+	default:
+		lo, hi := g.mem[i-1], g.mem[i]
+		t := (math.Log(n) - math.Log(lo.n)) / math.Max(1e-9, math.Log(hi.n)-math.Log(lo.n))
+		q = ratio(lo) + t*(ratio(hi)-ratio(lo))
+	}
+	return lin * math.Max(q, 0.1)
+}
+
+// modelTarget is the size the model recommends for arrival rate λ plus
+// draining drain records per second: the largest size whose fill time is
+// within FillBudget of the SLO and whose predicted latency is within
+// LatencyBudget of it; failing that, the size with the lowest predicted
+// latency that meets the latency budget; failing that, the lowest
+// predicted latency (or the most capacity) of all.
+func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 {
+	cfg := &g.cfg
+	if g.lam <= 0 {
+		return g.base
+	}
+	hi := 20000.0
+	if maxSize > 0 {
+		hi = float64(maxSize)
+	}
+	lo := float64(cfg.Min)
+	fillCap := math.Max(lo, math.Min(hi, g.lam*cfg.FillBudget*slo))
+	if !g.model {
+		return fillCap
+	}
+	// Trust region: never more than twice the largest size measured, nor
+	// less than a quarter of the smallest unless the fill time asks for it.
+	if len(g.mem) > 0 {
+		minN, maxN := math.Inf(1), 0.0
+		for _, p := range g.mem {
+			minN, maxN = math.Min(minN, p.n), math.Max(maxN, p.n)
+		}
+		reach := 2.0
+		if drain > 0 {
+			reach = 4 // a backlog: grow faster
+		}
+		hi = math.Max(lo, math.Min(hi, reach*maxN))
+		lo = math.Min(hi, math.Max(lo, math.Min(minN/4, fillCap)))
+	}
+	lamH := g.lam*cfg.Headroom + drain
+	// Sakasegawa's approximation of the mean wait in a G/G/K queue:
+	// Wq ≈ B · ρ^(√(2(K+1))−1) / (K(1−ρ)) · (ca²+cs²)/2, taking the
+	// variability term as ½.
+	expo := math.Sqrt(2*(g.k+1)) - 1
+	const points = 96
+	best := 0.0 // the largest size meeting both budgets
+	fallback, fallbackLat := 0.0, math.Inf(1)
+	var mostCap, mostCapN float64
+	for i := 0; i < points; i++ {
+		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(points-1)))
+		fill := n / g.lam
+		if linger > 0 {
+			fill = math.Min(fill, linger)
+		}
+		eff := math.Max(1, math.Min(n, g.lam*fill)) // records a batch really holds
+		b := g.cost(eff)
+		rho := lamH * b / (g.k * eff)
+		if c := g.k * eff / b; c > mostCap {
+			mostCap, mostCapN = c, n
+		}
+		if rho >= 1 {
+			continue
+		}
+		lat := fill + b + b*math.Pow(rho, expo)/(g.k*(1-rho))*0.5
+		if lat <= cfg.LatencyBudget*slo && fill <= cfg.FillBudget*slo {
+			best = n
+		}
+		if lat < fallbackLat {
+			fallback, fallbackLat = n, lat
+		}
+	}
+	switch {
+	case best > 0:
+		return best
+	case fallback > 0:
+		return fallback
+	case mostCapN > 0:
+		return mostCapN
+	}
+	return g.base
+}
+
+// objective is the quantity the gradient climbs, per interval: goodput as a
+// fraction of what arrived, penalised above the SLO and the resource
+// limits, with a slight preference for lower latency.
+func (g *Gradient) objective(obs Observation, slo float64) float64 {
+	ref := math.Max(obs.ArrivalRate, obs.Throughput)
+	if ref <= 0 {
+		return 0
+	}
+	j := obs.Goodput / ref
+	p99 := obs.P99.Seconds()
+	if p99 > slo {
+		j *= slo / p99
+	}
+	cpuLimit, memLimit := obs.CPULimit, obs.MemLimit
+	if cpuLimit <= 0 {
+		cpuLimit = g.cfg.CPULimit
+	}
+	if memLimit <= 0 {
+		memLimit = g.cfg.MemLimit
+	}
+	if over := obs.CPUPercent - cpuLimit; over > 0 {
+		j *= math.Max(0, 1-over/10)
+	}
+	if over := obs.MemPercent - memLimit; over > 0 {
+		j *= math.Max(0, 1-over/10)
+	}
+	return j * (1 - 0.05*math.Min(p99/slo, 2))
+}
+
+func (g *Gradient) addSample(x, j float64) {
+	if len(g.samples) == g.cfg.Window {
+		copy(g.samples, g.samples[1:])
+		g.samples = g.samples[:g.cfg.Window-1]
+	}
+	g.samples = append(g.samples, gsample{x: x, j: j})
+}
+
+// fitSlope fits the objective against log size over the window (newer
+// samples weigh more), folds the elasticity into the EWMA and reports
+// whether the slope is significant (|t| > 2.5).
+func (g *Gradient) fitSlope() bool {
+	n := len(g.samples)
+	if n < 5 {
+		return false
+	}
+	w := func(i int) float64 { return math.Pow(0.85, float64(n-1-i)) }
+	var sw, sx, sj float64
+	for i, s := range g.samples {
+		sw += w(i)
+		sx += w(i) * s.x
+		sj += w(i) * s.j
+	}
+	mx, mj := sx/sw, sj/sw
+	var sxx, sxj float64
+	for i, s := range g.samples {
+		sxx += w(i) * (s.x - mx) * (s.x - mx)
+		sxj += w(i) * (s.x - mx) * (s.j - mj)
+	}
+	if sxx/sw < 1e-4 { // sizes within about 1 %: no information
+		return false
+	}
+	b := sxj / sxx
+	var rss float64
+	for i, s := range g.samples {
+		r := s.j - mj - b*(s.x-mx)
+		rss += w(i) * r * r
+	}
+	se := math.Sqrt(rss / math.Max(sw-2, 0.5) / sxx)
+	t := math.Copysign(100, b)
+	if se > 0 {
+		t = b / se
+	}
+	e := b / math.Max(mj, 0.05)
+	g.slope = g.cfg.SlopeAlpha*e + (1-g.cfg.SlopeAlpha)*g.slope
+	return b != 0 && math.Abs(t) > 2.5
+}
+
+// Model returns the cost model's current estimates — the fixed cost per
+// batch and the cost per record — and whether there is a model yet.
+func (g *Gradient) Model() (perBatch, perRecord time.Duration, ok bool) {
+	return time.Duration(g.f * float64(time.Second)), time.Duration(g.c * float64(time.Second)), g.model
+}
