@@ -1,0 +1,427 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batchpilot/batchpilot/node/sink"
+)
+
+// The end-to-end tests build the real binary and run it as a separate
+// process on 127.0.0.1 with ports chosen by the kernel.
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "batchpilot-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "batchpilot")
+	build := exec.Command("go", "build", "-race", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build batchpilot:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running batchpilot agent.
+type proc struct {
+	cmd    *exec.Cmd
+	url    string // http://127.0.0.1:PORT
+	syslog string // 127.0.0.1:PORT
+	mu     sync.Mutex
+	log    bytes.Buffer
+	exited chan error
+}
+
+var listeningRE = regexp.MustCompile(`listening http=(\S+) syslog=(\S*)`)
+
+// startProc runs `batchpilot agent` on free ports and waits until it says
+// where it listens.
+func startProc(t *testing.T, dataDir string, args ...string) *proc {
+	t.Helper()
+	full := append([]string{"agent", "--node-name", "e2e", "--data-dir", dataDir,
+		"--http-addr", "127.0.0.1:0", "--syslog-addr", "127.0.0.1:0",
+		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
+		"--bootstrap-expect", "1", "--max-linger", "20ms"}, args...)
+	p := &proc{cmd: exec.Command(binPath, full...), exited: make(chan error, 1)}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				found <- m
+			}
+		}
+		p.exited <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", p.logs())
+		}
+	})
+	select {
+	case m := <-found:
+		p.url, p.syslog = m[1], m[2]
+	case err := <-p.exited:
+		t.Fatalf("agent exited before listening: %v\n%s", err, p.logs())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("agent did not start listening within 60s\n%s", p.logs())
+	}
+	return p
+}
+
+func (p *proc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// stop sends SIGTERM and returns the exit error (nil for status 0).
+func (p *proc) stop(t *testing.T) error {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("agent did not exit within 60s of SIGTERM\n%s", p.logs())
+		return nil
+	}
+}
+
+func post(url, contentType, body string) (int, string, error) {
+	resp, err := http.Post(url+"/v1/logs", contentType, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// sinkRecords reads every record the file sink under dataDir holds.
+func sinkRecords(t *testing.T, dataDir string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	err := sink.ReadSegments(filepath.Join(dataDir, "sink"), func(line []byte) error {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			return fmt.Errorf("sink line is not JSON: %q: %w", line, err)
+		}
+		out = append(out, m)
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// poll calls cond until it holds or the deadline passes.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAgentWritesHTTPAndSyslogRecordsToTheFileSink(t *testing.T) {
+	if _, err := exec.LookPath("logger"); err != nil {
+		t.Fatalf("util-linux logger is needed for this test (.ci/run installs bsdutils): %v", err)
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir)
+
+	// HTTP: the three body formats, one of them gzip.
+	for i, tc := range []struct{ ct, body string }{
+		{"application/x-ndjson", `{"id":"h1","msg":"a"}` + "\n" + `{"id":"h2","msg":"b"}` + "\n"},
+		{"application/json", `[{"id":"h3"},{"id":"h4"}]`},
+		{"text/plain", "plain-line-h5\n"},
+	} {
+		code, body, err := post(p.url, tc.ct, tc.body)
+		if err != nil || code != 200 {
+			t.Fatalf("request %d: %d %s %v", i, code, body, err)
+		}
+	}
+	// Syslog through the real util-linux client, in each framing.
+	port := p.syslog[strings.LastIndex(p.syslog, ":")+1:]
+	for _, args := range [][]string{
+		{"--tcp", "--rfc5424", "syslog-tcp-5424"},
+		{"--udp", "--rfc3164", "syslog-udp-3164"},
+		{"--tcp", "--octet-count", "--rfc5424", "syslog-tcp-octet"},
+	} {
+		cmd := exec.Command("logger", append([]string{"-n", "127.0.0.1", "-P", port, "-t", "e2e"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("logger %v: %v %s", args, err, out)
+		}
+	}
+	want := []string{"h1", "h2", "h3", "h4", "plain-line-h5", "syslog-tcp-5424", "syslog-udp-3164", "syslog-tcp-octet"}
+	var recs []map[string]any
+	poll(t, "every record in the sink", func() bool {
+		recs = sinkRecords(t, dir)
+		return len(missing(recs, want)) == 0
+	})
+	for _, r := range recs {
+		if r["_node"] != "e2e" || r["_received_at"] == nil || r["_source"] == nil {
+			t.Errorf("record without the node's fields: %v", r)
+		}
+		if r["_source"] == "syslog" && (r["app_name"] != "e2e" || r["facility"] == nil || r["timestamp"] == nil) {
+			t.Errorf("syslog record without its syslog fields: %v", r)
+		}
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
+}
+
+// missing returns the wanted ids or messages no record carries.
+func missing(recs []map[string]any, want []string) []string {
+	have := map[string]bool{}
+	for _, r := range recs {
+		for _, k := range []string{"id", "message"} {
+			if s, ok := r[k].(string); ok {
+				have[s] = true
+			}
+		}
+	}
+	var out []string
+	for _, w := range want {
+		if !have[w] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func TestAgentRejectsBadInputAndKeepsWorking(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "--max-body-bytes", "4096", "--max-line-bytes", "512")
+
+	for _, tc := range []struct {
+		name, ct, body string
+		status         int
+		want           string
+	}{
+		{"malformed JSON names its line", "application/x-ndjson", "{\"id\":\"ok1\"}\n{\"id\": nope}\n", 400, `"line":2`},
+		{"oversized body", "application/x-ndjson", strings.Repeat(`{"id":"big"}`+"\n", 400), 413, "over the limit"},
+		{"over-long line", "application/x-ndjson", `{"x":"` + strings.Repeat("y", 600) + `"}`, 413, `"line":1`},
+	} {
+		code, body, err := post(p.url, tc.ct, tc.body)
+		if err != nil || code != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: got %d %s %v, want %d with %s", tc.name, code, body, err, tc.status, tc.want)
+		}
+	}
+	// A client that disconnects in the middle of its body.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{\"id\":\"half")
+	conn.Close()
+	// Binary garbage on the syslog port, then a good message on a new connection.
+	g, err := net.Dial("tcp", p.syslog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = g.Write([]byte("\x00\xff\xfe garbage \x01\x02\n<<<>>>\n"))
+	g.Close()
+	s, err := net.Dial("tcp", p.syslog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(s, "<14>1 2026-11-25T10:00:00Z host app - - - after-garbage\n")
+	s.Close()
+	if code, body, err := post(p.url, "application/x-ndjson", `{"id":"after-bad"}`+"\n"); err != nil || code != 200 {
+		t.Fatalf("a good request after the bad ones: %d %s %v", code, body, err)
+	}
+	poll(t, "the good records", func() bool { return len(missing(sinkRecords(t, dir), []string{"after-bad", "after-garbage"})) == 0 })
+	for _, r := range sinkRecords(t, dir) {
+		if r["id"] == "ok1" || r["id"] == "big" || r["id"] == "half" {
+			t.Errorf("a record of a refused request was written: %v", r)
+		}
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
+}
+
+// sender posts requests of n records with unique ids until stopped, and
+// appends the ids of every acknowledged request to acked.
+type sender struct {
+	mu      sync.Mutex
+	acked   []string
+	errors  int
+	stopped chan struct{}
+	done    chan struct{}
+}
+
+func startSender(url, prefix string, perRequest, workers int) *sender {
+	s := &sender{stopped: make(chan struct{}), done: make(chan struct{})}
+	client := &http.Client{Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-s.stopped:
+					return
+				default:
+				}
+				var body strings.Builder
+				ids := make([]string, perRequest)
+				for i := range ids {
+					ids[i] = fmt.Sprintf("%s-%d-%d-%d", prefix, w, seq, i)
+					fmt.Fprintf(&body, `{"id":%q,"msg":"crash test record with some padding to look like a log line"}`+"\n", ids[i])
+				}
+				resp, err := client.Post(url+"/v1/logs", "application/x-ndjson", strings.NewReader(body.String()))
+				if err != nil {
+					s.mu.Lock()
+					s.errors++
+					s.mu.Unlock()
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				s.mu.Lock()
+				if resp.StatusCode == 200 {
+					s.acked = append(s.acked, ids...)
+				} else {
+					s.errors++
+				}
+				s.mu.Unlock()
+			}
+		}(w)
+	}
+	go func() { wg.Wait(); close(s.done) }()
+	return s
+}
+
+func (s *sender) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.acked)
+}
+
+func (s *sender) stop() []string {
+	close(s.stopped)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
+}
+
+func writeIDs(t *testing.T, ids []string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "acked.txt")
+	if err := os.WriteFile(f, []byte(strings.Join(ids, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func runVerifyCmd(t *testing.T, ackedFile string, dirs ...string) (string, error) {
+	t.Helper()
+	args := []string{"verify", "--acked", ackedFile}
+	for _, d := range dirs {
+		args = append(args, "--data-dir", d)
+	}
+	out, err := exec.Command(binPath, args...).Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+func TestKill9LosesNoAcknowledgedRecord(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	s := startSender(p.url, "crash1", 50, 4)
+	poll(t, "2000 acknowledged records", func() bool { return s.count() >= 2000 })
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	acked := s.stop()
+	t.Logf("%d records acknowledged before kill -9", len(acked))
+
+	// The restarted node repairs the torn tail and takes more records.
+	p2 := startProc(t, dir)
+	s2 := startSender(p2.url, "crash2", 50, 2)
+	poll(t, "500 more acknowledged records", func() bool { return s2.count() >= 500 })
+	acked = append(acked, s2.stop()...)
+	if err := p2.stop(t); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
+	out, err := runVerifyCmd(t, writeIDs(t, acked), dir)
+	if err != nil || !strings.HasPrefix(out, "lost 0 ") {
+		t.Fatalf("verify: %q %v; want lost 0", out, err)
+	}
+	t.Logf("verify after kill -9 and restart: %s (%d acknowledged)", out, len(acked))
+}
+
+func TestSIGTERMDrainsAndAcknowledges(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "--max-linger", "200ms", "--batch-size", "5000", "--controller", "static")
+	s := startSender(p.url, "drain", 100, 4)
+	poll(t, "1000 acknowledged records", func() bool { return s.count() >= 1000 })
+	if err := p.stop(t); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v\n%s", err, p.logs())
+	}
+	acked := s.stop()
+	out, err := runVerifyCmd(t, writeIDs(t, acked), dir)
+	if err != nil || !strings.HasPrefix(out, "lost 0 ") {
+		t.Fatalf("verify: %q %v; want lost 0", out, err)
+	}
+}
+
+func TestVerifyReportsLostRecords(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	if code, body, err := post(p.url, "application/x-ndjson", `{"id":"present"}`+"\n"); err != nil || code != 200 {
+		t.Fatalf("%d %s %v", code, body, err)
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runVerifyCmd(t, writeIDs(t, []string{"present", "absent"}), dir)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || out != "lost 1 duplicated 0" {
+		t.Fatalf("verify = %q, %v; want %q and exit status 1", out, err, "lost 1 duplicated 0")
+	}
+}
