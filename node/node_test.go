@@ -249,3 +249,15 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestControlWindowResetsEachInterval(t *testing.T) {
+	w := newWindow()
+	w.addArrived(5)
+	if s := w.snapshot(); s.arrived != 5 {
+		t.Fatalf("arrived %d, want 5", s.arrived)
+	}
+	w.addArrived(2)
+	if s := w.snapshot(); s.arrived != 2 {
+		t.Fatalf("second interval arrived %d, want 2", s.arrived)
+	}
+}

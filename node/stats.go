@@ -55,7 +55,8 @@ func (w *window) snapshot() windowSnapshot {
 		s.p50 = time.Duration(w.latency.ValueAtQuantile(50)) * time.Microsecond
 		s.p99 = time.Duration(w.latency.ValueAtQuantile(99)) * time.Microsecond
 	}
-	*w = window{latency: w.latency}
+	w.arrived, w.written, w.good, w.bytes, w.batches = 0, 0, 0, 0, 0
+	w.batchTime, w.fill, w.sinkErrors, w.backpressure = 0, 0, 0, 0
 	w.latency.Reset()
 	return s
 }

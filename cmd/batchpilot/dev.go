@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/batchpilot/batchpilot/loadgen"
+)
+
+func init() {
+	register("dev", "a local cluster in one process on 127.0.0.1, with a demo load and the dashboard", runDev)
+}
+
+type devConfig struct {
+	Nodes      int
+	Load       string
+	DataDir    string
+	HTTPPort   int
+	Controller string
+	LogLevel   string
+}
+
+func runDev(ctx context.Context, args []string) error {
+	var c devConfig
+	fs := newFlagSet("dev", "dev [--nodes 3] [--load demo|none] [--data-dir D]")
+	fs.IntVar(&c.Nodes, "nodes", 3, "nodes to run (1 to 50)")
+	fs.StringVar(&c.Load, "load", "demo", "demo (a shifting load over HTTP and syslog) or none")
+	fs.StringVar(&c.DataDir, "data-dir", "./data/dev", "parent of the nodes' data dirs (node-1, node-2, ...)")
+	fs.IntVar(&c.HTTPPort, "http-port", 8480, "HTTP port of the first node; the others take the next ones (0: any free port)")
+	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller of every node")
+	fs.StringVar(&c.LogLevel, "log-level", "warn", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if c.Nodes < 1 || c.Nodes > 50 {
+		return fmt.Errorf("--nodes %d: want 1 to 50", c.Nodes)
+	}
+	if c.Load != "demo" && c.Load != "none" {
+		return fmt.Errorf("--load %q: want demo or none", c.Load)
+	}
+	log, err := newLogger(c.LogLevel)
+	if err != nil {
+		return err
+	}
+	agents, err := startDevNodes(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("batchpilot dev: %d node(s) on 127.0.0.1\n", len(agents))
+	for _, a := range agents {
+		fmt.Printf("  %-8s %s  syslog %s  data %s\n", a.cfg.NodeName, a.URL(), a.syslogAddr(), a.cfg.DataDir)
+	}
+	fmt.Printf("dashboard: %s/\n", agents[0].URL())
+	fmt.Println("Ctrl-C stops the cluster cleanly.")
+
+	var loadDone chan struct{}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	if c.Load == "demo" {
+		loadDone = make(chan struct{})
+		go func() {
+			defer close(loadDone)
+			runDemoLoad(loadCtx, agents, log)
+		}()
+	}
+	<-ctx.Done()
+	fmt.Println("\nstopping: draining every node")
+	stopLoad()
+	if loadDone != nil {
+		<-loadDone
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(agents))
+	for i, a := range agents {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = a.stop(sctx) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Println("stopped cleanly")
+	return nil
+}
+
+// freePort returns want when it is free on 127.0.0.1 (for TCP, and for UDP
+// too when udp is set), else 0 so the kernel picks one.
+func freePort(want int, udp bool) int {
+	if want == 0 {
+		return 0
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(want))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0
+	}
+	l.Close()
+	if udp {
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return 0
+		}
+		u.Close()
+	}
+	return want
+}
+
+func devAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+func startDevNodes(ctx context.Context, c devConfig, log *slog.Logger) ([]*agent, error) {
+	var agents []*agent
+	for i := 0; i < c.Nodes; i++ {
+		httpPort := 0
+		if c.HTTPPort > 0 {
+			httpPort = c.HTTPPort + i
+		}
+		cfg := agentConfig{
+			NodeName:         fmt.Sprintf("node-%d", i+1),
+			DataDir:          filepath.Join(c.DataDir, fmt.Sprintf("node-%d", i+1)),
+			HTTPAddr:         devAddr(freePort(httpPort, false)),
+			SyslogAddr:       devAddr(freePort(5514+i, true)),
+			GossipAddr:       devAddr(freePort(7946+i, true)),
+			RaftAddr:         devAddr(freePort(8300+i, false)),
+			BootstrapExpect:  min(c.Nodes, 3),
+			Sink:             "file",
+			Controller:       c.Controller,
+			BatchSize:        100,
+			MaxBatchSize:     20000,
+			MaxLinger:        200 * time.Millisecond,
+			LatencySLO:       500 * time.Millisecond,
+			FlushConcurrency: 4,
+			QueueRecords:     200000,
+			QueueBytes:       128 << 20,
+			MaxBodyBytes:     16 << 20,
+			MaxLineBytes:     1 << 20,
+			LogLevel:         c.LogLevel,
+		}
+		a, err := startAgent(ctx, cfg, log)
+		if err != nil {
+			for _, b := range agents {
+				_ = b.stop(context.Background())
+			}
+			return nil, fmt.Errorf("start %s: %w", cfg.NodeName, err)
+		}
+		agents = append(agents, a)
+	}
+	return agents, nil
+}
+
+// runDemoLoad sends a load that keeps changing, so the tuners have
+// something to do: a slow sine over HTTP with bursts on top, and a steady
+// trickle of syslog, spread over every node, until ctx ends.
+func runDemoLoad(ctx context.Context, agents []*agent, log *slog.Logger) {
+	var httpTargets, tcpTargets []string
+	for _, a := range agents {
+		httpTargets = append(httpTargets, a.URL())
+		if s := a.syslogAddr(); s != "" {
+			tcpTargets = append(tcpTargets, "tcp://"+s)
+		}
+	}
+	from := 200.0
+	scenario := &loadgen.Scenario{Name: "demo", Phases: []loadgen.Phase{
+		{Name: "diurnal", Pattern: "sine", Rate: 4000, From: &from, Period: loadgen.Duration(2 * time.Minute), Duration: loadgen.Duration(4 * time.Minute), Protocol: "http", Batch: 50},
+		{Name: "bursts", Pattern: "burst", Rate: 8000, From: &from, BurstEvery: loadgen.Duration(15 * time.Second), BurstFor: loadgen.Duration(3 * time.Second), Duration: loadgen.Duration(2 * time.Minute), Protocol: "http", Batch: 50},
+	}}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if len(tcpTargets) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = loadgen.Run(ctx, loadgen.Config{Targets: tcpTargets,
+				Scenario: loadgen.SinglePhase(loadgen.Phase{Pattern: "constant", Rate: 100, Protocol: "tcp", Batch: 10}),
+				Logger:   log})
+		}()
+	}
+	for ctx.Err() == nil {
+		if _, err := loadgen.Run(ctx, loadgen.Config{Targets: httpTargets, Scenario: scenario, Logger: log}); err != nil {
+			log.Error("demo load", "err", err)
+			return
+		}
+	}
+}
