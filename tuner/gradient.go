@@ -42,7 +42,8 @@ import (
 //   - Feedback guards. p99 above the SLO without a backlog shrinks ×0.8;
 //     back pressure (429/503) shrinks ×0.8 and sets a ceiling; growing while
 //     saturated that lowers throughput sets a ceiling (a knee); a saturated
-//     node the model thinks is fine grows ×1.5. Ceilings relax 2 % per clean
+//     node whose backlog does not drain and for which the model sees no
+//     better size grows ×(1+SaturatedStep). Ceilings relax 2 % per clean
 //     interval.
 //   - Regime changes (the arrival rate, or the cost of a size measured
 //     before, off by RegimeFactor) reset the slope, the correction and, for
@@ -74,6 +75,7 @@ type Gradient struct {
 	mem       []costPoint // measured cost per size band, by band
 	quiet     int         // intervals left without cost-regime detection
 	votes     int         // consecutive intervals whose cost was off the memory
+	boost     float64     // trust-region reach for this interval after a load jump
 	lastRatio float64
 	k         float64 // flush concurrency, given or estimated
 
@@ -91,6 +93,7 @@ type GradientConfig struct {
 	Min           int     // 1
 	Max           int     // 0: no bound but obs.MaxBatchSize
 	MaxStep       float64 // 0.25: largest relative change per interval
+	SaturatedStep float64 // 1: growth per interval while saturated and the model sees no better size (×2)
 	DeadBand      float64 // 0.05: smaller relative moves are not made
 	Probe         float64 // 0.02: the probe's relative amplitude
 	Window        int     // 10: intervals in the slope fit
@@ -119,6 +122,7 @@ func (c *GradientConfig) defaults() {
 		c.Min = 1
 	}
 	def(&c.MaxStep, 0.25)
+	def(&c.SaturatedStep, 1)
 	def(&c.DeadBand, 0.05)
 	def(&c.Probe, 0.02)
 	if c.Window < 5 {
@@ -150,7 +154,7 @@ type costPoint struct {
 const (
 	costWindow = 12   // intervals in the linear fit
 	bandRatio  = 1.15 // width of a cost-memory band
-	memMaxAge  = 120  // intervals a cost measurement is trusted
+	memMaxAge  = 45   // intervals a cost measurement is trusted
 )
 
 // NewGradient returns a Gradient controller starting at cfg.Initial.
@@ -187,11 +191,11 @@ func (g *Gradient) Next(obs Observation) Decision {
 	}
 
 	regime := g.observeArrival(obs.ArrivalRate, iv)
-	if g.observeCost(obs) {
+	if g.observeCost(obs) && regime == "" {
 		regime = "cost"
 	}
 	if regime != "" {
-		g.samples, g.slope, g.corr = g.samples[:0], 0, 0
+		g.samples, g.slope, g.corr, g.ceiling = g.samples[:0], 0, 0, 0
 	}
 	if obs.FlushConcurrency > 0 {
 		g.k = float64(obs.FlushConcurrency)
@@ -200,16 +204,20 @@ func (g *Gradient) Next(obs Observation) Decision {
 		g.k = math.Max(1, math.Max(g.k*0.99, busy))
 	}
 
-	g.addSample(math.Log(cur), g.objective(obs, slo))
-	significant := g.fitSlope()
-
-	// A backlog: more than two rounds of batches or half a second of
-	// arrivals waiting, or records refused.
-	backlog := float64(obs.QueueDepth) > math.Max(2*g.k*cur, 0.5*g.lam)
+	// A backlog: more than two rounds of batches and more than a quarter
+	// of the SLO's worth of arrivals waiting, or records refused.
+	backlog := float64(obs.QueueDepth) > math.Max(2*g.k*cur, 0.25*slo*g.lam)
 	// Or a queue building up: the node is not keeping up.
 	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > 2*cur &&
 		obs.Throughput < 0.98*obs.ArrivalRate
 	sat := obs.Rejected > 0 || backlog || growing
+	// Only clean intervals feed the slope: while a backlog builds or drains
+	// the objective moves with it, not with the size.
+	significant := false
+	if !sat && !g.prevSat {
+		g.addSample(math.Log(cur), g.objective(obs, slo))
+		significant = g.fitSlope()
+	}
 	attempts := obs.Batches + obs.Backpressure
 	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > 0.02*float64(attempts)
 	knee := sat && g.prevSat && cur > 1.05*g.prevSize && obs.Throughput < 0.97*g.prevThroughput
@@ -225,6 +233,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 		drain = float64(obs.QueueDepth) / cfg.DrainTime.Seconds()
 	}
 	target := g.modelTarget(slo, obs.MaxLinger.Seconds(), drain, maxSize)
+	g.boost = 0
 	lb := math.Log(g.base)
 	lt := math.Log(target)
 	var d float64
@@ -239,38 +248,59 @@ func (g *Gradient) Next(obs Observation) Decision {
 	slow := obs.Batches >= 2 && bt > budget && obs.MeanBatchFill >= 0.8*cur &&
 		obs.MeanBatchFill <= 1.1*cur && !g.fixedCostBound(cur, bt)
 	switch {
-	case stalled:
+	case stalled && cur >= g.prevSize:
 		// Not one batch finished in a whole interval while a full one
-		// waits: the batches take far too long.
+		// waits: the batches take far too long. (Once smaller batches are
+		// asked for, wait for the big ones in flight to finish.)
 		d, reason, fast = lb+math.Log(0.5), "shrink:stalled", true
-		g.setCeiling(0.5 * cur)
 	case slow && !pressure:
 		d, reason, fast = lb+math.Log(slowCut), "shrink:write-time", true
+		g.setCeiling(0.9 * cur)
 	case pressure:
 		d, reason = lb+math.Log(0.8), "shrink:backpressure"
 		g.setCeiling(0.9 * cur)
 	case knee:
-		d, reason = math.Log(g.prevSize), "shrink:knee"
-		g.setCeiling(g.prevSize)
-	case regime == "cost" && g.lastRatio > 1:
+		// Back towards the last size, but a long jump only half way (in
+		// log space): the optimum lies below here, not necessarily at the
+		// size before.
+		back := g.prevSize
+		if cur > 1.5*g.prevSize {
+			back = math.Sqrt(g.prevSize * cur)
+		}
+		d, reason, fast = math.Log(back), "shrink:knee", true
+		g.setCeiling(math.Max(back, 0.9*cur))
+	case regime == "cost" && g.lastRatio > 1 && !sat:
 		// Writes got dearer and the model cannot yet tell whether per
-		// batch or per record: try smaller (it is safer), and do not grow
-		// past here until the ceiling relaxes.
+		// batch or per record: try smaller, which is the safer guess and
+		// tells the two apart.
 		d, reason, fast = lb+math.Log(0.6), "regime:cost:explore", true
-		g.setCeiling(cur)
 	case regime != "":
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
-		d, reason, fast = lt, "saturated:model", true
-		if math.Abs(lt-lb) < math.Log(1+cfg.DeadBand) && obs.QueueDepth >= g.prevQueue {
-			// The model thinks this size keeps up, but the backlog says
-			// otherwise: grow.
-			d, reason = lb+math.Log(1.5), "grow:saturated"
+		// A hill-climb on measured capacity, with the model as a guide.
+		best, bestCap := g.bestMeasured()
+		curCap := g.k * cur / g.cost(cur)
+		switch {
+		case lt > lb+math.Log(1+cfg.DeadBand):
+			d, reason, fast = lt, "saturated:model", true
+		case best > 0 && bestCap > 1.1*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
+			d, reason, fast = math.Log(best), "saturated:best-measured", true
+		case float64(obs.QueueDepth) < 0.9*float64(g.prevQueue):
+			d, reason = lb, "hold:draining"
+		case g.ceiling == 0 || g.ceiling > 1.2*cur:
+			// Bigger batches amortise the per-batch cost: grow quickly
+			// and let the knee guard catch an overshoot.
+			d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
+		case !g.measured(cur/2, cur/1.15):
+			// Growing is ruled out and smaller sizes are unexplored.
+			d, reason, fast = lb+math.Log(0.7), "explore:down", true
+		default:
+			d, reason = lb, "hold:saturated"
 		}
 	case obs.P99.Seconds() > slo && !g.prevSat:
 		// (After a backlog the latency is the backlog's, not the size's.)
 		d, reason = lb+math.Log(0.8), "shrink:p99"
-		g.corr = math.Min(g.corr, d-lt)
+		g.setCeiling(0.9 * cur)
 	default:
 		if significant {
 			g.corr += math.Max(-0.15, math.Min(0.15, cfg.Gain*g.slope))
@@ -330,6 +360,28 @@ func (g *Gradient) setCeiling(v float64) {
 	}
 }
 
+// bestMeasured is the remembered size (of the last 30 intervals) with the
+// most measured capacity K·n/B(n), and that capacity.
+func (g *Gradient) bestMeasured() (n, capacity float64) {
+	for _, p := range g.mem {
+		if c := g.k * p.n / p.b; g.tick-p.at <= 30 && c > capacity {
+			n, capacity = p.n, c
+		}
+	}
+	return n, capacity
+}
+
+// measured reports whether a size in [lo, hi] was measured in the last 30
+// intervals.
+func (g *Gradient) measured(lo, hi float64) bool {
+	for _, p := range g.mem {
+		if p.n >= lo && p.n <= hi && g.tick-p.at <= 30 {
+			return true
+		}
+	}
+	return false
+}
+
 // inMemory reports whether size n lies within the sizes measured in the
 // last 30 intervals (give or take a band).
 func (g *Gradient) inMemory(n float64) bool {
@@ -361,8 +413,10 @@ func (g *Gradient) observeArrival(rate, iv float64) string {
 		g.lam, g.lamSeen = rate, true
 		return ""
 	}
-	rf := g.cfg.RegimeFactor
-	if math.Max(rate, g.lam)*iv >= 50 && (rate > rf*g.lam || rate*rf < g.lam) {
+	if rf := g.cfg.RegimeFactor; math.Max(rate, g.lam)*iv >= 50 && (rate > rf*g.lam || rate*rf < g.lam) {
+		// Sizes far from those measured are worth trying at once when the
+		// load itself jumped that far.
+		g.boost = math.Min(64, rate/math.Max(g.lam, 1e-9))
 		g.lam = rate
 		return "arrival"
 	}
@@ -487,7 +541,7 @@ func (g *Gradient) fitCost(center float64) {
 	for i, s := range g.costs {
 		add(s.n, s.b, weight(i))
 	}
-	prior := 0.25 * sw
+	prior := 0.05 * sw
 	for _, n := range []float64{0.5 * mean, 1.5 * mean} {
 		add(n, f0+c0*n, prior)
 	}
@@ -506,28 +560,48 @@ func (g *Gradient) fitCost(center float64) {
 	g.f, g.c, g.model = f, c, true
 }
 
-// cost predicts the write time of a batch of n: the linear fit, scaled by
-// the measured-to-fitted ratio of the nearest remembered bands
-// (interpolated between them, held beyond them).
+// cost predicts the write time of a batch of n. Between remembered sizes
+// it interpolates them (in log-log space, so a knee the node has seen is
+// honoured); beyond them it extrapolates from the nearest one with the
+// local elasticity d log B / d log n — measured between the two outermost
+// sizes far enough apart, or else the linear fit's c·n/(F+c·n).
 func (g *Gradient) cost(n float64) float64 {
-	lin := math.Max(1e-6, g.f+g.c*n)
+	lin := func(n float64) float64 { return math.Max(1e-6, g.f+g.c*n) }
 	if len(g.mem) == 0 {
-		return lin
+		return lin(n)
 	}
-	ratio := func(p costPoint) float64 { return p.b / math.Max(1e-6, g.f+g.c*p.n) }
-	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].n >= n })
-	var q float64
+	m := g.mem
+	i := sort.Search(len(m), func(i int) bool { return m[i].n >= n })
 	switch {
-	case i == 0:
-		q = ratio(g.mem[0])
-	case i == len(g.mem):
-		q = ratio(g.mem[len(g.mem)-1])
-	default:
-		lo, hi := g.mem[i-1], g.mem[i]
-		t := (math.Log(n) - math.Log(lo.n)) / math.Max(1e-9, math.Log(hi.n)-math.Log(lo.n))
-		q = ratio(lo) + t*(ratio(hi)-ratio(lo))
+	case i < len(m) && m[i].n == n:
+		return m[i].b
+	case i > 0 && i < len(m):
+		lo, hi := m[i-1], m[i]
+		t := math.Log(n/lo.n) / math.Log(hi.n/lo.n)
+		return math.Exp(math.Log(lo.b) + t*(math.Log(math.Max(hi.b, lo.b))-math.Log(lo.b)))
+	case i == len(m): // above every remembered size
+		top := m[len(m)-1]
+		e := g.c * top.n / lin(top.n)
+		for j := len(m) - 2; j >= 0; j-- {
+			if m[j].n*1.3 <= top.n {
+				e = math.Log(top.b/m[j].b) / math.Log(top.n/m[j].n)
+				break
+			}
+		}
+		e = math.Max(0, math.Min(3, e))
+		return top.b * math.Pow(n/top.n, e)
+	default: // below every remembered size
+		bot := m[0]
+		e := g.c * bot.n / lin(bot.n)
+		for j := 1; j < len(m); j++ {
+			if m[j].n >= bot.n*1.3 {
+				e = math.Log(m[j].b/bot.b) / math.Log(m[j].n/bot.n)
+				break
+			}
+		}
+		e = math.Max(0, math.Min(1, e)) // per-record cost at most: B/n grows no faster going down
+		return bot.b * math.Pow(n/bot.n, e)
 	}
-	return lin * math.Max(q, 0.1)
 }
 
 // modelTarget is the size the model recommends for arrival rate λ plus
@@ -561,6 +635,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		if drain > 0 {
 			reach = 4 // a backlog: grow faster
 		}
+		reach = math.Max(reach, g.boost)
 		hi = math.Max(lo, math.Min(hi, reach*maxN))
 		lo = math.Min(hi, math.Max(lo, math.Min(minN/4, fillCap)))
 	}
@@ -572,7 +647,8 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 	const points = 96
 	best := 0.0 // the largest size meeting both budgets
 	fallback, fallbackLat := 0.0, math.Inf(1)
-	var mostCap, mostCapN float64
+	caps := make([]float64, points)
+	sizes := make([]float64, points)
 	for i := 0; i < points; i++ {
 		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(points-1)))
 		fill := n / g.lam
@@ -582,8 +658,9 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		eff := math.Max(1, math.Min(n, g.lam*fill)) // records a batch really holds
 		b := g.cost(eff)
 		rho := lamH * b / (g.k * eff)
-		if c := g.k * eff / b; c > mostCap {
-			mostCap, mostCapN = c, n
+		sizes[i] = n
+		if b <= slo {
+			caps[i] = g.k * eff / b
 		}
 		if rho >= 1 {
 			continue
@@ -601,10 +678,24 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		return best
 	case fallback > 0:
 		return fallback
-	case mostCapN > 0:
-		return mostCapN
 	}
-	return g.base
+	// Overloaded at every size: of the sizes with 90 % of the most capacity
+	// any size whose write fits in the SLO offers, the nearest to the
+	// current one (the model is least wrong near what it has measured).
+	most := 0.0
+	for _, c := range caps {
+		most = math.Max(most, c)
+	}
+	if most == 0 {
+		return lo
+	}
+	pick, dist := g.base, math.Inf(1)
+	for i, c := range caps {
+		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= 0.9*most && d < dist {
+			pick, dist = sizes[i], d
+		}
+	}
+	return pick
 }
 
 // objective is the quantity the gradient climbs, per interval: goodput as a

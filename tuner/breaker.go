@@ -1,0 +1,230 @@
+package tuner
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The Breaker's states, as the API and gossip spell them.
+const (
+	BreakerClosed   = "closed"    // decisions pass through
+	BreakerOpen     = "open"      // tripped: the size is held small
+	BreakerHalfOpen = "half-open" // cooling down is over: a limited size is probed
+)
+
+// BreakerConfig are the Breaker's limits and timings; zero fields take the
+// defaults noted.
+type BreakerConfig struct {
+	// CPULimit and MemLimit (percent of the host) apply when the
+	// observation carries no limit of its own (obs.CPULimit, obs.MemLimit).
+	CPULimit float64 // 90
+	MemLimit float64 // 90
+	// RSSLimit trips on this process's resident memory; 0 disables it.
+	RSSLimit uint64
+	// ErrorRatio trips when more than this share of the interval's batches
+	// failed in the sink (after the sink's own retries).
+	ErrorRatio float64 // 0.2
+	// Shrink is the factor applied to the size in force on a trip (and
+	// again for every interval the limit stays crossed while open).
+	Shrink float64 // 0.5
+	// Floor is the smallest size the breaker shrinks to.
+	Floor int // 1
+	// CoolDown is how long the breaker stays open once the limits are no
+	// longer crossed before it probes.
+	CoolDown time.Duration // 5s
+	// Probe is the half-open size as a share of the size in force when the
+	// breaker tripped (never less than the size held while open).
+	Probe float64 // 0.75
+}
+
+func (c *BreakerConfig) defaults() {
+	if c.CPULimit <= 0 {
+		c.CPULimit = 90
+	}
+	if c.MemLimit <= 0 {
+		c.MemLimit = 90
+	}
+	if c.ErrorRatio <= 0 {
+		c.ErrorRatio = 0.2
+	}
+	if c.Shrink <= 0 || c.Shrink >= 1 {
+		c.Shrink = 0.5
+	}
+	if c.Floor < 1 {
+		c.Floor = 1
+	}
+	if c.CoolDown <= 0 {
+		c.CoolDown = 5 * time.Second
+	}
+	if c.Probe <= 0 || c.Probe > 1 {
+		c.Probe = 0.75
+	}
+}
+
+// Breaker is the safety breaker that sits between a controller and the
+// batcher. It trips when, over an interval, the host's CPU or memory use,
+// this process's RSS, or the share of batches the sink failed exceeds its
+// limit: it shrinks the size at once (×Shrink), holds it while open, and
+// after CoolDown without a crossed limit probes a limited size half-open;
+// one healthy interval half-open closes it, a crossed limit reopens it.
+// Safety wins over the objective: while the breaker is not closed, a
+// controller's decision is only ever lowered, never raised.
+//
+// Apply is called once per control interval, after the controller's Next
+// and before the size is clamped to the grant, from one goroutine at a
+// time. Like the controllers it reads no clock (obs.Now is the time) and
+// the same observations give the same decisions. State and Reason may be
+// called from any goroutine.
+type Breaker struct {
+	cfg BreakerConfig
+
+	mu       sync.Mutex
+	state    string
+	reason   string    // what tripped it last
+	since    time.Time // when it last opened, or last saw a crossed limit while open
+	tripSize int       // the size in force when it tripped
+	hold     int       // the size held while open
+}
+
+// NewBreaker returns a closed breaker.
+func NewBreaker(cfg BreakerConfig) *Breaker {
+	cfg.defaults()
+	return &Breaker{cfg: cfg, state: BreakerClosed}
+}
+
+// State is "closed", "open" or "half-open".
+func (b *Breaker) State() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state
+}
+
+// Reason is what tripped the breaker last ("cpu 95.0% > 90%"), or "".
+func (b *Breaker) Reason() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reason
+}
+
+// Apply returns the decision to carry out for the next interval: d itself
+// while the breaker is closed and the limits hold, a smaller one otherwise.
+// The returned Decision's Breaker field is the state after this call.
+func (b *Breaker) Apply(obs Observation, d Decision) Decision {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	crossed, why := b.crossed(obs)
+	inForce := obs.BatchSize
+	if inForce <= 0 {
+		inForce = d.BatchSize
+	}
+	switch b.state {
+	case BreakerClosed:
+		if !crossed {
+			d.Breaker = BreakerClosed
+			return d
+		}
+		b.trip(obs.Now, inForce, inForce, why)
+	case BreakerOpen:
+		if crossed {
+			// Still over: restart the cool-down and, once the held size is
+			// in force, shrink again.
+			if inForce <= b.hold {
+				b.hold = max(b.cfg.Floor, int(float64(b.hold)*b.cfg.Shrink))
+			}
+			b.since, b.reason = obs.Now, why
+		} else if obs.Now.Sub(b.since) >= b.cfg.CoolDown {
+			b.state = BreakerHalfOpen
+			probe := max(b.hold, int(float64(b.tripSize)*b.cfg.Probe))
+			return b.limit(d, probe, "breaker:half-open:probe")
+		}
+	case BreakerHalfOpen:
+		if crossed {
+			b.trip(obs.Now, b.tripSize, inForce, why)
+			break
+		}
+		b.state = BreakerClosed
+		d.Breaker = BreakerClosed
+		if d.Reason == "" {
+			d.Reason = "breaker:closed"
+		}
+		return d
+	}
+	return b.limit(d, b.hold, "breaker:open:"+b.reason)
+}
+
+// trip opens the breaker: it holds ×Shrink of the size in force.
+func (b *Breaker) trip(now time.Time, tripSize, inForce int, why string) {
+	b.state, b.since, b.reason = BreakerOpen, now, why
+	b.tripSize = tripSize
+	b.hold = max(b.cfg.Floor, int(float64(inForce)*b.cfg.Shrink))
+}
+
+// limit caps d at size, naming why when it lowered it.
+func (b *Breaker) limit(d Decision, size int, reason string) Decision {
+	if d.BatchSize <= 0 || d.BatchSize > size {
+		d.BatchSize, d.Reason = size, reason
+	}
+	d.Breaker = b.state
+	return d
+}
+
+// crossed reports whether obs crosses a limit, and which.
+func (b *Breaker) crossed(obs Observation) (bool, string) {
+	cpuLimit, memLimit := obs.CPULimit, obs.MemLimit
+	if cpuLimit <= 0 {
+		cpuLimit = b.cfg.CPULimit
+	}
+	if memLimit <= 0 {
+		memLimit = b.cfg.MemLimit
+	}
+	switch {
+	case obs.CPUPercent > cpuLimit:
+		return true, fmt.Sprintf("cpu %.1f%% > %.0f%%", obs.CPUPercent, cpuLimit)
+	case obs.MemPercent > memLimit:
+		return true, fmt.Sprintf("memory %.1f%% > %.0f%%", obs.MemPercent, memLimit)
+	case b.cfg.RSSLimit > 0 && obs.RSSBytes > b.cfg.RSSLimit:
+		return true, fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
+	case obs.SinkErrors > 0:
+		ratio := 1.0
+		if obs.Batches > 0 {
+			ratio = float64(obs.SinkErrors) / float64(obs.Batches)
+		}
+		if ratio > b.cfg.ErrorRatio {
+			return true, fmt.Sprintf("sink errors %d of %d batches", obs.SinkErrors, obs.Batches)
+		}
+	}
+	return false, ""
+}
+
+// Guarded is a Controller whose decisions pass through a Breaker and are
+// then clamped to obs.MaxBatchSize (the node's grant): the one call the
+// node's control loop makes per interval. It is itself a Controller.
+type Guarded struct {
+	Controller Controller
+	Breaker    *Breaker
+}
+
+// Guard wraps c with b.
+func Guard(c Controller, b *Breaker) *Guarded { return &Guarded{Controller: c, Breaker: b} }
+
+// Name implements Controller: the inner controller's name.
+func (g *Guarded) Name() string { return g.Controller.Name() }
+
+// Next implements Controller: controller, then breaker, then the grant.
+func (g *Guarded) Next(obs Observation) Decision {
+	d := g.Controller.Next(obs)
+	if g.Breaker != nil {
+		d = g.Breaker.Apply(obs, d)
+	}
+	d.BatchSize = Clamp(d.BatchSize, obs.MaxBatchSize)
+	return d
+}
+
+// State is the breaker's state ("closed" without a breaker).
+func (g *Guarded) State() string {
+	if g.Breaker == nil {
+		return BreakerClosed
+	}
+	return g.Breaker.State()
+}
