@@ -218,6 +218,10 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 			return nil, fmt.Errorf("listen on --syslog-addr %s: %w", cfg.SyslogAddr, err)
 		}
 	}
+	registerSinkMetrics(n.Registry(), snk)
+	if a.syslog != nil {
+		registerSyslogMetrics(n.Registry(), a.syslog)
+	}
 	n.Start()
 	a.http = &http.Server{
 		Handler:           web.New(web.Config{Node: n, Logger: log}),

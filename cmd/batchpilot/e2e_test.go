@@ -207,6 +207,21 @@ func TestAgentWritesHTTPAndSyslogRecordsToTheFileSink(t *testing.T) {
 			t.Errorf("syslog record without its syslog fields: %v", r)
 		}
 	}
+	for path, want := range map[string]string{
+		"/healthz": `"status":"ok"`,
+		"/readyz":  `"status":"ready"`,
+		"/metrics": "batchpilot_records_written_total 8\n",
+	} {
+		resp, err := http.Get(p.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s: %d, want 200 with %q in:\n%.2000s", path, resp.StatusCode, want, b)
+		}
+	}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("agent exit after SIGTERM: %v", err)
 	}

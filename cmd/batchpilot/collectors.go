@@ -1,0 +1,48 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchpilot/batchpilot/node/sink"
+	"github.com/batchpilot/batchpilot/node/syslog"
+)
+
+// registerSyslogMetrics exports the syslog listener's counters.
+func registerSyslogMetrics(reg prometheus.Registerer, s *syslog.Server) {
+	counter := func(result string, f func(syslog.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "batchpilot_syslog_messages_total",
+			Help:        "Syslog messages by result: received (parsed and queued), malformed, too_long, dropped (queue full, UDP).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(f(s.Stats())) })
+	}
+	reg.MustRegister(
+		counter("received", func(st syslog.Stats) uint64 { return st.Received }),
+		counter("malformed", func(st syslog.Stats) uint64 { return st.Malformed }),
+		counter("too_long", func(st syslog.Stats) uint64 { return st.TooLong }),
+		counter("dropped", func(st syslog.Stats) uint64 { return st.Dropped }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "batchpilot_syslog_connections", Help: "Open syslog TCP connections.",
+		}, func() float64 { return float64(s.Stats().Connections) }),
+	)
+}
+
+// registerSinkMetrics exports the sink's own counters, where it has them.
+func registerSinkMetrics(reg prometheus.Registerer, s sink.Sink) {
+	switch s := s.(type) {
+	case *sink.File:
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "batchpilot_sink_fsyncs_total", Help: "fsyncs of the file sink; batches per fsync is the group-commit factor.",
+		}, func() float64 { return float64(s.Stats().Syncs) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "batchpilot_sink_segments_total", Help: "Segment files the file sink has created.",
+			}, func() float64 { return float64(s.Stats().Segments) }))
+	case *sink.HTTP:
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "batchpilot_sink_requests_total", Help: "POSTs the http sink sent, retries included.",
+		}, func() float64 { return float64(s.Stats().Requests) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "batchpilot_sink_retries_total", Help: "POSTs the http sink retried.",
+			}, func() float64 { return float64(s.Stats().Retries) }))
+	}
+}
