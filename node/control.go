@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,6 +85,11 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		QueueBytes:   qbytes,
 		SinkErrors:   int(s.sinkErrors),
 		Backpressure: int(s.backpressure),
+		Rejected:     int(s.rejected),
+
+		FlushConcurrency: n.cfg.FlushConcurrency,
+		MaxLinger:        n.cfg.MaxLinger,
+		QueueCapacity:    n.cfg.QueueRecords,
 	}
 	if s.batches > 0 {
 		obs.MeanBatchFill = float64(s.fill) / float64(s.batches)
@@ -94,8 +100,7 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 	}
 	obs.AvgRecordBytes = *avgRecord
 	if n.cfg.Resources != nil {
-		r := n.cfg.Resources()
-		obs.CPUPercent, obs.MemPercent, obs.RSSBytes = r.CPUPercent, r.MemPercent, r.RSSBytes
+		n.cfg.Resources().ApplyTo(&obs)
 	}
 	if max := n.grantBatchCap(*avgRecord); max > 0 && max < obs.MaxBatchSize {
 		obs.MaxBatchSize = max
@@ -117,17 +122,20 @@ func (n *Node) grantBatchCap(avgRecord float64) int {
 func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	old := obs.BatchSize
 	d := n.cfg.Controller.Next(obs)
-	breaker := "closed"
+	breaker := tuner.BreakerClosed
+	sinkTrip := false
 	if g := n.cfg.Guard; g != nil {
 		d = g.Apply(obs, d)
 		breaker = g.State()
+		sinkTrip = strings.HasPrefix(g.Reason(), "sink")
 	}
-	n.breakerOpen.Store(breaker == "open")
+	n.breakerOpen.Store(breaker == tuner.BreakerOpen && sinkTrip)
 	d.BatchSize = tuner.Clamp(d.BatchSize, obs.MaxBatchSize)
 	if d.BatchSize != old {
 		n.setBatchSize(d.BatchSize)
 		n.metrics.decisions.WithLabelValues(d.Reason).Inc()
-		n.recordDecision(obs, old, d, breaker)
+		d.Breaker = breaker
+		n.decided.Add(tuner.NewDecisionRecord(n.cfg.Name, n.cfg.Controller.Name(), obs, d))
 		n.log.Debug("batch size changed", "old", old, "new", d.BatchSize, "reason", d.Reason)
 	}
 	h := &Health{

@@ -26,7 +26,7 @@ type Config struct {
 	Guard Guard
 	// Resources, when set, is called once per control interval for CPU and
 	// memory figures (the tuner's sampler).
-	Resources func() Resources
+	Resources func() tuner.Resources
 
 	InitialBatchSize int           // 100
 	MaxBatchSize     int           // 20000
@@ -46,20 +46,16 @@ type Config struct {
 	Registerer prometheus.Registerer // default: a registry of the node's own
 }
 
-// Resources are the host figures the tuner weighs.
-type Resources struct {
-	CPUPercent float64
-	MemPercent float64
-	RSSBytes   uint64
-}
-
 // Guard is the safety seam between the controller and the batcher: it sees
-// every observation and decision and returns the decision to apply. Its
-// State is "closed", "open" or "half-open"; while it is "open" ingest is
-// refused with 503.
+// every observation and decision and returns the decision to apply
+// (tuner.Breaker is the one the agent uses). State is "closed", "open" or
+// "half-open"; Reason says what tripped it. While it is open because the
+// sink fails, ingest is refused with 503 so that clients retry elsewhere
+// instead of queueing records that cannot be written.
 type Guard interface {
 	Apply(obs tuner.Observation, d tuner.Decision) tuner.Decision
 	State() string
+	Reason() string
 }
 
 func (c *Config) setDefaults() {
@@ -106,7 +102,7 @@ type Node struct {
 	win      *window
 	metrics  *metrics
 	registry *prometheus.Registry // nil when cfg.Registerer was given
-	decided  *DecisionLog
+	decided  *tuner.DecisionLog
 
 	batchSize     atomic.Int64
 	inflightBytes atomic.Int64
@@ -144,7 +140,7 @@ func New(cfg Config) (*Node, error) {
 		sink:    cfg.Sink,
 		queue:   newQueue(cfg.QueueRecords, cfg.QueueBytes),
 		win:     newWindow(),
-		decided: NewDecisionLog(1000),
+		decided: tuner.NewDecisionLog(1000),
 		slots:   make(chan struct{}, cfg.FlushConcurrency),
 		flushed: make(chan struct{}, 1),
 		stopCtl: make(chan struct{}),
@@ -171,7 +167,7 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
 // Decisions is the node's log of tuner decisions.
-func (n *Node) Decisions() *DecisionLog { return n.decided }
+func (n *Node) Decisions() *tuner.DecisionLog { return n.decided }
 
 // Config returns the node's configuration with defaults filled in.
 func (n *Node) Config() Config { return n.cfg }
@@ -273,6 +269,8 @@ func (n *Node) Ingest(ctx context.Context, recs [][]byte, src Source) error {
 		reason := "queue_full"
 		if errors.Is(err, ErrDraining) {
 			reason = "draining"
+		} else {
+			n.win.addRejected(len(recs))
 		}
 		n.metrics.rejected.WithLabelValues(reason).Add(float64(len(recs)))
 		return err
@@ -301,6 +299,8 @@ func (n *Node) Offer(ctx context.Context, rec []byte, src Source, block bool) er
 		reason := "dropped"
 		if errors.Is(err, ErrDraining) {
 			reason = "draining"
+		} else {
+			n.win.addRejected(1)
 		}
 		n.metrics.rejected.WithLabelValues(reason).Inc()
 		return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/batchpilot/batchpilot/node/sink"
+	"github.com/batchpilot/batchpilot/tuner"
 )
 
 // memSink is an in-memory sink for testing the batcher: it records every
@@ -260,4 +261,25 @@ func TestControlWindowResetsEachInterval(t *testing.T) {
 	if s := w.snapshot(); s.arrived != 2 {
 		t.Fatalf("second interval arrived %d, want 2", s.arrived)
 	}
+}
+
+func TestFailingSinkOpensTheBreakerAndItRecovers(t *testing.T) {
+	s := newMemSink()
+	s.fail = errors.New("sink down")
+	n := startNode(t, Config{Sink: s, MaxLinger: time.Millisecond, ControlInterval: 10 * time.Millisecond,
+		Guard: tuner.NewBreaker(tuner.BreakerConfig{CoolDown: 50 * time.Millisecond, CPULimit: 101, MemLimit: 101})})
+	// Failing writes trip the breaker; then ingest is refused outright.
+	waitFor(t, func() bool {
+		return errors.Is(n.Ingest(context.Background(), recs(1, "f"), SourceHTTP), ErrBreakerOpen)
+	})
+	if h := n.Health(); h.Breaker != tuner.BreakerOpen {
+		t.Fatalf("health says breaker %q, want open", h.Breaker)
+	}
+	// The sink heals: after the cool-down a probe goes through and the
+	// breaker closes by itself.
+	s.mu.Lock()
+	s.fail = nil
+	s.mu.Unlock()
+	waitFor(t, func() bool { return n.Ingest(context.Background(), recs(1, "ok"), SourceHTTP) == nil })
+	waitFor(t, func() bool { return n.Health().Breaker == tuner.BreakerClosed })
 }

@@ -20,6 +20,7 @@ type window struct {
 	fill         int64
 	sinkErrors   int64
 	backpressure int64
+	rejected     int64                   // refused because the queue was full
 	latency      *hdrhistogram.Histogram // microseconds
 }
 
@@ -33,12 +34,18 @@ func (w *window) addArrived(n int) {
 	w.mu.Unlock()
 }
 
+func (w *window) addRejected(n int) {
+	w.mu.Lock()
+	w.rejected += int64(n)
+	w.mu.Unlock()
+}
+
 // windowSnapshot is a window's figures at the end of an interval.
 type windowSnapshot struct {
 	arrived, written, good, bytes, batches int64
 	batchTime                              time.Duration
 	fill                                   int64
-	sinkErrors, backpressure               int64
+	sinkErrors, backpressure, rejected     int64
 	p50, p99                               time.Duration
 }
 
@@ -49,14 +56,14 @@ func (w *window) snapshot() windowSnapshot {
 	s := windowSnapshot{
 		arrived: w.arrived, written: w.written, good: w.good, bytes: w.bytes,
 		batches: w.batches, batchTime: w.batchTime, fill: w.fill,
-		sinkErrors: w.sinkErrors, backpressure: w.backpressure,
+		sinkErrors: w.sinkErrors, backpressure: w.backpressure, rejected: w.rejected,
 	}
 	if w.latency.TotalCount() > 0 {
 		s.p50 = time.Duration(w.latency.ValueAtQuantile(50)) * time.Microsecond
 		s.p99 = time.Duration(w.latency.ValueAtQuantile(99)) * time.Microsecond
 	}
 	w.arrived, w.written, w.good, w.bytes, w.batches = 0, 0, 0, 0, 0
-	w.batchTime, w.fill, w.sinkErrors, w.backpressure = 0, 0, 0, 0
+	w.batchTime, w.fill, w.sinkErrors, w.backpressure, w.rejected = 0, 0, 0, 0, 0
 	w.latency.Reset()
 	return s
 }

@@ -177,10 +177,23 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		snk.Close()
 		return nil, err
 	}
+	sampler, err := tuner.NewSampler(ctx)
+	if err != nil {
+		snk.Close()
+		return nil, err
+	}
 	n, err := node.New(node.Config{
-		Name:             cfg.NodeName,
-		Sink:             snk,
-		Controller:       ctl,
+		Name:       cfg.NodeName,
+		Sink:       snk,
+		Controller: ctl,
+		Guard:      tuner.NewBreaker(tuner.BreakerConfig{}),
+		Resources: func() tuner.Resources {
+			r, err := sampler.Sample(context.Background())
+			if err != nil {
+				log.Debug("resource sample", "err", err)
+			}
+			return r
+		},
 		InitialBatchSize: cfg.BatchSize,
 		MaxBatchSize:     cfg.MaxBatchSize,
 		MaxLinger:        cfg.MaxLinger,
