@@ -95,18 +95,40 @@ type testNode struct {
 
 func startTestNode(t *testing.T, name string, expect int, join ...string) *testNode {
 	t.Helper()
-	return startTestNodeIn(t, t.TempDir(), name, expect, join...)
+	return startTestNodeAt(t, nodeAddrs{dir: t.TempDir()}, name, expect, join...)
 }
 
 func startTestNodeIn(t *testing.T, dir, name string, expect int, join ...string) *testNode {
 	t.Helper()
+	return startTestNodeAt(t, nodeAddrs{dir: dir}, name, expect, join...)
+}
+
+// nodeAddrs places a node: its data dir and, for a restart on the same
+// addresses, its gossip and Raft addresses (port 0 when empty).
+type nodeAddrs struct {
+	dir, gossip, raft string
+}
+
+func (n *testNode) addrs() nodeAddrs {
+	return nodeAddrs{dir: n.dir, gossip: n.gossip.Addr(), raft: n.srv.RaftAddr()}
+}
+
+func startTestNodeAt(t *testing.T, at nodeAddrs, name string, expect int, join ...string) *testNode {
+	t.Helper()
+	if at.gossip == "" {
+		at.gossip = "127.0.0.1:0"
+	}
+	if at.raft == "" {
+		at.raft = "127.0.0.1:0"
+	}
+	dir := at.dir
 	n := &testNode{t: t, name: name, dir: dir}
 	n.health.Store(&cluster.Health{BatchSize: 100, Breaker: cluster.BreakerClosed, WantBytes: 64 << 20, HasBytes: 2 << 20})
 	logger := testLogger(t)
 	g, err := cluster.New(cluster.Config{
 		NodeName:          name,
 		DataDir:           dir,
-		BindAddr:          "127.0.0.1:0",
+		BindAddr:          at.gossip,
 		HTTPAddr:          "http-" + name,
 		Join:              join,
 		Logger:            logger,
@@ -118,7 +140,7 @@ func startTestNodeIn(t *testing.T, dir, name string, expect int, join ...string)
 	}
 	srv, err := New(Config{
 		DataDir:         dir,
-		RaftAddr:        "127.0.0.1:0",
+		RaftAddr:        at.raft,
 		BootstrapExpect: expect,
 		Gossip:          g,
 		Logger:          logger,
@@ -367,6 +389,16 @@ func TestClusterFormsGrowsChangesLimitsLosesMembersAndFailsOver(t *testing.T) {
 	}
 	set(survivors...)
 	leader = waitLeader(t, survivors...)
+	// The new leader first hands back the grants in force for one lease
+	// TTL (learning mode), then allocates.
+	waitFor(t, "a learning-mode epoch from the new leader", func() bool {
+		a := leader.srv.Allocation()
+		return a.LeaderID == leader.id() && a.Learning
+	})
+	waitFor(t, "an allocating epoch from the new leader", func() bool {
+		a := leader.srv.Allocation()
+		return a.LeaderID == leader.id() && !a.Learning
+	})
 	for _, n := range survivors {
 		waitFor(t, n.name+" to apply epochs from the new leader", func() bool {
 			a := n.srv.Allocation()
@@ -403,12 +435,50 @@ func TestLeaseFallsBackToBaselineWhenCutOff(t *testing.T) {
 	}
 
 	// Cut n3 off: the rest of the cluster goes away, no epoch reaches it.
+	at1, at2 := n1.addrs(), n2.addrs()
 	n1.kill()
 	n2.kill()
 	waitFor(t, "n3's lease to go stale and fall back to the floor", func() bool {
 		b, fresh := n3.srv.Grant(time.Now())
 		return !fresh && b == floor
 	})
+
+	// When the others come back (same data and addresses), a leader is
+	// elected again and n3's lease is fresh again.
+	epoch := n3.srv.Allocation().Epoch
+	r1 := startTestNodeAt(t, at1, "n1", 3, n3.gossip.Addr())
+	r2 := startTestNodeAt(t, at2, "n2", 3, n3.gossip.Addr())
+	waitLeader(t, r1, r2, n3)
+	waitFor(t, "n3 to hold a fresh grant again", func() bool {
+		_, fresh := n3.srv.Grant(time.Now())
+		return fresh && n3.srv.Allocation().Epoch > epoch
+	})
+}
+
+func TestLeaderLeavesGracefully(t *testing.T) {
+	n1 := startTestNode(t, "n1", 3)
+	n2 := startTestNode(t, "n2", 3, n1.gossip.Addr())
+	n3 := startTestNode(t, "n3", 3, n1.gossip.Addr())
+	all := []*testNode{n1, n2, n3}
+	leader := waitLeader(t, all...)
+	waitFor(t, "an epoch", func() bool { return leader.srv.Allocation().Epoch > 0 })
+
+	leader.leave()
+	var rest []*testNode
+	for _, n := range all {
+		if n != leader {
+			rest = append(rest, n)
+		}
+	}
+	next := waitLeader(t, rest...)
+	waitFor(t, "the old leader removed from raft", func() bool { return next.srv.Role(leader.id()) == "none" })
+	for _, n := range rest {
+		waitFor(t, n.name+" to apply an epoch without the old leader", func() bool {
+			a := n.srv.Allocation()
+			_, has := a.Grants[leader.id()]
+			return a.LeaderID == next.id() && !has && len(a.Grants) == 2
+		})
+	}
 }
 
 func TestJoinerNeverBootstrapsItsOwnCluster(t *testing.T) {
