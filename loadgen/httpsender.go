@@ -1,0 +1,88 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// newHTTPClient returns the client all HTTP senders of a run share: one
+// keep-alive connection per sender and target, no proxy, no transparent
+// compression (the sender sets Content-Encoding itself).
+func newHTTPClient(conns int) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         d.DialContext,
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+		WriteBufferSize:     64 << 10,
+		ReadBufferSize:      8 << 10,
+	}}
+}
+
+var (
+	ndjsonType = []string{"application/x-ndjson"}
+	gzipEnc    = []string{"gzip"}
+)
+
+// httpSender POSTs NDJSON to a node's /v1/logs.
+type httpSender struct {
+	client  *http.Client
+	timeout time.Duration
+	ack     [512]byte
+}
+
+func (s *httpSender) send(ctx context.Context, t *target, wire []byte, pl *payload) attempt {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(wire))
+	if err != nil {
+		return attempt{kind: "other"}
+	}
+	req.Header["Content-Type"] = ndjsonType
+	if pl.gzip {
+		req.Header["Content-Encoding"] = gzipEnc
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return classify(err)
+	}
+	n, _ := io.ReadFull(resp.Body, s.ack[:])
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	a := statusAttempt(resp)
+	if a.acked {
+		if err != nil {
+			return classify(err)
+		}
+		if !ackMatches(s.ack[:n], pl.n) {
+			return attempt{kind: "bad_ack"}
+		}
+	}
+	return a
+}
+
+// ackMatches checks {"accepted": N} against the records sent; an empty or
+// different body (a plain receiver) is taken as an acknowledgement.
+func ackMatches(body []byte, n int) bool {
+	if !bytes.Contains(body, []byte(`"accepted"`)) {
+		return true
+	}
+	var a struct {
+		Accepted *int `json:"accepted"`
+	}
+	if json.Unmarshal(body, &a) != nil || a.Accepted == nil {
+		return true
+	}
+	return *a.Accepted == n
+}
+
+func (s *httpSender) close() {}
