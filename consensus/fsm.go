@@ -101,12 +101,17 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return &fsmResponse{err: fmt.Errorf("decode command at index %d: %w", l.Index, err)}
 	}
 	f.mu.Lock()
-	resp, applied := f.applyLocked(c, l.Index)
+	resp, applied, shrunk := f.applyLocked(c, l.Index)
 	limits := f.limitsLocked()
 	f.mu.Unlock()
 
-	if applied != nil && f.lease != nil {
-		f.renewLease(*applied, limits, l.AppendedAt)
+	if f.lease != nil {
+		if applied != nil {
+			f.renewLease(*applied, limits, l.AppendedAt)
+		}
+		if shrunk != nil {
+			f.lease.Cap(shrunk.Grants[f.localID], shrunk.Floor)
+		}
 	}
 	return resp
 }
@@ -128,53 +133,73 @@ func (f *fsm) renewLease(a Allocation, limits Limits, appendedAt time.Time) {
 	f.lease.Renew(now, a.Epoch, bytes, ttl, a.Floor)
 }
 
-// applyLocked applies one command and returns the response and, for a new
-// allocation, the allocation.
-func (f *fsm) applyLocked(c command, index uint64) (*fsmResponse, *Allocation) {
+// applyLocked applies one command and returns the response, a new
+// allocation, and an allocation shrunk to fit a smaller budget.
+func (f *fsm) applyLocked(c command, index uint64) (resp *fsmResponse, applied, shrunk *Allocation) {
 	if _, ok := f.seen[c.RequestID]; ok && c.RequestID != "" {
-		return &fsmResponse{duplicate: true}, nil
+		return &fsmResponse{duplicate: true}, nil, nil
 	}
-	var applied *Allocation
 	switch c.Type {
 	case cmdInit:
 		if f.state.ClusterID != "" {
-			return &fsmResponse{duplicate: true}, nil
+			return &fsmResponse{duplicate: true}, nil, nil
 		}
 		if c.Limits != nil && !f.state.LimitsSet {
 			if err := c.Limits.Validate(); err != nil {
-				return &fsmResponse{err: err}, nil
+				return &fsmResponse{err: err}, nil, nil
 			}
 			f.state.Limits, f.state.LimitsSet = *c.Limits, true
 		}
 		f.state.ClusterID = c.ClusterID
 	case cmdSetLimits:
 		if c.Patch == nil {
-			return &fsmResponse{err: errors.New("set_limits without a patch")}, nil
+			return &fsmResponse{err: errors.New("set_limits without a patch")}, nil, nil
 		}
 		next := c.Patch.Apply(f.limitsLocked())
 		if err := next.Validate(); err != nil {
-			return &fsmResponse{err: err}, nil
+			return &fsmResponse{err: err}, nil, nil
 		}
 		f.state.Limits, f.state.LimitsSet = next, true
+		if a, ok := shrinkToBudget(f.state.Allocation, next); ok {
+			f.state.Allocation = a
+			shrunk = &a
+		}
 	case cmdAllocate:
 		if c.Allocation == nil {
-			return &fsmResponse{err: errors.New("allocate without an allocation")}, nil
+			return &fsmResponse{err: errors.New("allocate without an allocation")}, nil, nil
 		}
 		a := c.Allocation.clone()
 		if a.Epoch <= f.state.Allocation.Epoch {
-			return &fsmResponse{err: errStaleEpoch}, nil
+			return &fsmResponse{err: errStaleEpoch}, nil, nil
 		}
 		if budget := f.limitsLocked().ClusterBudgetBytes; a.Grants.Sum() > budget {
-			return &fsmResponse{err: fmt.Errorf("allocation of epoch %d grants %d bytes, over the cluster budget %d", a.Epoch, a.Grants.Sum(), budget)}, nil
+			return &fsmResponse{err: fmt.Errorf("allocation of epoch %d grants %d bytes, over the cluster budget %d", a.Epoch, a.Grants.Sum(), budget)}, nil, nil
 		}
 		a.Index = index
 		f.state.Allocation = a
 		applied = &a
 	default:
-		return &fsmResponse{err: fmt.Errorf("unknown command %q", c.Type)}, nil
+		return &fsmResponse{err: fmt.Errorf("unknown command %q", c.Type)}, nil, nil
 	}
 	f.remember(c.RequestID)
-	return &fsmResponse{}, applied
+	return &fsmResponse{}, applied, shrunk
+}
+
+// shrinkToBudget scales the grants in force down in proportion when a
+// smaller budget no longer holds them, so the sum of the grants stays within
+// the budget from the moment the limits change, not from the next epoch.
+func shrinkToBudget(a Allocation, l Limits) (Allocation, bool) {
+	sum := a.Grants.Sum()
+	if sum <= l.ClusterBudgetBytes {
+		return a, false
+	}
+	a = a.clone()
+	for id, g := range a.Grants {
+		a.Grants[id] = mulDiv(g, l.ClusterBudgetBytes, sum)
+	}
+	a.Budget = l.ClusterBudgetBytes
+	a.Floor = min(a.Floor, Floor(l, len(a.Grants)))
+	return a, true
 }
 
 func (f *fsm) remember(id string) {

@@ -239,6 +239,29 @@ func TestFSMRenewsTheLocalLease(t *testing.T) {
 	}
 }
 
+func TestFSMCutBudgetShrinksTheGrantsInForce(t *testing.T) {
+	h := newHarness(t)
+	h.apply(allocateCmd("a", 1, Grants{"me": 100 << 20, "other": 100 << 20}))
+	if b, fresh := h.lease.Grant(h.clock.now()); !fresh || b != 100<<20 {
+		t.Fatalf("lease before the cut: %d %v", b, fresh)
+	}
+	if r := h.apply(command{Type: cmdSetLimits, RequestID: "cut", Patch: &LimitsPatch{ClusterBudgetBytes: ptr(int64(100 << 20))}}); r.err != nil {
+		t.Fatal(r.err)
+	}
+	a := h.fsm.allocation()
+	if a.Grants.Sum() > 100<<20 || a.Grants["me"] != 50<<20 || a.Budget != 100<<20 {
+		t.Fatalf("after the cut: %+v", a)
+	}
+	if b, fresh := h.lease.Grant(h.clock.now()); !fresh || b != 50<<20 {
+		t.Fatalf("lease after the cut: %d %v, want the shrunk grant, still fresh", b, fresh)
+	}
+	// Raising the budget leaves the grants alone until the next epoch.
+	h.apply(command{Type: cmdSetLimits, RequestID: "raise", Patch: &LimitsPatch{ClusterBudgetBytes: ptr(int64(1 << 30))}})
+	if got := h.fsm.allocation().Grants["me"]; got != 50<<20 {
+		t.Fatalf("raising the budget changed a grant to %d", got)
+	}
+}
+
 type memSink struct {
 	bytes.Buffer
 	cancelled bool

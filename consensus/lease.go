@@ -42,6 +42,15 @@ func (l *Lease) Renew(now time.Time, epoch uint64, bytes int64, ttl time.Duratio
 	return true
 }
 
+// Cap lowers the held grant to at most bytes (and the baseline to at most
+// baseline) without renewing the lease: the budget was cut between epochs.
+func (l *Lease) Cap(bytes, baseline int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bytes = min(l.bytes, bytes)
+	l.baseline = min(l.baseline, baseline)
+}
+
 // SetBaseline changes what a stale lease answers.
 func (l *Lease) SetBaseline(baseline int64) {
 	l.mu.Lock()

@@ -52,6 +52,24 @@ func TestLease(t *testing.T) {
 			wantBytes: 100,
 		},
 		{
+			name: "a cut lowers the grant but does not extend the lease",
+			steps: func(l *Lease) {
+				l.Renew(t0, 1, 500, ttl, 100)
+				l.Cap(300, 100)
+			},
+			at:        ttl - time.Millisecond,
+			wantBytes: 300, wantFresh: true,
+		},
+		{
+			name: "a cut lease still goes stale on time",
+			steps: func(l *Lease) {
+				l.Renew(t0, 1, 500, ttl, 100)
+				l.Cap(300, 100)
+			},
+			at:        ttl,
+			wantBytes: 100,
+		},
+		{
 			name: "the baseline follows the latest allocation's floor",
 			steps: func(l *Lease) {
 				l.Renew(t0, 1, 500, ttl, 100)
