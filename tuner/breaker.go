@@ -26,7 +26,7 @@ type BreakerConfig struct {
 	// failed in the sink (after the sink's own retries).
 	ErrorRatio float64 // 0.2
 	// Shrink is the factor applied to the size in force on a trip (and
-	// again for every interval the limit stays crossed while open).
+	// again for every interval memory keeps rising while open).
 	Shrink float64 // 0.5
 	// Floor is the smallest size the breaker shrinks to.
 	Floor int // 1
@@ -65,7 +65,8 @@ func (c *BreakerConfig) defaults() {
 // Breaker is the safety breaker that sits between a controller and the
 // batcher. It trips when, over an interval, the host's CPU or memory use,
 // this process's RSS, or the share of batches the sink failed exceeds its
-// limit: it shrinks the size at once (×Shrink), holds it while open, and
+// limit: it shrinks the size at once (×Shrink; again while memory keeps
+// rising), holds it while open, and
 // after CoolDown without a crossed limit probes a limited size half-open;
 // one healthy interval half-open closes it, a crossed limit reopens it.
 // Safety wins over the objective: while the breaker is not closed, a
@@ -85,6 +86,8 @@ type Breaker struct {
 	since    time.Time // when it last opened, or last saw a crossed limit while open
 	tripSize int       // the size in force when it tripped
 	hold     int       // the size held while open
+	lastMem  float64   // the previous interval's memory figures
+	lastRSS  uint64
 }
 
 // NewBreaker returns a closed breaker.
@@ -113,7 +116,10 @@ func (b *Breaker) Reason() string {
 func (b *Breaker) Apply(obs Observation, d Decision) Decision {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	crossed, why := b.crossed(obs)
+	kind, why := b.crossed(obs)
+	crossed := kind != ""
+	rising := obs.MemPercent > b.lastMem || obs.RSSBytes > b.lastRSS
+	b.lastMem, b.lastRSS = obs.MemPercent, obs.RSSBytes
 	inForce := obs.BatchSize
 	if inForce <= 0 {
 		inForce = d.BatchSize
@@ -127,9 +133,12 @@ func (b *Breaker) Apply(obs Observation, d Decision) Decision {
 		b.trip(obs.Now, inForce, inForce, why)
 	case BreakerOpen:
 		if crossed {
-			// Still over: restart the cool-down and, once the held size is
-			// in force, shrink again.
-			if inForce <= b.hold {
+			// Still over: restart the cool-down. Memory still rising with
+			// the held size in force means too much is still in flight:
+			// shrink again. (CPU or sink errors that persist are held at
+			// the shrunk size; shrinking further would only add per-batch
+			// work.)
+			if (kind == "memory" || kind == "rss") && rising && inForce <= b.hold {
 				b.hold = max(b.cfg.Floor, int(float64(b.hold)*b.cfg.Shrink))
 			}
 			b.since, b.reason = obs.Now, why
@@ -169,8 +178,9 @@ func (b *Breaker) limit(d Decision, size int, reason string) Decision {
 	return d
 }
 
-// crossed reports whether obs crosses a limit, and which.
-func (b *Breaker) crossed(obs Observation) (bool, string) {
+// crossed reports which limit obs crosses ("cpu", "memory", "rss",
+// "sink-errors"; "" for none) and how, for the reason.
+func (b *Breaker) crossed(obs Observation) (kind, detail string) {
 	cpuLimit, memLimit := obs.CPULimit, obs.MemLimit
 	if cpuLimit <= 0 {
 		cpuLimit = b.cfg.CPULimit
@@ -180,21 +190,21 @@ func (b *Breaker) crossed(obs Observation) (bool, string) {
 	}
 	switch {
 	case obs.CPUPercent > cpuLimit:
-		return true, fmt.Sprintf("cpu %.1f%% > %.0f%%", obs.CPUPercent, cpuLimit)
+		return "cpu", fmt.Sprintf("cpu %.1f%% > %.0f%%", obs.CPUPercent, cpuLimit)
 	case obs.MemPercent > memLimit:
-		return true, fmt.Sprintf("memory %.1f%% > %.0f%%", obs.MemPercent, memLimit)
+		return "memory", fmt.Sprintf("memory %.1f%% > %.0f%%", obs.MemPercent, memLimit)
 	case b.cfg.RSSLimit > 0 && obs.RSSBytes > b.cfg.RSSLimit:
-		return true, fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
+		return "rss", fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
 	case obs.SinkErrors > 0:
 		ratio := 1.0
 		if obs.Batches > 0 {
 			ratio = float64(obs.SinkErrors) / float64(obs.Batches)
 		}
 		if ratio > b.cfg.ErrorRatio {
-			return true, fmt.Sprintf("sink errors %d of %d batches", obs.SinkErrors, obs.Batches)
+			return "sink-errors", fmt.Sprintf("sink errors %d of %d batches", obs.SinkErrors, obs.Batches)
 		}
 	}
-	return false, ""
+	return "", ""
 }
 
 // Guarded is a Controller whose decisions pass through a Breaker and are

@@ -62,9 +62,10 @@ type Gradient struct {
 	sign  float64 // the probe's next direction
 	tick  int
 
-	samples []gsample // (log size, objective), newest last
-	slope   float64   // EWMA of the objective's elasticity
-	corr    float64   // gradient correction to the model's size, log space
+	samples  []gsample // (log size, objective), newest last
+	slope    float64   // EWMA of the objective's elasticity
+	corr     float64   // gradient correction to the model's size, log space
+	ltSmooth float64   // EWMA of the log of the model's size
 
 	lam     float64 // EWMA of the arrival rate
 	lamSeen bool
@@ -236,6 +237,13 @@ func (g *Gradient) Next(obs Observation) Decision {
 	g.boost = 0
 	lb := math.Log(g.base)
 	lt := math.Log(target)
+	// The model's size, smoothed (in log space) against the noise of the
+	// measured rates; a regime change or a backlog takes it as it is.
+	if g.ltSmooth == 0 || regime != "" || sat {
+		g.ltSmooth = lt
+	} else {
+		g.ltSmooth += 0.3 * (lt - g.ltSmooth)
+	}
 	var d float64
 	var reason string
 	fast := false // the move is made at once, not clamped by MaxStep
@@ -274,7 +282,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 		// batch or per record: try smaller, which is the safer guess and
 		// tells the two apart.
 		d, reason, fast = lb+math.Log(0.6), "regime:cost:explore", true
-	case regime != "":
+	case regime != "" && (!sat || math.Abs(lt-lb) > math.Log(1+cfg.DeadBand)):
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
 		// A hill-climb on measured capacity, with the model as a guide.
@@ -308,6 +316,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 		} else {
 			g.corr *= 0.98
 		}
+		lt = g.ltSmooth
 		d, reason = lt+g.corr, "model"
 		if g.corr < -0.05 || g.corr > 0.05 {
 			reason = "model+gradient"
@@ -699,14 +708,16 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 }
 
 // objective is the quantity the gradient climbs, per interval: goodput as a
-// fraction of what arrived, penalised above the SLO and the resource
+// fraction of what was written, penalised above the SLO and the resource
 // limits, with a slight preference for lower latency.
 func (g *Gradient) objective(obs Observation, slo float64) float64 {
-	ref := math.Max(obs.ArrivalRate, obs.Throughput)
-	if ref <= 0 {
+	// Goodput as a share of what was written: it is only measured in
+	// intervals without a backlog, where the node writes what arrives, and
+	// it is free of the Poisson noise of the arrival count.
+	if obs.Throughput <= 0 {
 		return 0
 	}
-	j := obs.Goodput / ref
+	j := obs.Goodput / obs.Throughput
 	p99 := obs.P99.Seconds()
 	if p99 > slo {
 		j *= slo / p99
@@ -737,7 +748,7 @@ func (g *Gradient) addSample(x, j float64) {
 
 // fitSlope fits the objective against log size over the window (newer
 // samples weigh more), folds the elasticity into the EWMA and reports
-// whether the slope is significant (|t| > 2.5).
+// whether the slope is significant (|t| > 2.5) and large enough to act on.
 func (g *Gradient) fitSlope() bool {
 	n := len(g.samples)
 	if n < 5 {
@@ -772,7 +783,10 @@ func (g *Gradient) fitSlope() bool {
 	}
 	e := b / math.Max(mj, 0.05)
 	g.slope = g.cfg.SlopeAlpha*e + (1-g.cfg.SlopeAlpha)*g.slope
-	return b != 0 && math.Abs(t) > 2.5
+	// Significant, and big enough to matter: a 10 % change of size moving
+	// the objective by at least 0.2 % (the latency preference alone does
+	// not, so on a plateau the model decides).
+	return b != 0 && math.Abs(t) > 2.5 && math.Abs(g.slope) > 0.02
 }
 
 // Model returns the cost model's current estimates — the fixed cost per

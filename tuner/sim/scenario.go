@@ -6,24 +6,28 @@ import (
 )
 
 // Shifting is the multi-phase scenario the controllers are compared on. Each
-// phase lasts phase (60s in the full run). The phases, in order:
+// phase lasts phase (60s in the full run). The phases, in order, with the
+// static sizes that keep up with each when it is run alone (from a sweep of
+// DefaultSweep; see TestCompareOnTheShiftingScenario's log):
 //
-//   - light: 300 records/s to a cheap sink: any size meets the SLO; small
+//   - light: 300 records/s to a cheap sink: every size meets the SLO; small
 //     batches give the lowest latency.
 //   - saturation: 50 000 records/s to a sink whose cost is mostly per write
-//     (an 8 ms fsync, 5 µs a record): below about 120 records a batch the
+//     (an 8 ms fsync, 5 µs a record): below about 150 records a batch the
 //     node cannot keep up and the queue grows without bound.
 //   - knee: 30 000 records/s to a slow downstream (40 ms a request, 50 µs a
 //     record) whose cost climbs steeply above 1000 records a request: only
-//     sizes of roughly 700 to 1500 keep up.
-//   - heavy: 5 000 records/s of 16 KB records (600 µs each): large batches
-//     take too long to write and small ones cannot keep up; roughly 150 to
-//     350 works.
+//     sizes from about 500 to 1500 keep up.
+//   - heavy: 5 000 records/s of 16 KB records (600 µs each): from about 50
+//     to 500; larger batches take too long to write.
 //   - burst: 4 000 records/s with 3 s bursts at 8× every 15 s to a cheap
-//     sink: sizes that are fine between bursts can be too small in one.
+//     sink: 50 and up.
 //   - brownout: 6 000 records/s to a downstream that admits 8 000 records/s
-//     through a 1000-record token bucket and answers 429 otherwise: batches
-//     above 1000 never get through.
+//     through a 1000-record token bucket and answers 429 otherwise: 50 to
+//     1000; a batch above 1000 never gets through.
+//
+// The ranges overlap at about 500, so one static size happens to suit every
+// phase; the comparison reports it as the best static size in hindsight.
 func Shifting(seed uint64, phase time.Duration) Config {
 	if phase <= 0 {
 		phase = time.Minute

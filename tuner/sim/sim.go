@@ -288,8 +288,9 @@ func (s *Sim) Step(size int) tuner.Observation {
 		s.dispatch()
 	}
 	s.now = end
+	obs := s.observe(end) // with the phase the interval ran in
 	s.advancePhase()
-	return s.observe(end)
+	return obs
 }
 
 func (s *Sim) advancePhase() {

@@ -1,0 +1,156 @@
+package sim
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/batchpilot/batchpilot/tuner"
+)
+
+// windowGoodput is the mean goodput over intervals [from, to) of a trace.
+func windowGoodput(tr []Interval, from, to int) float64 {
+	var sum float64
+	for _, iv := range tr[from:to] {
+		sum += iv.Obs.Goodput
+	}
+	return sum / float64(to-from)
+}
+
+// optimum is the best mean goodput over intervals [from, to) that any
+// static size of the sweep reaches on cfg.
+func optimum(cfg Config, from, to int) (int, float64) {
+	bestSize, best := 0, -1.0
+	for _, sz := range DefaultSweep {
+		r := Run(cfg, &tuner.Static{Size: sz}, sz)
+		if g := windowGoodput(r.Trace, from, to); g > best {
+			bestSize, best = sz, g
+		}
+	}
+	return bestSize, best
+}
+
+func TestGradientReachesTheOptimumWithinFiveIntervalsOfAStepChange(t *testing.T) {
+	const phase = 30 // seconds
+	phases := Shifting(1, phase*time.Second).Phases
+	for i, a := range phases {
+		for j, b := range phases {
+			if i == j {
+				continue
+			}
+			t.Run(a.Name+" to "+b.Name, func(t *testing.T) {
+				t.Parallel()
+				// The optimum after the step: the best static size on the
+				// new phase alone, over the same window.
+				after := Config{Seed: 7, Phases: []Phase{b}}
+				size, best := optimum(after, 5, phase)
+				cfg := Config{Seed: 7, Phases: []Phase{a, b}}
+				r := Run(cfg, tuner.NewGradient(tuner.GradientConfig{Initial: 100}), 100)
+				got := windowGoodput(r.Trace, phase+5, 2*phase)
+				if got < 0.9*best {
+					t.Errorf("goodput %.0f from 5 intervals after the step, want within 10 %% of the optimum %.0f (static %d)",
+						got, best, size)
+				}
+			})
+		}
+	}
+}
+
+func TestGradientBatchSizeIsSteadyInSteadyState(t *testing.T) {
+	for _, ph := range Shifting(1, time.Minute).Phases {
+		if ph.BurstEvery > 0 {
+			continue // bursts are not a steady state
+		}
+		t.Run(ph.Name, func(t *testing.T) {
+			t.Parallel()
+			r := Run(Config{Seed: 3, Phases: []Phase{ph}}, tuner.NewGradient(tuner.GradientConfig{Initial: 100}), 100)
+			if cv := r.Phases[0].SizeCV; cv > 0.05 {
+				t.Errorf("coefficient of variation of the size over the second half %.3f, want ≤ 0.05", cv)
+			}
+		})
+	}
+}
+
+func TestGradientKeepsLightLoadInsideTheSLO(t *testing.T) {
+	light := Shifting(1, time.Minute).Phases[0]
+	r := Run(Config{Seed: 5, Phases: []Phase{light}}, tuner.NewGradient(tuner.GradientConfig{Initial: 100}), 100)
+	for i, iv := range r.Trace {
+		if iv.Obs.P99 > iv.Obs.SLO {
+			t.Errorf("interval %d: p99 %v over the SLO %v at size %d", i, iv.Obs.P99, iv.Obs.SLO, iv.Obs.BatchSize)
+		}
+	}
+	// Small batches: the fill time stays within a tenth of the SLO.
+	if m := r.Phases[0].MeanBatchSize; m > 20 {
+		t.Errorf("mean size %.0f at 300 records/s, want small batches (≤ 20)", m)
+	}
+}
+
+func TestBreakerTripsWithinOneIntervalAndTheSizeRecovers(t *testing.T) {
+	normal := cheap("normal", 20000, 20*time.Second)
+	hog := normal
+	hog.Name, hog.Duration, hog.BackgroundCPU = "noisy neighbour", 10*time.Second, 93
+	after := normal
+	after.Duration = 30 * time.Second
+	cfg := Config{Seed: 11, Phases: []Phase{normal, hog, after}}
+	g := tuner.Guard(tuner.NewGradient(tuner.GradientConfig{Initial: 100}), tuner.NewBreaker(tuner.BreakerConfig{CoolDown: 5 * time.Second}))
+	r := Run(cfg, g, 100)
+
+	before := r.Trace[19]
+	if before.Decision.Breaker != tuner.BreakerClosed {
+		t.Fatalf("breaker %q before the neighbour came", before.Decision.Breaker)
+	}
+	first := r.Trace[20] // the first interval with the host over its CPU limit
+	if first.Obs.CPUPercent <= 90 {
+		t.Fatalf("cpu %.1f%% in the neighbour's first interval", first.Obs.CPUPercent)
+	}
+	if first.Decision.Breaker != tuner.BreakerOpen || first.Decision.BatchSize > first.Obs.BatchSize/2 {
+		t.Errorf("decision on the first hot interval: %+v, want open at half of %d", first.Decision, first.Obs.BatchSize)
+	}
+	for i := 21; i < 30; i++ {
+		if r.Trace[i].Decision.Breaker == tuner.BreakerClosed {
+			t.Errorf("interval %d: closed while the host is over its limit", i)
+		}
+	}
+	// After the neighbour leaves: cool-down, a probe, closed; and the size
+	// and goodput come back.
+	closedBy := -1
+	for i := 30; i < len(r.Trace); i++ {
+		if r.Trace[i].Decision.Breaker == tuner.BreakerClosed {
+			closedBy = i
+			break
+		}
+	}
+	if closedBy < 0 || closedBy > 30+5+2 {
+		t.Errorf("closed at interval %d, want within the 5 s cool-down plus 2 intervals of 30", closedBy)
+	}
+	end := r.Trace[len(r.Trace)-1]
+	if float64(end.Obs.BatchSize) < 0.8*float64(before.Obs.BatchSize) {
+		t.Errorf("size %d at the end, want back near %d", end.Obs.BatchSize, before.Obs.BatchSize)
+	}
+	if got := windowGoodput(r.Trace, 50, 60); got < 0.95*normal.Arrival {
+		t.Errorf("goodput %.0f over the last 10 s, want the arrival rate back (%.0f)", got, normal.Arrival)
+	}
+}
+
+func TestAIMDBacksOffOn429sInTheBrownout(t *testing.T) {
+	brownout := Shifting(1, 20*time.Second).Phases[5]
+	r := Run(Config{Seed: 2, Phases: []Phase{brownout}}, tuner.NewAIMD(tuner.AIMDConfig{Initial: 1500}), 1500)
+	var sizes []int
+	// (The first interval only seeds the past RTT, as in Vector.)
+	for _, iv := range r.Trace[1:6] {
+		sizes = append(sizes, iv.Decision.BatchSize)
+		if iv.Obs.Backpressure > 0 && iv.Decision.BatchSize != int(float64(iv.Obs.BatchSize)*0.9) {
+			t.Errorf("after 429s at %d: %d (%s), want ×0.9", iv.Obs.BatchSize, iv.Decision.BatchSize, iv.Decision.Reason)
+		}
+	}
+	if last := r.Trace[len(r.Trace)-1].Obs.BatchSize; last >= 1000 {
+		t.Errorf("size %d at the end (sizes %v...), want below the 1000-record bucket", last, sizes)
+	}
+}
+
+func Example() {
+	cfg := Shifting(1, 10*time.Second)
+	r := Run(cfg, tuner.NewGradient(tuner.GradientConfig{Initial: 100}), 100)
+	fmt.Println(r.Controller, len(r.Trace), "intervals,", len(r.Phases), "phases")
+	// Output: gradient 60 intervals, 6 phases
+}
