@@ -102,6 +102,15 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 	if n.cfg.Resources != nil {
 		n.cfg.Resources().ApplyTo(&obs)
 	}
+	if l := n.limits.Load(); l != nil {
+		if l.MaxBatchSize > 0 && l.MaxBatchSize < obs.MaxBatchSize {
+			obs.MaxBatchSize = l.MaxBatchSize
+		}
+		if l.LatencySLO > 0 {
+			obs.SLO = l.LatencySLO
+		}
+		obs.CPULimit, obs.MemLimit = l.CPULimit, l.MemLimit
+	}
 	if max := n.grantBatchCap(*avgRecord); max > 0 && max < obs.MaxBatchSize {
 		obs.MaxBatchSize = max
 	}
@@ -144,11 +153,23 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		P50ms: ms(obs.P50), P99ms: ms(obs.P99),
 		CPUPercent: obs.CPUPercent, MemPercent: obs.MemPercent, RSSBytes: obs.RSSBytes,
 		QueueDepth: obs.QueueDepth, QueueBytes: obs.QueueBytes, InflightBytes: n.inflightBytes.Load(),
-		WantBytes:  int64(float64(d.BatchSize) * avgRecord * float64(n.cfg.FlushConcurrency)),
+		WantBytes:  n.want(d, obs, avgRecord),
 		GrantBytes: n.grantBytes.Load(), Breaker: breaker, SinkErrors: int64(obs.SinkErrors),
 	}
 	n.health.Store(h)
 	n.history.add(*h)
+}
+
+// want is the in-flight bytes the node asks the leader for: what its
+// decision needs, or, when the grant is what holds the controller back,
+// twice that, so that the leader knows it would grow (the leader's growth
+// limit decides by how much).
+func (n *Node) want(d tuner.Decision, obs tuner.Observation, avgRecord float64) int64 {
+	w := float64(d.BatchSize) * avgRecord * float64(n.cfg.FlushConcurrency)
+	if n.grantBytes.Load() > 0 && d.BatchSize >= obs.MaxBatchSize && obs.MaxBatchSize < n.cfg.MaxBatchSize {
+		w *= 2
+	}
+	return int64(w)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

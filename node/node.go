@@ -107,6 +107,7 @@ type Node struct {
 	batchSize     atomic.Int64
 	inflightBytes atomic.Int64
 	grantBytes    atomic.Int64 // 0: no grant in force
+	limits        atomic.Pointer[Limits]
 	draining      atomic.Bool
 	breakerOpen   atomic.Bool
 
@@ -187,6 +188,18 @@ func (n *Node) SetGrant(bytes int64) {
 	n.grantBytes.Store(bytes)
 	notify(n.queue.ready)
 }
+
+// Limits are cluster-wide limits that override the node's own
+// configuration while set; a zero field keeps the node's value.
+type Limits struct {
+	MaxBatchSize int
+	LatencySLO   time.Duration
+	CPULimit     float64 // percent of the host
+	MemLimit     float64 // percent of the host
+}
+
+// SetLimits applies the cluster's limits from the next control interval on.
+func (n *Node) SetLimits(l Limits) { n.limits.Store(&l) }
 
 // InflightBytes is the bytes of batches being written now.
 func (n *Node) InflightBytes() int64 { return n.inflightBytes.Load() }

@@ -10,12 +10,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/batchpilot/batchpilot/cluster"
+	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/node"
 )
 
 // Config is what the HTTP front of one node serves.
 type Config struct {
-	Node *node.Node
+	Node   *node.Node
+	Raft   *consensus.Server // the cluster state: leader, members, limits, budgets
+	Gossip *cluster.Cluster  // membership, and each member's HTTP address
+	// APIToken, when set, is the bearer token every mutating call needs.
+	APIToken string
 	// Gatherer serves /metrics; default the node's own registry.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger

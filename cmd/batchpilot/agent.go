@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batchpilot/batchpilot/cluster"
+	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/node"
 	"github.com/batchpilot/batchpilot/node/sink"
 	"github.com/batchpilot/batchpilot/node/syslog"
@@ -155,7 +157,11 @@ type agent struct {
 	http   *http.Server
 	httpLn net.Listener
 	syslog *syslog.Server
+	gossip *cluster.Cluster
+	raft   *consensus.Server
 	served chan error
+	stopCl chan struct{}
+	clDone chan struct{}
 }
 
 // startAgent opens the sink, starts the node and its listeners, and returns
@@ -210,7 +216,8 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		snk.Close()
 		return nil, err
 	}
-	a := &agent{cfg: cfg, log: log, node: n, served: make(chan error, 2)}
+	a := &agent{cfg: cfg, log: log, node: n, served: make(chan error, 2),
+		stopCl: make(chan struct{}), clDone: make(chan struct{})}
 	a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		snk.Close()
@@ -231,18 +238,27 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 			return nil, fmt.Errorf("listen on --syslog-addr %s: %w", cfg.SyslogAddr, err)
 		}
 	}
+	if err := a.joinCluster(); err != nil {
+		if a.syslog != nil {
+			a.syslog.Close()
+		}
+		a.httpLn.Close()
+		snk.Close()
+		return nil, err
+	}
 	registerSinkMetrics(n.Registry(), snk)
 	if a.syslog != nil {
 		registerSyslogMetrics(n.Registry(), a.syslog)
 	}
 	n.Start()
 	a.http = &http.Server{
-		Handler:           web.New(web.Config{Node: n, Logger: log}),
+		Handler:           web.New(web.Config{Node: n, Raft: a.raft, Gossip: a.gossip, APIToken: cfg.APIToken, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 	}
 	go func() { a.served <- a.http.Serve(a.httpLn) }()
+	go a.clusterLoop()
 	if a.syslog != nil {
 		go func() { a.served <- a.syslog.Serve(context.Background()) }()
 	}
@@ -274,8 +290,10 @@ func (a *agent) syslogAddr() string {
 func (a *agent) URL() string { return "http://" + a.httpLn.Addr().String() }
 
 // stop drains the node: the listeners stop taking new work, queued records
-// are written and acknowledged, then the sink closes.
-func (a *agent) stop(ctx context.Context) error {
+// are written and acknowledged, then the sink closes. With leave the node
+// also leaves the cluster (it is removed from Raft at once); without, it
+// only stops, as when a whole cluster is shut down to be started again.
+func (a *agent) stop(ctx context.Context, leave bool) error {
 	a.log.Info("draining: no new records; writing what is queued")
 	if a.syslog != nil {
 		_ = a.syslog.Close()
@@ -287,11 +305,118 @@ func (a *agent) stop(ctx context.Context) error {
 	go func() { drained <- a.node.Shutdown(ctx) }()
 	herr := a.http.Shutdown(ctx)
 	nerr := <-drained
-	if err := errors.Join(nerr, herr); err != nil {
+	close(a.stopCl)
+	<-a.clDone
+	if leave {
+		// Leave gracefully so the leader removes this node from Raft at once.
+		if err := a.raft.Leave(5 * time.Second); err != nil {
+			a.log.Warn("leave", "err", err)
+		}
+	}
+	serr := errors.Join(a.raft.Shutdown(), a.gossip.Shutdown())
+	if err := errors.Join(nerr, herr, serr); err != nil {
 		return err
 	}
 	a.log.Info("stopped cleanly")
 	return nil
+}
+
+// advertised is addr with its host replaced by --advertise-addr when one
+// is set or when addr binds every interface.
+func (a *agent) advertised(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if adv := a.cfg.AdvertiseAddr; adv != "" {
+		if h, _, err := net.SplitHostPort(adv); err == nil {
+			adv = h
+		}
+		host = adv
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// joinCluster starts gossip and Raft.
+func (a *agent) joinCluster() error {
+	var join []string
+	for _, j := range strings.Split(a.cfg.Join, ",") {
+		if j = strings.TrimSpace(j); j != "" {
+			join = append(join, j)
+		}
+	}
+	expect := a.cfg.BootstrapExpect
+	if expect == 0 && len(join) == 0 {
+		expect = 1
+		a.log.Info("no --join and no --bootstrap-expect: starting a single-node cluster (--bootstrap-expect 1)")
+	}
+	g, err := cluster.New(cluster.Config{
+		NodeName:      a.cfg.NodeName,
+		DataDir:       a.cfg.DataDir,
+		BindAddr:      a.cfg.GossipAddr,
+		AdvertiseAddr: a.cfg.AdvertiseAddr,
+		HTTPAddr:      a.advertised(a.httpLn.Addr().String()),
+		Join:          join,
+		EncryptKey:    a.cfg.Encrypt,
+		Logger:        a.log,
+	}, a.clusterHealth)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	srv, err := consensus.New(consensus.Config{
+		DataDir:         a.cfg.DataDir,
+		RaftAddr:        a.cfg.RaftAddr,
+		BootstrapExpect: expect,
+		Gossip:          g,
+		Logger:          a.log,
+	})
+	if err != nil {
+		g.Shutdown()
+		return fmt.Errorf("raft: %w", err)
+	}
+	srv.Start()
+	a.gossip, a.raft = g, srv
+	return nil
+}
+
+// clusterHealth is what this node gossips.
+func (a *agent) clusterHealth() cluster.Health {
+	h := a.node.Health()
+	return cluster.Health{
+		BatchSize: h.BatchSize, ThroughputRPS: h.ThroughputRPS, P99ms: h.P99ms,
+		CPUPercent: h.CPUPercent, MemPercent: h.MemPercent, RSSBytes: h.RSSBytes,
+		QueueDepth: h.QueueDepth, Breaker: cluster.Breaker(h.Breaker),
+		WantBytes: h.WantBytes, HasBytes: a.node.InflightBytes(),
+	}
+}
+
+// clusterLoop applies the cluster's limits and this node's grant once a
+// second. A stale lease answers the safe baseline, so a node cut off from
+// the leader shrinks to it by itself.
+func (a *agent) clusterLoop() {
+	defer close(a.clDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		a.applyCluster()
+		select {
+		case <-a.stopCl:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *agent) applyCluster() {
+	l := a.raft.Limits()
+	a.node.SetLimits(node.Limits{
+		MaxBatchSize: l.MaxBatchSize,
+		LatencySLO:   time.Duration(l.SLOms) * time.Millisecond,
+		CPULimit:     l.CPULimitPercent,
+		MemLimit:     l.MemLimitPercent,
+	})
+	grant, _ := a.raft.Grant(time.Now())
+	a.node.SetGrant(grant)
 }
 
 func runAgent(ctx context.Context, args []string) error {
@@ -319,7 +444,7 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	return a.stop(sctx)
+	return a.stop(sctx, true)
 }
 
 func newLogger(level string) (*slog.Logger, error) {

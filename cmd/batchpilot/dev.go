@@ -82,7 +82,7 @@ func runDev(ctx context.Context, args []string) error {
 	errs := make([]error, len(agents))
 	for i, a := range agents {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = a.stop(sctx) }()
+		go func() { defer wg.Done(); errs[i] = a.stop(sctx, false) }()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -144,10 +144,13 @@ func startDevNodes(ctx context.Context, c devConfig, log *slog.Logger) ([]*agent
 			MaxLineBytes:     1 << 20,
 			LogLevel:         c.LogLevel,
 		}
+		if len(agents) > 0 {
+			cfg.Join = agents[0].gossip.Addr()
+		}
 		a, err := startAgent(ctx, cfg, log)
 		if err != nil {
 			for _, b := range agents {
-				_ = b.stop(context.Background())
+				_ = b.stop(context.Background(), false)
 			}
 			return nil, fmt.Errorf("start %s: %w", cfg.NodeName, err)
 		}
