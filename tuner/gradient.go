@@ -7,8 +7,8 @@ import (
 )
 
 // Gradient is batchpilot's own controller. It maximises an objective —
-// goodput (records acknowledged within the SLO) as a fraction of what
-// arrived, penalised when p99 exceeds the SLO and when CPU or memory exceed
+// goodput (records acknowledged within the SLO) as a share of the records
+// written, penalised when p99 exceeds the SLO and when CPU or memory exceed
 // their limits, with a slight preference for lower latency — by combining a
 // cost model of the pipeline with a measured gradient.
 //
@@ -22,36 +22,46 @@ import (
 // long to write.
 //
 //   - Model. Every interval's (mean fill, mean write time) is a measurement
-//     of B. A recency-weighted least-squares fit over the last intervals
-//     gives F and c; a memory of measured costs per size band corrects the
-//     line where the downstream is not linear (a knee). From B, λ and K the
-//     model predicts each size's latency (fill + write + queueing, the
-//     latter by Sakasegawa's approximation for a K-server queue) and picks
-//     the largest size whose fill time stays within FillBudget of the SLO
-//     and whose predicted latency stays within LatencyBudget of it — so
-//     light load gets small batches at once, and a saturated node (queue
-//     growing, throughput below arrival) gets at once the size that
-//     amortises F enough to keep up and drain its backlog.
+//     of B. A least-squares fit of F and c, weighted by recency and by
+//     closeness to the current size, describes the cost locally; a memory
+//     of measured costs per size band (interpolated in log-log space)
+//     describes it where the node has been, knee included. From B, λ
+//     (an EWMA) and K the model predicts each size's latency (fill + write
+//   - queueing, the latter by Sakasegawa's approximation for a K-server
+//     queue) and picks the largest size whose fill time stays within
+//     FillBudget of the SLO and whose predicted latency stays within
+//     LatencyBudget of it (light load gets small batches at once); with a
+//     backlog it plans for λ plus draining the queue in DrainTime. It never
+//     reaches beyond twice the largest size measured (four times with a
+//     backlog, as far as the load jumped after a jump in load).
 //   - Gradient. The slope of the objective against log(size) is fitted by
-//     weighted least squares over the last Window intervals and smoothed by
-//     an EWMA; when it is significant it is integrated into a correction (in
-//     log space) added to the model's size. It catches what the model does
-//     not see: a CPU limit that per-batch overhead breaks, latency the model
-//     underestimates. A probe alternates the size by ±Probe so the slope
-//     stays observable in steady state.
-//   - Feedback guards. p99 above the SLO without a backlog shrinks ×0.8;
-//     back pressure (429/503) shrinks ×0.8 and sets a ceiling; growing while
-//     saturated that lowers throughput sets a ceiling (a knee); a saturated
-//     node whose backlog does not drain and for which the model sees no
-//     better size grows ×(1+SaturatedStep). Ceilings relax 2 % per clean
-//     interval.
-//   - Regime changes (the arrival rate, or the cost of a size measured
-//     before, off by RegimeFactor) reset the slope, the correction and, for
-//     cost, the cost memory and ceilings, and move straight to the model's
-//     size instead of crawling.
-//   - Steps are clamped to ±MaxStep per interval except moves down to the
-//     model's size (light load gets small batches at once), regime changes
-//     and saturation; moves smaller than DeadBand are not made.
+//     weighted least squares over the last Window clean intervals (no
+//     backlog building or draining) and smoothed by an EWMA; when it is
+//     significant and large enough to matter it is integrated into a
+//     correction (in log space, within ×2 either way) added to the model's
+//     size. It catches what the model does not see, such as a CPU limit
+//     that per-batch overhead breaks. A probe alternates the size by ±Probe
+//     so the slope stays observable in steady state.
+//   - Saturation (a backlog of two rounds of batches and a quarter of the
+//     SLO's worth of arrivals, a queue building up, or records refused):
+//     go to the model's size if it is larger; else to the remembered size
+//     with clearly the most measured capacity K·n/B(n); else, unless the
+//     backlog is draining, grow ×(1+SaturatedStep) — bigger batches
+//     amortise F — or, if a ceiling rules growth out, explore smaller.
+//   - Guards. A write that alone takes longer than LatencyBudget shrinks
+//     in proportion; p99 above the SLO without a backlog shrinks ×0.8; back
+//     pressure (429/503) shrinks ×0.8; growth under saturation that lowered
+//     throughput goes back (a knee); a full interval without a finished
+//     batch halves. Each sets a ceiling just under the size it left, which
+//     relaxes 2 % per interval without back pressure.
+//   - Regime changes (the arrival rate off by RegimeFactor from its EWMA,
+//     or a size measured recently now costing RegimeFactor more or less)
+//     reset the slope, the correction and the ceilings — a cost change also
+//     the cost memory — and move straight to the model's size instead of
+//     crawling (after a cost rise without a backlog: ×0.6 first, which
+//     tells per-batch from per-record cost apart).
+//   - Other steps are clamped to ±MaxStep per interval (moves down to the
+//     model's size excepted); moves smaller than DeadBand are not made.
 //
 // Gradient is deterministic: it reads only its observations.
 type Gradient struct {
@@ -248,8 +258,9 @@ func (g *Gradient) Next(obs Observation) Decision {
 	var reason string
 	fast := false // the move is made at once, not clamped by MaxStep
 	stalled := obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur
-	// The write alone takes longer than the latency budget, and the model
-	// expects a smaller batch to be quicker: cut in proportion.
+	// The write alone takes longer than the latency budget, and no smaller
+	// size measured lately took about as long (a per-batch cost a smaller
+	// batch would not shorten): cut in proportion.
 	bt := obs.MeanBatchTime.Seconds()
 	budget := cfg.LatencyBudget * slo
 	slowCut := math.Max(0.5, 0.9*budget/math.Max(bt, 1e-9))

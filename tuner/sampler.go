@@ -102,9 +102,9 @@ func orEmpty(err error) error {
 // Linux guest time is already counted in user time.
 func busyPercent(a, b cpu.TimesStat) float64 {
 	total := func(t cpu.TimesStat) (all, busy float64) {
-		all = t.Total()
-		if runtime.GOOS == "linux" {
-			all -= t.Guest + t.GuestNice
+		all = t.User + t.System + t.Idle + t.Nice + t.Iowait + t.Irq + t.Softirq + t.Steal
+		if runtime.GOOS != "linux" {
+			all += t.Guest + t.GuestNice
 		}
 		return all, all - t.Idle - t.Iowait
 	}

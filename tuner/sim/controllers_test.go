@@ -33,17 +33,20 @@ func optimum(cfg Config, from, to int) (int, float64) {
 func TestGradientReachesTheOptimumWithinFiveIntervalsOfAStepChange(t *testing.T) {
 	const phase = 30 // seconds
 	phases := Shifting(1, phase*time.Second).Phases
+	// The optimum after a step into each phase: the best static size on
+	// that phase alone, over the same window.
+	sizes, bests := make([]int, len(phases)), make([]float64, len(phases))
+	for j, b := range phases {
+		sizes[j], bests[j] = optimum(Config{Seed: 7, Phases: []Phase{b}}, 5, phase)
+	}
 	for i, a := range phases {
 		for j, b := range phases {
 			if i == j {
 				continue
 			}
+			size, best := sizes[j], bests[j]
 			t.Run(a.Name+" to "+b.Name, func(t *testing.T) {
 				t.Parallel()
-				// The optimum after the step: the best static size on the
-				// new phase alone, over the same window.
-				after := Config{Seed: 7, Phases: []Phase{b}}
-				size, best := optimum(after, 5, phase)
 				cfg := Config{Seed: 7, Phases: []Phase{a, b}}
 				r := Run(cfg, tuner.NewGradient(tuner.GradientConfig{Initial: 100}), 100)
 				got := windowGoodput(r.Trace, phase+5, 2*phase)
