@@ -22,6 +22,9 @@ type progressLine struct {
 }
 
 func (p *progressLine) print(now time.Time) {
+	if !p.lastT.IsZero() && now.Sub(p.lastT) < 100*time.Millisecond {
+		return // too short a stretch for a rate (the final line right after a tick)
+	}
 	s := p.rec.snapshot()
 	offered := p.plan.offeredBy(now)
 	if p.lastT.IsZero() {
