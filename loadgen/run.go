@@ -248,6 +248,15 @@ func (r *runner) report(end time.Time, interrupted bool, backlog int64, backlogP
 		r.rec.mu.Unlock()
 	}
 	spans := r.plan.timeline()
+	// A closed-loop phase that ends the run lasts until its last answer.
+	for i := len(spans) - 1; i >= 0; i-- {
+		if spans[i].started {
+			if r.plans[i].pat == nil {
+				spans[i].length = max(spans[i].length, end.Sub(r.started)-spans[i].start)
+			}
+			break
+		}
+	}
 	phases, totals, series := r.rec.finish(end.Sub(r.started), spans)
 	for i := range phases {
 		for _, p := range r.plans {

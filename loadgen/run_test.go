@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -395,4 +397,47 @@ func TestInterruptStillReports(t *testing.T) {
 			t.Errorf("%d acked ids written, want 150", lines)
 		}
 	})
+}
+
+func TestProgressLine(t *testing.T) {
+	for _, terminal := range []bool{false, true} {
+		t.Run("terminal="+strconv.FormatBool(terminal), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var out bytes.Buffer
+				cfg := withFake(Config{
+					Progress: &out, Terminal: terminal, ProgressEvery: time.Second, Concurrency: 2,
+					Defaults: Phase{Rate: 1000, Batch: 10, Duration: Duration(3500 * time.Millisecond)},
+				}, func(ctx context.Context, pl *payload) attempt {
+					time.Sleep(2 * time.Millisecond)
+					if idOf(pl)%100 == 0 {
+						return attempt{kind: "503", retryable: true, hasRetryAfter: true}
+					}
+					return attempt{acked: true}
+				})
+				mustRun(t, context.Background(), cfg)
+				text := out.String()
+				sep := "\n"
+				if terminal {
+					sep = "\r"
+					if !strings.HasSuffix(text, "\n") || strings.Count(text, "\n") != 1 {
+						t.Errorf("on a terminal the line is rewritten in place and ended once: %q", text)
+					}
+				}
+				var lines []string
+				for _, l := range strings.Split(text, sep) {
+					if l = strings.TrimSpace(l); l != "" {
+						lines = append(lines, l)
+					}
+				}
+				// Ticks at 1s, 2s, 3s and the end at 3.5s.
+				if len(lines) != 4 {
+					t.Fatalf("%d progress lines, want 4: %q", len(lines), text)
+				}
+				want := regexp.MustCompile(`^2\.0s  offered 1000/s  achieved \d+/s  acked \d+  failed \d+  errors 503=\d+  p50 \S+  p99 \S+$`)
+				if !want.MatchString(lines[1]) {
+					t.Errorf("progress line %q does not match %v", lines[1], want)
+				}
+			})
+		})
+	}
 }
