@@ -385,6 +385,9 @@ func TestInterruptStillReports(t *testing.T) {
 		if s.Offered != 200 || s.Canceled != 50 {
 			t.Errorf("offered %d canceled %d, want 200 and 50", s.Offered, s.Canceled)
 		}
+		if n := len(rep.Series); n != 2 {
+			t.Errorf("series of %d seconds for a run interrupted at 1.995s, want 2", n)
+		}
 		lines := 0
 		sc := bufio.NewScanner(&acked)
 		for sc.Scan() {
@@ -440,4 +443,23 @@ func TestProgressLine(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Idle senders claim the batches due next and wait for their time; an
+// interrupt gives those back, and they leave no trace in the series.
+func TestInterruptGivesBackBatchesClaimedAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := withFake(Config{Concurrency: 8, Defaults: Phase{Rate: 2, Batch: 1, Duration: Duration(time.Minute)}},
+			func(context.Context, *payload) attempt { return attempt{acked: true} })
+		go func() {
+			time.Sleep(600 * time.Millisecond)
+			cancel()
+		}()
+		rep := mustRun(t, ctx, cfg)
+		if rep.Totals.Offered != 2 || rep.Totals.Delivered != 2 || len(rep.Series) != 1 {
+			t.Errorf("offered %d delivered %d over %d seconds of series, want 2, 2 and 1",
+				rep.Totals.Offered, rep.Totals.Delivered, len(rep.Series))
+		}
+	})
 }

@@ -143,6 +143,12 @@ func (r *recorder) unclaim(c *claim) {
 	if w := r.windows[c.sec]; w != nil {
 		w.offered -= n
 		w.outstanding--
+		if w.outstanding == 0 && w.offered == 0 && w.delivered == 0 && w.failed == 0 {
+			// Every batch of this second was given back: it never happened.
+			w.hist.Reset()
+			r.pool = append(r.pool, w.hist)
+			delete(r.windows, w.sec)
+		}
 	}
 }
 
