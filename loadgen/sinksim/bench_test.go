@@ -17,6 +17,7 @@ func BenchmarkCostModel(b *testing.B) {
 	}{
 		{"5ms+20us/rec x100", Cost{PerRequest: 5 * time.Millisecond, PerRecord: 20 * time.Microsecond}, 100},
 		{"1ms+5us/rec x1000", Cost{PerRequest: time.Millisecond, PerRecord: 5 * time.Microsecond}, 1000},
+		{"15ms+50us/rec x100", Cost{PerRequest: 15 * time.Millisecond, PerRecord: 50 * time.Microsecond}, 100},
 		{"knee 200 x400", Cost{PerRequest: 2 * time.Millisecond, PerRecord: 10 * time.Microsecond, KneeBatch: 200, KneeFactor: 5}, 400},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

@@ -229,9 +229,8 @@ func TestInjectedErrors(t *testing.T) {
 // fakeClock is a clock the test moves.
 type fakeClock struct{ ns atomic.Int64 }
 
-func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-func (c *fakeClock) set(d time.Duration)     { c.ns.Store(int64(d)) }
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) set(d time.Duration) { c.ns.Store(int64(d)) }
 
 func TestCostPhasesChangeOverTime(t *testing.T) {
 	sc, err := ParseScenario([]byte(`{"phases": [
