@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -25,22 +26,72 @@ type Config struct {
 	// Gatherer serves /metrics; default the node's own registry.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+
+	// EventInterval is the period of the cluster snapshots on
+	// /api/v1/events and of its poll for new decisions (default 1s).
+	EventInterval time.Duration
+	// PeerTimeout bounds one request to another node: a node's history, its
+	// decisions (default 2s).
+	PeerTimeout time.Duration
+	// ForwardTimeout bounds a limits change, forwarded to the leader or
+	// proposed here, until it is committed (default 10s).
+	ForwardTimeout time.Duration
 }
+
+func (c *Config) setDefaults() {
+	if c.Gatherer == nil {
+		c.Gatherer = c.Node.Registry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.EventInterval <= 0 {
+		c.EventInterval = time.Second
+	}
+	if c.PeerTimeout <= 0 {
+		c.PeerTimeout = 2 * time.Second
+	}
+	if c.ForwardTimeout <= 0 {
+		c.ForwardTimeout = 10 * time.Second
+	}
+}
+
+// maxAPIBody is the largest request body the API reads (ingest has its own
+// limit, --max-body-bytes).
+const maxAPIBody = 64 << 10
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
-// New returns the handler for a node's --http-addr: ingest, health, metrics
-// and the API.
+// api holds what the API handlers share.
+type api struct {
+	cfg    Config
+	node   *node.Node
+	raft   *consensus.Server
+	gossip *cluster.Cluster
+	log    *slog.Logger
+	peers  *peerClient
+	events *hub
+}
+
+// New returns the handler for a node's --http-addr: ingest, health, metrics,
+// the API and the dashboard.
 func New(cfg Config) http.Handler {
-	if cfg.Gatherer == nil {
-		cfg.Gatherer = cfg.Node.Registry()
+	_, r := build(cfg)
+	return r
+}
+
+// build makes the router and the state its handlers share.
+func build(cfg Config) (*api, *gin.Engine) {
+	cfg.setDefaults()
+	a := &api{
+		cfg: cfg, node: cfg.Node, raft: cfg.Raft, gossip: cfg.Gossip, log: cfg.Logger,
+		peers: newPeerClient(cfg.Node.Name(), cfg.PeerTimeout),
 	}
+	a.events = newHub(a.produceEvents)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
-		if cfg.Logger != nil {
-			cfg.Logger.Error("handler panic", "path", c.Request.URL.Path, "err", err)
-		}
+		cfg.Logger.Error("handler panic", "path", c.Request.URL.Path, "err", err)
 		jsonError(c, http.StatusInternalServerError, "internal error")
 	}))
 	n := cfg.Node
@@ -56,13 +107,57 @@ func New(cfg Config) http.Handler {
 		c.JSON(http.StatusOK, gin.H{"status": "ready", "node": n.Name()})
 	})
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
-	r.NoRoute(func(c *gin.Context) { jsonError(c, http.StatusNotFound, "no such path: "+c.Request.URL.Path) })
+
+	v1 := r.Group("/api/v1", limitBody(maxAPIBody), noStore)
+	v1.GET("/cluster", a.getCluster)
+	v1.GET("/nodes/:name", a.getNode)
+	v1.GET("/decisions", a.getDecisions)
+	v1.GET("/limits", a.getLimits)
+	v1.PUT("/limits", requireToken(cfg.APIToken), a.putLimits)
+	v1.GET("/events", a.streamEvents)
+	v1.GET("/openapi.json", serveOpenAPI)
+
+	serveDashboard(r)
+	r.NoRoute(func(c *gin.Context) {
+		if dashboardRoute(c) {
+			return
+		}
+		jsonError(c, http.StatusNotFound, "no such path: "+c.Request.URL.Path)
+	})
 	r.NoMethod(func(c *gin.Context) {
 		jsonError(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
-	return r
+	return a, r
 }
 
+// jsonError answers {"error": msg} with status and stops the chain.
 func jsonError(c *gin.Context, status int, msg string) {
 	c.AbortWithStatusJSON(status, gin.H{"error": msg})
+}
+
+// limitBody caps the request body at n bytes: reading past it fails and the
+// handler answers 413.
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > n {
+			jsonError(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+itoa(n)+" bytes")
+			return
+		}
+		if c.Request.Body != nil {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		}
+		c.Next()
+	}
+}
+
+// noStore keeps API answers out of caches: they change every second.
+func noStore(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Next()
+}
+
+// isForwarded reports whether another node sent this request on behalf of
+// a client: such a request is answered here and never forwarded again.
+func isForwarded(c *gin.Context) bool {
+	return strings.TrimSpace(c.GetHeader(forwardedHeader)) != ""
 }
