@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/batchpilot/batchpilot/cluster"
 	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/node"
@@ -39,6 +41,13 @@ type agentConfig struct {
 	Join            string
 	BootstrapExpect int
 	Encrypt         string
+	// InitialLimits are KEY=VALUE pairs, comma-separated, that the first
+	// leader of a new cluster commits instead of the defaults.
+	InitialLimits string
+	// ignoreGrant makes the node run without its budget grant (it still
+	// gossips its wants and takes part in Raft). Only the cluster benchmark
+	// sets it, to measure the same cluster with coordination off.
+	ignoreGrant bool
 
 	Sink    string
 	SinkURL string
@@ -79,6 +88,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Join, "join", "", "gossip address of any member to join, HOST:PORT[,HOST:PORT]")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first election (1 for a single node)")
 	fs.StringVar(&c.Encrypt, "encrypt", "", "base64 gossip encryption key (16, 24 or 32 bytes)")
+	fs.StringVar(&c.InitialLimits, "initial-limits", "", "limits a new cluster starts with instead of the defaults, KEY=VALUE[,KEY=VALUE]\n(e.g. cluster_budget_bytes=67108864,epoch_ms=1000); used once, by the first leader;\nchange them later with 'batchpilot limits set'")
 	fs.StringVar(&c.Sink, "sink", "file", "where batches are written: file, http or postgres")
 	fs.StringVar(&c.SinkURL, "sink-url", "", "URL the http sink POSTs each batch to as NDJSON")
 	fs.StringVar(&c.SinkDSN, "sink-dsn", "", "PostgreSQL connection string for the postgres sink")
@@ -135,10 +145,36 @@ func (c *agentConfig) validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
 	}
+	if _, err := c.initialLimits(); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// initialLimits is --initial-limits applied to the default limits, or nil
+// when the flag is not given.
+func (c *agentConfig) initialLimits() (*consensus.Limits, error) {
+	if strings.TrimSpace(c.InitialLimits) == "" {
+		return nil, nil
+	}
+	var pairs []string
+	for _, kv := range strings.Split(c.InitialLimits, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			pairs = append(pairs, kv)
+		}
+	}
+	patch, err := consensus.ParseLimitsPatch(pairs)
+	if err != nil {
+		return nil, fmt.Errorf("--initial-limits: %w", err)
+	}
+	l := patch.Apply(consensus.DefaultLimits())
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("--initial-limits: %w", err)
+	}
+	return &l, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -247,6 +283,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		return nil, err
 	}
 	registerSinkMetrics(n.Registry(), snk)
+	registerClusterMetrics(n.Registry(), a.raft)
 	if a.syslog != nil {
 		registerSyslogMetrics(n.Registry(), a.syslog)
 	}
@@ -345,6 +382,10 @@ func (a *agent) joinCluster() error {
 			join = append(join, j)
 		}
 	}
+	initial, err := a.cfg.initialLimits()
+	if err != nil {
+		return err
+	}
 	expect := a.cfg.BootstrapExpect
 	if expect == 0 && len(join) == 0 {
 		expect = 1
@@ -369,6 +410,7 @@ func (a *agent) joinCluster() error {
 		BootstrapExpect: expect,
 		Gossip:          g,
 		Logger:          a.log,
+		InitialLimits:   initial,
 	})
 	if err != nil {
 		g.Shutdown()
@@ -390,15 +432,23 @@ func (a *agent) clusterHealth() cluster.Health {
 	}
 }
 
-// clusterLoop applies the cluster's limits and this node's grant once a
-// second. A stale lease answers the safe baseline, so a node cut off from
-// the leader shrinks to it by itself.
+// clusterApplyInterval is how often the agent reads its grant and the
+// limits from its FSM. It is short so that a new epoch's grant is in force
+// soon after it is applied, and a stale lease falls back within the TTL,
+// not a second after it: both are atomic reads, and the node is only told
+// about a change.
+const clusterApplyInterval = 100 * time.Millisecond
+
+// clusterLoop applies the cluster's limits and this node's grant. A stale
+// lease answers the safe baseline, so a node cut off from the leader
+// shrinks to it by itself, on its own clock.
 func (a *agent) clusterLoop() {
 	defer close(a.clDone)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(clusterApplyInterval)
 	defer t.Stop()
+	var st clusterApplied
 	for {
-		a.applyCluster()
+		a.applyCluster(&st)
 		select {
 		case <-a.stopCl:
 			return
@@ -407,16 +457,41 @@ func (a *agent) clusterLoop() {
 	}
 }
 
-func (a *agent) applyCluster() {
-	l := a.raft.Limits()
-	a.node.SetLimits(node.Limits{
-		MaxBatchSize: l.MaxBatchSize,
-		LatencySLO:   time.Duration(l.SLOms) * time.Millisecond,
-		CPULimit:     l.CPULimitPercent,
-		MemLimit:     l.MemLimitPercent,
-	})
-	grant, _ := a.raft.Grant(time.Now())
-	a.node.SetGrant(grant)
+// clusterApplied is what the agent last handed the node.
+type clusterApplied struct {
+	limits consensus.Limits
+	grant  int64
+	fresh  bool
+	set    bool
+}
+
+func (a *agent) applyCluster(st *clusterApplied) {
+	if l := a.raft.Limits(); !st.set || l != st.limits {
+		a.node.SetLimits(node.Limits{
+			MaxBatchSize: l.MaxBatchSize,
+			LatencySLO:   time.Duration(l.SLOms) * time.Millisecond,
+			CPULimit:     l.CPULimitPercent,
+			MemLimit:     l.MemLimitPercent,
+		})
+		st.limits = l
+	}
+	grant, fresh := a.raft.Grant(time.Now())
+	if a.cfg.ignoreGrant {
+		grant = 0
+	}
+	if !st.set || grant != st.grant {
+		a.node.SetGrant(grant)
+	}
+	if st.set && fresh != st.fresh {
+		info := a.raft.Lease().Info(time.Now())
+		if fresh {
+			a.log.Info("budget lease fresh: running on the granted budget", "epoch", info.Epoch, "grant_bytes", grant)
+		} else {
+			a.log.Warn("budget lease stale: no epoch within the lease TTL; running on the safe baseline",
+				"epoch", info.Epoch, "age_ms", info.AgeMS, "baseline_bytes", grant)
+		}
+	}
+	st.grant, st.fresh, st.set = grant, fresh, true
 }
 
 func runAgent(ctx context.Context, args []string) error {
@@ -436,7 +511,8 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "batchpilot agent %s: ingest, API and dashboard on %s\n", cfg.NodeName, a.URL())
 	// A machine-readable line for scripts and tests that bind port 0.
-	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s\n", a.URL(), a.syslogAddr())
+	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s\n",
+		a.URL(), a.syslogAddr(), a.gossip.Addr(), a.raft.RaftAddr())
 	select {
 	case <-ctx.Done():
 	case err := <-a.served:
@@ -453,4 +529,89 @@ func newLogger(level string) (*slog.Logger, error) {
 		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// clusterCollector exports the cluster as this node sees it: the Raft role
+// and term, the latest budget epoch, this node's lease, and one series per
+// member with its gossip status and Raft role. Everything comes from one
+// consensus Status per scrape.
+type clusterCollector struct {
+	raft *consensus.Server
+
+	leader, term, epoch, budget, granted, floor, learning *prometheus.Desc
+	commit, leaseFresh, leaseEpoch, leaseAge, member      *prometheus.Desc
+	memberGrant                                           *prometheus.Desc
+}
+
+func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	reg.MustRegister(&clusterCollector{
+		raft:        srv,
+		leader:      d("batchpilot_raft_leader", "1 while this node is the Raft leader."),
+		term:        d("batchpilot_raft_term", "This node's current Raft term."),
+		epoch:       d("batchpilot_cluster_epoch", "The latest budget epoch this node's FSM has applied."),
+		budget:      d("batchpilot_cluster_budget_bytes", "The cluster budget of in-flight batch bytes (the limit in force)."),
+		granted:     d("batchpilot_cluster_granted_bytes", "The sum of the grants of the latest budget epoch."),
+		floor:       d("batchpilot_cluster_floor_bytes", "The per-node floor of the latest epoch, also the stale-lease baseline."),
+		learning:    d("batchpilot_cluster_learning", "1 when the latest epoch was a new leader's learning epoch."),
+		commit:      d("batchpilot_epoch_commit_seconds", "How long the leader's last budget epoch took to commit (0 on followers)."),
+		leaseFresh:  d("batchpilot_lease_fresh", "1 while this node's budget lease is fresh; 0 when it runs on the safe baseline."),
+		leaseEpoch:  d("batchpilot_lease_epoch", "The epoch of this node's budget lease."),
+		leaseAge:    d("batchpilot_lease_age_seconds", "Time since this node's lease was renewed (-1: never)."),
+		member:      d("batchpilot_cluster_member", "One series per member this node knows: its gossip status and Raft role.", "name", "status", "raft_role"),
+		memberGrant: d("batchpilot_cluster_member_grant_bytes", "Each member's grant in the latest budget epoch.", "name"),
+	})
+}
+
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.leader, c.term, c.epoch, c.budget, c.granted, c.floor, c.learning,
+		c.commit, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.member, c.memberGrant} {
+		ch <- d
+	}
+}
+
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	st := c.raft.Status(now)
+	lease := c.raft.Lease().Info(now)
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.leader, b2f(c.raft.IsLeader()))
+	gauge(c.term, float64(st.Term))
+	gauge(c.epoch, float64(st.Epoch))
+	gauge(c.budget, float64(st.Limits.ClusterBudgetBytes))
+	gauge(c.granted, float64(st.GrantedBytes))
+	gauge(c.floor, float64(st.FloorBytes))
+	gauge(c.learning, b2f(st.Learning))
+	gauge(c.commit, c.raft.EpochCommitTime().Seconds())
+	gauge(c.leaseFresh, b2f(lease.Fresh))
+	gauge(c.leaseEpoch, float64(lease.Epoch))
+	age := -1.0
+	if lease.AgeMS >= 0 {
+		age = float64(lease.AgeMS) / 1000
+	}
+	gauge(c.leaseAge, age)
+	seen := map[string]bool{}
+	for _, m := range st.Members {
+		name := m.Name
+		if name == "" {
+			name = "id:" + m.ID // a Raft server gossip does not know
+		}
+		if seen[name] {
+			continue // a const metric's labels must be unique per scrape
+		}
+		seen[name] = true
+		gauge(c.member, 1, name, string(m.Status), m.RaftRole)
+		gauge(c.memberGrant, float64(m.Budget.GrantBytes), name)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
