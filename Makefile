@@ -33,5 +33,9 @@ lint:
 	$(GO) vet $(PKGS)
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
 
+## ui: rebuild the dashboard bundle web/ui/dist (committed; embedded by go:embed)
+ui:
+	cd web/ui && npm ci && npm run build
+
 clean:
 	rm -rf bin data

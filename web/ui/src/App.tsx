@@ -1,0 +1,102 @@
+// The dashboard: the cluster, live charts per node, budgets, the decision
+// log and the limits editor, all fed by one Server-Sent Events stream from
+// the node that served the page.
+
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { getDecisions, type Decision, type Snapshot } from './api';
+import { Budgets } from './components/Budgets';
+import { Chart } from './components/Chart';
+import { ClusterPanel } from './components/ClusterPanel';
+import { DecisionLog, mergeDecisions } from './components/DecisionLog';
+import { LimitsEditor } from './components/LimitsEditor';
+import { StatusBar } from './components/StatusBar';
+import { SeriesStore } from './series';
+import { useEventStream, type EventSourceFactory } from './stream';
+
+export interface AppProps {
+  /** For tests: where the stream comes from and the decisions' source. */
+  eventSource?: EventSourceFactory;
+  fetchDecisions?: () => Promise<Decision[]>;
+}
+
+const defaultFetchDecisions = async () => (await getDecisions(200)).decisions;
+
+export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: AppProps) {
+  const store = useRef(new SeriesStore()).current;
+  const [snap, setSnap] = useState<Snapshot | null>(null);
+  const [version, setVersion] = useState(0);
+  const [decisions, setDecisions] = useState<Decision[]>([]);
+  const pending = useRef<Decision[]>([]);
+
+  const onSnapshot = useCallback(
+    (s: Snapshot) => {
+      store.push(s);
+      setSnap(s);
+      setVersion(store.version);
+      if (pending.current.length) {
+        const add = pending.current;
+        pending.current = [];
+        setDecisions((list) => mergeDecisions(list, add));
+      }
+    },
+    [store],
+  );
+  // Decisions are batched until the next snapshot: one render a second.
+  const onDecision = useCallback((d: Decision) => {
+    pending.current.push(d);
+  }, []);
+
+  const stream = useEventStream({ onSnapshot, onDecision }, undefined, eventSource);
+
+  // The past decisions: read whenever the stream becomes live (at start and
+  // after a reconnect), retried every few seconds until it works.
+  useEffect(() => {
+    if (stream.connection !== 'live') return;
+    let active = true;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    const load = () => {
+      fetchDecisions()
+        .then((ds) => {
+          if (active) setDecisions((list) => mergeDecisions(list, ds));
+        })
+        .catch(() => {
+          if (active) retry = setTimeout(load, 3000);
+        });
+    };
+    load();
+    return () => {
+      active = false;
+      if (retry) clearTimeout(retry);
+    };
+  }, [stream.connection, fetchDecisions]);
+
+  const stale = stream.connection === 'stale';
+  const limits = snap?.limits ?? null;
+  const colorOf = useCallback((name: string) => store.nodeIndex(name), [store]);
+  const nodes = snap ? snap.members.map((m) => m.name).filter(Boolean) : [];
+
+  return (
+    <div className="app">
+      <header>
+        <h1>batchpilot</h1>
+        <StatusBar connection={stream.connection} lastSnapshotAt={stream.lastSnapshotAt} cluster={snap} />
+      </header>
+      <main>
+        <ClusterPanel cluster={snap} stale={stale} colorOf={colorOf} servedBy={snap?.served_by} />
+        <section className={'panel' + (stale ? ' stale' : '')} aria-label="charts">
+          <h2>Per node, every second</h2>
+          <div className="charts">
+            <Chart title="Batch size" unit="records" metric="batch_size" store={store} version={version} />
+            <Chart title="Throughput" unit="records/s" metric="throughput_rps" store={store} version={version} />
+            <Chart title="p99 latency" unit="ms" metric="p99_ms" store={store} version={version} limit={limits?.slo_ms} limitLabel="SLO" />
+            <Chart title="CPU" unit="%" metric="cpu_percent" store={store} version={version} limit={limits?.cpu_limit_percent} limitLabel="limit" />
+            <Chart title="Memory" unit="%" metric="mem_percent" store={store} version={version} limit={limits?.mem_limit_percent} limitLabel="limit" />
+          </div>
+        </section>
+        <Budgets cluster={snap} stale={stale} />
+        <DecisionLog decisions={decisions} nodes={nodes} />
+        <LimitsEditor limits={limits} />
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,157 @@
+// Types of the node's HTTP API (see /api/v1/openapi.json) and the calls the
+// dashboard makes. Every call goes to the node that served the page.
+
+export type Breaker = 'closed' | 'open' | 'half-open' | '';
+export type MemberStatus = 'alive' | 'suspect' | 'dead' | 'left';
+export type RaftRole = 'leader' | 'voter' | 'nonvoter' | 'none';
+
+export interface GossipHealth {
+  batch_size: number;
+  throughput_rps: number;
+  p99_ms: number;
+  cpu_percent: number;
+  mem_percent: number;
+  rss_bytes: number;
+  queue_depth: number;
+  breaker: Breaker;
+  want_bytes: number;
+  has_bytes: number;
+}
+
+export interface Lease {
+  epoch: number;
+  grant_bytes: number;
+  fresh: boolean;
+  baseline_bytes: number;
+  age_ms: number;
+}
+
+export interface Member {
+  id: string;
+  name: string;
+  status: MemberStatus;
+  raft_role: RaftRole;
+  http_addr: string;
+  gossip_addr?: string;
+  raft_addr?: string;
+  health: GossipHealth;
+  budget: { grant_bytes: number; want_bytes: number; has_bytes: number; lease?: Lease };
+}
+
+export interface Limits {
+  max_batch_size: number;
+  cluster_budget_bytes: number;
+  node_floor_bytes: number;
+  max_growth_percent: number;
+  max_growing_nodes: number;
+  slo_ms: number;
+  cpu_limit_percent: number;
+  mem_limit_percent: number;
+  epoch_ms: number;
+  lease_ttl_ms: number;
+}
+
+export interface Cluster {
+  cluster_id: string;
+  leader: { id: string; name: string; http_addr: string };
+  term: number;
+  members: Member[];
+  limits: Limits;
+  epoch: number;
+  learning: boolean;
+  budget_bytes: number;
+  granted_bytes: number;
+  floor_bytes: number;
+}
+
+/** A "snapshot" event of /api/v1/events. */
+export interface Snapshot extends Cluster {
+  time: string;
+  served_by: string;
+}
+
+/** A "decision" event, and one entry of /api/v1/decisions. */
+export interface Decision {
+  time: string;
+  node: string;
+  controller: string;
+  old_size: number;
+  new_size: number;
+  reason: string;
+  arrival_rps: number;
+  throughput_rps: number;
+  goodput_rps: number;
+  p99_ms: number;
+  cpu_percent: number;
+  mem_percent: number;
+  queue_depth: number;
+  breaker: Breaker;
+}
+
+export interface DecisionsAnswer {
+  decisions: Decision[];
+  unreachable: { node: string; error: string }[];
+}
+
+/** The limits in the order the editor shows them. */
+export const LIMIT_KEYS: (keyof Limits)[] = [
+  'max_batch_size',
+  'slo_ms',
+  'cpu_limit_percent',
+  'mem_limit_percent',
+  'cluster_budget_bytes',
+  'node_floor_bytes',
+  'max_growth_percent',
+  'max_growing_nodes',
+  'epoch_ms',
+  'lease_ttl_ms',
+];
+
+/** An API answer other than 2xx, with the server's message. */
+export class APIError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfter?: number,
+  ) {
+    super(message);
+  }
+}
+
+async function answer<T>(resp: Response): Promise<T> {
+  const text = await resp.text();
+  let body: unknown = undefined;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  if (!resp.ok) {
+    const msg =
+      body && typeof body === 'object' && 'error' in body && typeof body.error === 'string'
+        ? body.error
+        : `${resp.status} ${resp.statusText || 'error'}`;
+    const ra = Number(resp.headers.get('Retry-After'));
+    throw new APIError(resp.status, msg, Number.isFinite(ra) && ra > 0 ? ra : undefined);
+  }
+  return body as T;
+}
+
+export async function getDecisions(limit = 200, signal?: AbortSignal): Promise<DecisionsAnswer> {
+  const resp = await fetch(`/api/v1/decisions?limit=${limit}`, { signal, headers: { Accept: 'application/json' } });
+  return answer<DecisionsAnswer>(resp);
+}
+
+/** A random id that makes a limits change safe to send twice. */
+export function newRequestID(): string {
+  const b = new Uint8Array(12);
+  crypto.getRandomValues(b);
+  return 'ui-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+export async function putLimits(patch: Partial<Limits>, token: string, requestID: string): Promise<Limits> {
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Request-ID': requestID };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const resp = await fetch('/api/v1/limits', { method: 'PUT', headers, body: JSON.stringify(patch) });
+  return answer<Limits>(resp);
+}

@@ -1,0 +1,117 @@
+// The cluster at a glance: leader, term, and every member with its gossip
+// status, Raft role, breaker and latest health. Members that are not alive
+// are marked, and the whole table is marked stale when the stream is.
+
+import type { Cluster, Member } from '../api';
+import { bytes, nodeColor, num } from '../format';
+
+export interface ClusterPanelProps {
+  cluster: Cluster | null;
+  stale: boolean;
+  /** Colour index of a node (the charts' line colour); -1 if none. */
+  colorOf: (name: string) => number;
+  servedBy?: string;
+}
+
+const statusText: Record<string, string> = {
+  alive: 'alive',
+  suspect: 'suspect',
+  dead: 'failed',
+  left: 'left',
+};
+
+export function ClusterPanel({ cluster, stale, colorOf, servedBy }: ClusterPanelProps) {
+  if (!cluster) {
+    return (
+      <section className="panel" aria-label="cluster">
+        <h2>Cluster</h2>
+        <p className="muted">Waiting for the first snapshot…</p>
+      </section>
+    );
+  }
+  const alive = cluster.members.filter((m) => m.status === 'alive').length;
+  return (
+    <section className={'panel' + (stale ? ' stale' : '')} aria-label="cluster">
+      <h2>Cluster</h2>
+      <dl className="facts">
+        <div>
+          <dt>Leader</dt>
+          <dd data-testid="leader">{cluster.leader.name || cluster.leader.id || 'none (election under way)'}</dd>
+        </div>
+        <div>
+          <dt>Term</dt>
+          <dd data-testid="term">{cluster.term}</dd>
+        </div>
+        <div>
+          <dt>Members</dt>
+          <dd data-testid="member-count">
+            {alive} alive of {cluster.members.length}
+          </dd>
+        </div>
+        <div>
+          <dt>Cluster id</dt>
+          <dd className="mono">{cluster.cluster_id ? cluster.cluster_id.slice(0, 12) : '–'}</dd>
+        </div>
+        {servedBy && (
+          <div>
+            <dt>Seen from</dt>
+            <dd>{servedBy}</dd>
+          </div>
+        )}
+      </dl>
+      <div className="table-scroll">
+        <table className="members">
+          <thead>
+            <tr>
+              <th>Node</th>
+              <th>Status</th>
+              <th>Raft</th>
+              <th>Breaker</th>
+              <th className="num">Batch</th>
+              <th className="num">Records/s</th>
+              <th className="num">p99 ms</th>
+              <th className="num">CPU %</th>
+              <th className="num">Mem %</th>
+              <th className="num">Queue</th>
+              <th className="num">RSS</th>
+            </tr>
+          </thead>
+          <tbody>
+            {cluster.members.map((m) => (
+              <MemberRow key={m.id || m.name} m={m} color={colorOf(m.name)} slo={cluster.limits.slo_ms} />
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
+function MemberRow({ m, color, slo }: { m: Member; color: number; slo: number }) {
+  const down = m.status === 'dead' || m.status === 'left';
+  const h = m.health;
+  return (
+    <tr className={'member status-' + m.status} data-node={m.name} data-status={m.status}>
+      <td>
+        <span className="swatch" style={{ background: color >= 0 ? nodeColor(color) : 'transparent' }} />
+        {m.name || <span className="mono">{m.id.slice(0, 8)}</span>}
+      </td>
+      <td>
+        <span className={'badge badge-' + m.status} title={m.status === 'dead' ? 'the failure detector declared it dead' : undefined}>
+          {statusText[m.status] ?? m.status}
+        </span>
+      </td>
+      <td>
+        <span className={'role role-' + m.raft_role}>{m.raft_role}</span>
+      </td>
+      <td>{h.breaker ? <span className={'badge breaker-' + h.breaker}>{h.breaker}</span> : '–'}</td>
+      <td className="num">{down ? '–' : num(h.batch_size)}</td>
+      <td className="num">{down ? '–' : num(h.throughput_rps)}</td>
+      <td className={'num' + (!down && slo > 0 && h.p99_ms > slo ? ' over' : '')}>{down ? '–' : num(h.p99_ms, 1)}</td>
+      <td className="num">{down ? '–' : num(h.cpu_percent, 1)}</td>
+      <td className="num">{down ? '–' : num(h.mem_percent, 1)}</td>
+      <td className="num">{down ? '–' : num(h.queue_depth)}</td>
+      <td className="num">{down ? '–' : bytes(h.rss_bytes)}</td>
+    </tr>
+  );
+}
