@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -23,12 +24,12 @@ import (
 // fixed batch size so the figures compare like with like.
 func benchNode(b *testing.B, batch int) *node.Node {
 	b.Helper()
-	fs, err := sink.NewFile(sink.FileConfig{Dir: b.TempDir()})
+	fs, err := sink.NewFile(sink.FileConfig{Dir: b.TempDir(), Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
 	n, err := node.New(node.Config{Name: "bench", Sink: fs, InitialBatchSize: batch,
-		Controller: &tuner.Static{Size: batch}, MaxLinger: 50 * time.Millisecond})
+		Controller: &tuner.Static{Size: batch}, MaxLinger: 50 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,6 +37,8 @@ func benchNode(b *testing.B, batch int) *node.Node {
 	b.Cleanup(func() { _ = n.Shutdown(context.Background()) })
 	return n
 }
+
+var quiet = slog.New(slog.DiscardHandler)
 
 // record200 is a ~200-byte log record.
 func record200(id int) string {
@@ -96,7 +99,7 @@ func BenchmarkHTTPIngestFileSink(b *testing.B) {
 // second over one TCP connection into the file sink (fsync per batch of 256).
 func BenchmarkSyslogTCPFileSink(b *testing.B) {
 	n := benchNode(b, 256)
-	srv := syslog.NewServer(syslog.Config{Addr: "127.0.0.1:0", Handler: func(rec []byte, block bool) error {
+	srv := syslog.NewServer(syslog.Config{Addr: "127.0.0.1:0", Logger: quiet, Handler: func(rec []byte, block bool) error {
 		return n.Offer(context.Background(), rec, node.SourceSyslog, block)
 	}})
 	if err := srv.Listen(); err != nil {

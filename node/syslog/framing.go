@@ -84,6 +84,9 @@ func bufferLimit(max int) int {
 	return max + maxCountDigits + 2 + minReadSpace
 }
 
+// buffered is how many bytes are read but not yet returned.
+func (f *frameReader) buffered() int { return f.tail - f.head }
+
 // Mode reports the framing detected so far.
 func (f *frameReader) Mode() framing { return f.mode }
 

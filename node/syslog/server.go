@@ -363,14 +363,15 @@ func (s *Server) serveConn(c net.Conn) {
 	s.log.Debug("syslog connection opened", "remote", remote)
 
 	fr := newFrameReader(&idleReader{conn: c, timeout: s.cfg.IdleTimeout}, s.cfg.MaxMessageBytes)
-	h := s.newHandling(true)
-	h.remote = remote
+	pipe := s.newConnPipeline(remote)
+	defer pipe.close()
 	for {
 		msg, err := fr.next()
 		if err == nil {
-			h.handle(msg)
+			pipe.add(msg, fr.buffered() > 0)
 			continue
 		}
+		pipe.submit()
 		switch {
 		case errors.Is(err, errTooLong):
 			s.tooLong.Add(1)
