@@ -90,19 +90,20 @@ func (n *Node) byteBudget() (int64, bool) {
 	return left, true
 }
 
-var recordPool = sync.Pool{New: func() any { return []Record(nil) }}
+var recordPool = sync.Pool{New: func() any { return new([]Record) }}
 
 func getRecords(size int) []Record {
-	recs := recordPool.Get().([]Record)
-	if cap(recs) < size {
+	p := recordPool.Get().(*[]Record)
+	if cap(*p) < size {
 		return make([]Record, 0, size)
 	}
-	return recs[:0]
+	return (*p)[:0]
 }
 
 func putRecords(recs []Record) {
 	clear(recs)
-	recordPool.Put(recs[:0]) //nolint:staticcheck // a slice header is fine here
+	recs = recs[:0]
+	recordPool.Put(&recs)
 }
 
 // flush processes and writes one batch, then settles its acknowledgements.
