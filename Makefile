@@ -15,6 +15,7 @@ build:
 
 ## test: vet, every Go test under the race detector, and short fuzz runs
 test: lint unit fuzz
+	./web/ui/ci.sh
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

@@ -27,6 +27,7 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: App
   const [version, setVersion] = useState(0);
   const [decisions, setDecisions] = useState<Decision[]>([]);
   const pending = useRef<Decision[]>([]);
+  const [focus, setFocus] = useState<string | null>(null);
 
   const onSnapshot = useCallback(
     (s: Snapshot) => {
@@ -82,15 +83,18 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: App
         <StatusBar connection={stream.connection} lastSnapshotAt={stream.lastSnapshotAt} cluster={snap} />
       </header>
       <main>
-        <ClusterPanel cluster={snap} stale={stale} colorOf={colorOf} servedBy={snap?.served_by} />
+        <ClusterPanel cluster={snap} stale={stale} colorOf={colorOf} servedBy={snap?.served_by} focus={focus} onFocus={setFocus} />
         <section className={'panel' + (stale ? ' stale' : '')} aria-label="charts">
-          <h2>Per node, every second</h2>
+          <div className="panel-head">
+            <h2>Per node, every second</h2>
+            <span className="muted">{focus ? `${focus} picked out; click its row again for all` : 'click a member to pick it out'}</span>
+          </div>
           <div className="charts">
-            <Chart title="Batch size" unit="records" metric="batch_size" store={store} version={version} />
-            <Chart title="Throughput" unit="records/s" metric="throughput_rps" store={store} version={version} />
-            <Chart title="p99 latency" unit="ms" metric="p99_ms" store={store} version={version} limit={limits?.slo_ms} limitLabel="SLO" />
-            <Chart title="CPU" unit="%" metric="cpu_percent" store={store} version={version} limit={limits?.cpu_limit_percent} limitLabel="limit" />
-            <Chart title="Memory" unit="%" metric="mem_percent" store={store} version={version} limit={limits?.mem_limit_percent} limitLabel="limit" />
+            <Chart title="Batch size" unit="records" metric="batch_size" store={store} version={version} focus={focus} />
+            <Chart title="Throughput" unit="records/s" metric="throughput_rps" store={store} version={version} focus={focus} />
+            <Chart title="p99 latency" unit="ms" metric="p99_ms" store={store} version={version} focus={focus} limit={limits?.slo_ms} limitLabel="SLO" />
+            <Chart title="CPU" unit="%" metric="cpu_percent" store={store} version={version} focus={focus} limit={limits?.cpu_limit_percent} limitLabel="limit" />
+            <Chart title="Memory" unit="%" metric="mem_percent" store={store} version={version} focus={focus} limit={limits?.mem_limit_percent} limitLabel="limit" />
           </div>
         </section>
         <Budgets cluster={snap} stale={stale} />

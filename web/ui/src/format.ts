@@ -26,7 +26,7 @@ export function clock(iso: string): string {
 }
 
 /** A stable, well-spread colour for the i-th node. */
-export function nodeColor(i: number): string {
+export function nodeColor(i: number, alpha = 1): string {
   const hue = Math.round((i * 137.508) % 360);
-  return `hsl(${hue} 70% 42%)`;
+  return alpha < 1 ? `hsl(${hue} 70% 42% / ${alpha})` : `hsl(${hue} 70% 42%)`;
 }

@@ -59,3 +59,21 @@ describe('Chart', () => {
     expect(plots[0].destroy).toHaveBeenCalled();
   });
 });
+
+describe('Chart with a node picked out', () => {
+  beforeEach(() => {
+    plots.length = 0;
+  });
+
+  it('draws the picked node bold and fades the others', () => {
+    const store = new SeriesStore();
+    store.push(snapshot(1, threeNodes()));
+    const { rerender } = render(<Chart title="Batch" metric="batch_size" store={store} version={store.version} />);
+    rerender(<Chart title="Batch" metric="batch_size" store={store} version={store.version} focus="node-2" />);
+    expect(plots).toHaveLength(2);
+    const series = plots[1].opts.series as { label?: string; width?: number; stroke?: string }[];
+    expect(series[2].width).toBe(2.5);
+    expect(series[1].stroke).toMatch(/\/ 0\.18\)$/);
+    expect(series[2].stroke).not.toMatch(/\//);
+  });
+});

@@ -20,6 +20,8 @@ export interface ChartProps {
   limit?: number;
   limitLabel?: string;
   height?: number;
+  /** A node to pick out: its line is drawn bold and the others faded. */
+  focus?: string | null;
 }
 
 const LEGEND_MAX_NODES = 8;
@@ -47,23 +49,25 @@ function limitPlugin(get: () => number | undefined): uPlot.Plugin {
   };
 }
 
-export function Chart({ title, metric, store, version, unit, limit, limitLabel, height = 180 }: ChartProps) {
+export function Chart({ title, metric, store, version, unit, limit, limitLabel, height = 180, focus = null }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const nodeCount = useRef(-1);
+  const built = useRef({ nodes: -1, focus: null as string | null });
   const limitRef = useRef(limit);
   limitRef.current = limit;
 
-  // (Re)build the chart when the set of nodes changes; that is rare.
+  // (Re)build the chart when the set of nodes or the picked node changes;
+  // that is rare. Otherwise only the data is replaced.
   useEffect(() => {
     const el = box.current;
     if (!el) return;
-    if (plot.current && nodeCount.current === store.nodes.length) {
+    if (plot.current && built.current.nodes === store.nodes.length && built.current.focus === focus) {
       plot.current.setData(store.data(metric));
       return;
     }
     plot.current?.destroy();
-    nodeCount.current = store.nodes.length;
+    built.current = { nodes: store.nodes.length, focus };
+    const picked = focus !== null && store.nodeIndex(focus) >= 0;
     const opts: uPlot.Options = {
       width: Math.max(el.clientWidth, 200),
       height,
@@ -85,8 +89,8 @@ export function Chart({ title, metric, store, version, unit, limit, limitLabel, 
         {},
         ...store.nodes.map((name, i) => ({
           label: name,
-          stroke: nodeColor(i),
-          width: store.nodes.length > 20 ? 1 : 1.5,
+          stroke: picked && name !== focus ? nodeColor(i, 0.18) : nodeColor(i),
+          width: picked && name === focus ? 2.5 : store.nodes.length > 20 ? 1 : 1.5,
           points: { show: false },
           spanGaps: false,
         })),
@@ -94,7 +98,7 @@ export function Chart({ title, metric, store, version, unit, limit, limitLabel, 
       plugins: [limitPlugin(() => limitRef.current)],
     };
     plot.current = new uPlot(opts, store.data(metric), el);
-  }, [version, store, metric, height]);
+  }, [version, store, metric, height, focus]);
 
   // Follow the container's width.
   useEffect(() => {

@@ -1,4 +1,4 @@
-import { render, screen, within } from '@testing-library/react';
+import { fireEvent, render, screen, within } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { cluster, member, threeNodes } from '../testdata';
 import { ClusterPanel } from './ClusterPanel';
@@ -51,5 +51,19 @@ describe('ClusterPanel', () => {
   it('waits for the first snapshot', () => {
     render(<ClusterPanel cluster={null} stale={false} colorOf={colorOf} />);
     expect(screen.getByText(/Waiting/)).toBeTruthy();
+  });
+});
+
+describe('ClusterPanel picking', () => {
+  it('picks a node out by its row and picks it again to clear', () => {
+    const picks: (string | null)[] = [];
+    const { container, rerender } = render(
+      <ClusterPanel cluster={cluster(threeNodes())} stale={false} colorOf={colorOf} onFocus={(n) => picks.push(n)} />,
+    );
+    fireEvent.click(container.querySelector('tr[data-node="node-2"]')!);
+    rerender(<ClusterPanel cluster={cluster(threeNodes())} stale={false} colorOf={colorOf} focus="node-2" onFocus={(n) => picks.push(n)} />);
+    expect(container.querySelector('tr.picked')!.getAttribute('data-node')).toBe('node-2');
+    fireEvent.click(container.querySelector('tr[data-node="node-2"]')!);
+    expect(picks).toEqual(['node-2', null]);
   });
 });

@@ -11,6 +11,9 @@ export interface ClusterPanelProps {
   /** Colour index of a node (the charts' line colour); -1 if none. */
   colorOf: (name: string) => number;
   servedBy?: string;
+  /** The node picked out in the charts, and how to pick one (again: none). */
+  focus?: string | null;
+  onFocus?: (name: string | null) => void;
 }
 
 const statusText: Record<string, string> = {
@@ -20,7 +23,7 @@ const statusText: Record<string, string> = {
   left: 'left',
 };
 
-export function ClusterPanel({ cluster, stale, colorOf, servedBy }: ClusterPanelProps) {
+export function ClusterPanel({ cluster, stale, colorOf, servedBy, focus = null, onFocus }: ClusterPanelProps) {
   if (!cluster) {
     return (
       <section className="panel" aria-label="cluster">
@@ -78,7 +81,14 @@ export function ClusterPanel({ cluster, stale, colorOf, servedBy }: ClusterPanel
           </thead>
           <tbody>
             {cluster.members.map((m) => (
-              <MemberRow key={m.id || m.name} m={m} color={colorOf(m.name)} slo={cluster.limits.slo_ms} />
+              <MemberRow
+                key={m.id || m.name}
+                m={m}
+                color={colorOf(m.name)}
+                slo={cluster.limits.slo_ms}
+                picked={focus === m.name}
+                onPick={onFocus ? () => onFocus(focus === m.name ? null : m.name) : undefined}
+              />
             ))}
           </tbody>
         </table>
@@ -87,11 +97,25 @@ export function ClusterPanel({ cluster, stale, colorOf, servedBy }: ClusterPanel
   );
 }
 
-function MemberRow({ m, color, slo }: { m: Member; color: number; slo: number }) {
+interface MemberRowProps {
+  m: Member;
+  color: number;
+  slo: number;
+  picked: boolean;
+  onPick?: () => void;
+}
+
+function MemberRow({ m, color, slo, picked, onPick }: MemberRowProps) {
   const down = m.status === 'dead' || m.status === 'left';
   const h = m.health;
   return (
-    <tr className={'member status-' + m.status} data-node={m.name} data-status={m.status}>
+    <tr
+      className={'member status-' + m.status + (picked ? ' picked' : '') + (onPick ? ' pickable' : '')}
+      data-node={m.name}
+      data-status={m.status}
+      onClick={onPick}
+      title={onPick ? (picked ? 'show every node alike in the charts' : 'pick out ' + m.name + ' in the charts') : undefined}
+    >
       <td>
         <span className="swatch" style={{ background: color >= 0 ? nodeColor(color) : 'transparent' }} />
         {m.name || <span className="mono">{m.id.slice(0, 8)}</span>}
@@ -104,7 +128,7 @@ function MemberRow({ m, color, slo }: { m: Member; color: number; slo: number })
       <td>
         <span className={'role role-' + m.raft_role}>{m.raft_role}</span>
       </td>
-      <td>{h.breaker ? <span className={'badge breaker-' + h.breaker}>{h.breaker}</span> : '–'}</td>
+      <td>{!down && h.breaker ? <span className={'badge breaker-' + h.breaker}>{h.breaker}</span> : '–'}</td>
       <td className="num">{down ? '–' : num(h.batch_size)}</td>
       <td className="num">{down ? '–' : num(h.throughput_rps)}</td>
       <td className={'num' + (!down && slo > 0 && h.p99_ms > slo ? ' over' : '')}>{down ? '–' : num(h.p99_ms, 1)}</td>
