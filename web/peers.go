@@ -91,9 +91,8 @@ func (p *peerClient) getJSON(ctx context.Context, httpAddr, path string, query u
 	return nil
 }
 
-// forward sends a request with a JSON body to the member at httpAddr and
-// returns its answer as is. Headers named in pass are copied from the
-// client's request.
+// forward sends a request with a JSON body and the headers in hdr to the
+// member at httpAddr and returns its answer as is.
 func (p *peerClient) forward(ctx context.Context, method, httpAddr, path string, body []byte, hdr http.Header) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, baseURL(httpAddr)+path, bytes.NewReader(body))
 	if err != nil {
