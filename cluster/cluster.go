@@ -345,10 +345,70 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	if err := c.ml.UpdateNode(timeout); err != nil {
 		c.log.Debug("leave intent not acknowledged", "err", err)
 	}
+	c.sendLeaveIntent(timeout)
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	return nil
+}
+
+// msgLeaveIntent starts the user message a leaving node sends, followed by
+// its name.
+const msgLeaveIntent byte = 1
+
+// sendLeaveIntent tells every live member over TCP that this node is about
+// to leave. The intent also rides in the node's meta, but gossip may bring a
+// member the leave itself (memberlist's dead message) before the meta that
+// announced it; that member would then take the leave for a failure, and
+// the Raft leader would wait out its dead grace before removing the node.
+// A direct message to each member, before the leave, closes that gap; an
+// intent that still comes late turns the failure into a leave (noteLeaving).
+func (c *Cluster) sendLeaveIntent(timeout time.Duration) {
+	msg := append([]byte{msgLeaveIntent}, c.cfg.NodeName...)
+	done := make(chan struct{})
+	var sends sync.WaitGroup
+	for _, n := range c.ml.Members() {
+		if n.Name == c.cfg.NodeName {
+			continue
+		}
+		sends.Add(1)
+		go func() {
+			defer sends.Done()
+			if err := c.ml.SendReliable(n, msg); err != nil {
+				c.log.Debug("leave intent not delivered", "member", n.Name, "err", err)
+			}
+		}()
+	}
+	// Shutdown waits for sends that outlive the timeout.
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		sends.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// noteLeaving records a member's leave intent. If the member was already
+// found dead, it left: its status becomes left and subscribers get a leave.
+func (c *Cluster) noteLeaving(name string) {
+	c.mu.Lock()
+	c.leaving[name] = true
+	var ev *Event
+	if e, ok := c.members[name]; ok && e.Status == StatusDead {
+		e.Status = StatusLeft
+		e.StatusSince = time.Now()
+		ev = &Event{Type: EventLeave, Member: *e}
+	}
+	c.mu.Unlock()
+	if ev != nil {
+		c.publish(*ev)
+	}
 }
 
 // Shutdown stops gossip at once. Without a Leave first, the others will
@@ -379,8 +439,9 @@ func (c *Cluster) Shutdown() error {
 	return nil
 }
 
-// delegate gives memberlist this node's meta. The other hooks are unused:
-// health travels in the meta, not in user messages.
+// delegate gives memberlist this node's meta and takes the leave intents
+// (the only user message). The other hooks are unused: health travels in the
+// meta.
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -398,7 +459,14 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg takes the leave intents of other members; it ignores anything
+// else. memberlist may reuse b after the call, so it is copied.
+func (d delegate) NotifyMsg(b []byte) {
+	if len(b) > 1 && b[0] == msgLeaveIntent {
+		d.c.noteLeaving(string(b[1:]))
+	}
+}
+
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
@@ -426,7 +494,12 @@ func (c *Cluster) observe(n *memberlist.Node, typ EventType) {
 	e.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	if decErr == nil {
 		e.ID, e.HTTPAddr, e.Raft, e.Health, e.MetaError = decoded.ID, decoded.HTTPAddr, decoded.Raft, decoded.Health, ""
-		c.leaving[n.Name] = decoded.Leaving
+		// The meta announces a leave, or a (re)join clears it; a failure
+		// that comes with an older meta keeps an intent that came by
+		// message (noteLeaving).
+		if decoded.Leaving || typ == EventJoin {
+			c.leaving[n.Name] = decoded.Leaving
+		}
 	} else if typ != EventLeave && typ != EventFail {
 		e.MetaError = decErr.Error()
 	}

@@ -159,6 +159,39 @@ func TestMembersJoinGossipHealthAndLeave(t *testing.T) {
 	waitFor(t, "a fail event for n2", func() bool { return seen(EventFail, "n2") })
 }
 
+func TestALeaveIntentMakesAFailureALeaveWhicheverComesFirst(t *testing.T) {
+	n1, _ := startNode(t, "n1", nil)
+	seen := recordEvents(t, n1)
+	n2, _ := startNode(t, "n2", nil, n1.Addr())
+	n3, _ := startNode(t, "n3", nil, n1.Addr())
+	waitFor(t, "n2 and n3 alive on n1", func() bool {
+		return statusOf(n1, "n2") == StatusAlive && statusOf(n1, "n3") == StatusAlive
+	})
+	// n3's intent reaches n1 before the failure, whose meta had not
+	// announced the leave yet; n2's failure is found first.
+	delegate{n1}.NotifyMsg(append([]byte{msgLeaveIntent}, "n3"...))
+	n2.Shutdown()
+	n3.Shutdown()
+	waitFor(t, "n2 dead and n3 gone on n1", func() bool {
+		s := statusOf(n1, "n3")
+		return statusOf(n1, "n2") == StatusDead && (s == StatusLeft || s == StatusDead)
+	})
+	if s := statusOf(n1, "n3"); s != StatusLeft {
+		t.Fatalf("n3 is %q: a failure after its leave intent must count as a leave", s)
+	}
+	delegate{n1}.NotifyMsg(append([]byte{msgLeaveIntent}, "n2"...))
+	if s := statusOf(n1, "n2"); s != StatusLeft {
+		t.Fatalf("n2 is %q after its leave intent, want left", s)
+	}
+	waitFor(t, "leave events for n2 and n3", func() bool { return seen(EventLeave, "n2") && seen(EventLeave, "n3") })
+	// Other user messages are not leave intents.
+	delegate{n1}.NotifyMsg([]byte{msgLeaveIntent})
+	delegate{n1}.NotifyMsg([]byte("\x02n1"))
+	if s := statusOf(n1, "n1"); s != StatusAlive {
+		t.Fatalf("n1 sees itself as %q after stray messages", s)
+	}
+}
+
 // recordEvents subscribes to c and records every event; the function it
 // returns says whether an event of the type for the member was seen.
 func recordEvents(t *testing.T, c *Cluster) func(EventType, string) bool {
