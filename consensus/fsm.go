@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -103,6 +104,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	resp, applied, shrunk := f.applyLocked(c, l.Index)
 	limits := f.limitsLocked()
+	floor := Floor(limits, len(f.state.Allocation.Grants))
 	f.mu.Unlock()
 
 	if f.lease != nil {
@@ -111,6 +113,14 @@ func (f *fsm) Apply(l *raft.Log) any {
 		}
 		if shrunk != nil {
 			f.lease.Cap(shrunk.Grants[f.localID], shrunk.Floor)
+		}
+		if (c.Type == cmdInit || c.Type == cmdSetLimits) && resp.err == nil && !resp.duplicate {
+			// A node that has no grant yet (it just joined, or the cluster
+			// is new) runs on the baseline: it must not be the default
+			// floor when the cluster's floor, or its whole budget, is
+			// smaller. A higher floor waits for the next epoch, which
+			// reserves it.
+			f.lease.Cap(math.MaxInt64, floor)
 		}
 	}
 	return resp
@@ -282,6 +292,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	if f.lease != nil && s.Allocation.Epoch > 0 {
 		f.lease.SetBaseline(s.Allocation.Floor)
+	} else if f.lease != nil && s.LimitsSet {
+		f.lease.Cap(math.MaxInt64, Floor(s.Limits, 0))
 	}
 	return nil
 }

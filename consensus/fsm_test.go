@@ -270,3 +270,29 @@ type memSink struct {
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 func (s *memSink) Close() error  { return nil }
+
+func TestFSMBaselineFollowsTheClustersFloorBeforeTheFirstEpoch(t *testing.T) {
+	h := newHarness(t) // the lease starts on a baseline of 1 MiB
+	baseline := func() int64 {
+		b, fresh := h.lease.Grant(h.clock.now())
+		if fresh {
+			t.Fatal("a lease without a grant is fresh")
+		}
+		return b
+	}
+	small := DefaultLimits()
+	small.ClusterBudgetBytes, small.NodeFloorBytes = 160<<10, 16<<10
+	h.apply(command{Type: cmdInit, RequestID: "init", ClusterID: "c", Limits: &small})
+	if b := baseline(); b != 16<<10 {
+		t.Fatalf("baseline after init with a 16 KiB floor: %d", b)
+	}
+	// A higher floor waits for an epoch that reserves it; a lower one is at once.
+	h.apply(command{Type: cmdSetLimits, RequestID: "up", Patch: &LimitsPatch{NodeFloorBytes: ptr(int64(64 << 10))}})
+	if b := baseline(); b != 16<<10 {
+		t.Fatalf("baseline after the floor was raised: %d, want 16 KiB until an epoch", b)
+	}
+	h.apply(command{Type: cmdSetLimits, RequestID: "down", Patch: &LimitsPatch{NodeFloorBytes: ptr(int64(8 << 10))}})
+	if b := baseline(); b != 8<<10 {
+		t.Fatalf("baseline after the floor was cut: %d", b)
+	}
+}
