@@ -164,7 +164,7 @@ func TestMembersPrintsOneRowPerMember(t *testing.T) {
 	for name, want := range map[string]string{
 		"node-1": "node-1 alive leader 127.0.0.1:8480 800 12k/s 42.5ms closed 8.0 MiB",
 		"node-2": "node-2 suspect nonvoter 127.0.0.1:8481 50 10/s 3.0ms open 1.0 MiB (stale lease)",
-		"(id":    "(id id-3) dead voter - 0 0/s 0ms - 0 B",
+		"(id":    "(id id-3) dead voter - - - - - 0 B",
 	} {
 		if got := strings.Join(rows[name], " "); got != want {
 			t.Errorf("row %s = %q, want %q", name, got, want)

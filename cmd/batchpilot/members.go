@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/batchpilot/batchpilot/cluster"
 	"github.com/batchpilot/batchpilot/consensus"
 )
 
@@ -217,9 +218,14 @@ func printMembers(w io.Writer, st consensus.Status) error {
 		if l := m.Budget.Lease; l != nil && !l.Fresh {
 			grant = formatBytes(l.GrantBytes) + " (stale lease)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
-			name, m.Status, orDash(m.RaftRole), orDash(m.HTTPAddr), m.Health.BatchSize,
-			formatRate(m.Health.ThroughputRPS), formatMS(m.Health.P99ms), orDash(string(m.Health.Breaker)), grant)
+		batch, rate, p99, breaker := strconv.Itoa(m.Health.BatchSize), formatRate(m.Health.ThroughputRPS),
+			formatMS(m.Health.P99ms), orDash(string(m.Health.Breaker))
+		if m.Status == cluster.StatusDead || m.Status == cluster.StatusLeft {
+			// Its last gossiped health is history, not its state.
+			batch, rate, p99, breaker = "-", "-", "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			name, m.Status, orDash(m.RaftRole), orDash(m.HTTPAddr), batch, rate, p99, breaker, grant)
 	}
 	return tw.Flush()
 }
