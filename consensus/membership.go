@@ -250,9 +250,19 @@ func planMembership(in membershipInput) []membershipChange {
 // which servers. It returns ok only when no alive member reports Raft state
 // (an existing cluster will add this node instead), no member expects a
 // different number of servers, and at least expect servers are alive in
-// gossip, this node among them. Every node that gets there bootstraps the
-// same configuration: all those servers as voters.
-func bootstrapConfiguration(selfID string, expect int, members []cluster.Member) (cfg raft.Configuration, ok bool, why string) {
+// gossip, this node among them.
+//
+// Every node that bootstraps must bootstrap the same configuration, or two
+// clusters form. When exactly expect servers are seen, they are it, as
+// voters. When more are seen (nodes beyond the first expect started before
+// any of them bootstrapped), the views of different nodes may still differ
+// while gossip spreads: the node waits until its view has settled (settled:
+// the same servers for a while), then takes the expect servers with the
+// lowest ids, and a node not among them waits to be added by the leader.
+// (Bootstrapping with every server seen let a node that started later win
+// an election with the votes of fresh nodes that had no configuration yet,
+// beside the cluster the first expect nodes had formed.)
+func bootstrapConfiguration(selfID string, expect int, members []cluster.Member, settled bool) (cfg raft.Configuration, ok bool, why string) {
 	if expect <= 0 {
 		return cfg, false, "bootstrap-expect is 0"
 	}
@@ -277,5 +287,14 @@ func bootstrapConfiguration(selfID string, expect int, members []cluster.Member)
 		return raft.Configuration{}, false, fmt.Sprintf("waiting for %d servers, %d seen", expect, len(cfg.Servers))
 	}
 	slices.SortFunc(cfg.Servers, func(a, b raft.Server) int { return cmp.Compare(a.ID, b.ID) })
+	if seen := len(cfg.Servers); seen > expect {
+		if !settled {
+			return raft.Configuration{}, false, fmt.Sprintf("%d servers seen, more than the %d expected; waiting for the view to settle", seen, expect)
+		}
+		cfg.Servers = cfg.Servers[:expect]
+		if !slices.ContainsFunc(cfg.Servers, func(s raft.Server) bool { return string(s.ID) == selfID }) {
+			return raft.Configuration{}, false, fmt.Sprintf("%d servers seen; the %d with the lowest ids bootstrap and this node waits to be added", seen, expect)
+		}
+	}
 	return cfg, true, ""
 }

@@ -268,15 +268,19 @@ func TestBootstrapConfiguration(t *testing.T) {
 		{"dead members do not count", 2, []cluster.Member{fresh("me", 2), member("b", status(cluster.StatusDead, time.Second))}, false, "waiting for 2"},
 		{"expect 0 never bootstraps", 0, []cluster.Member{fresh("me", 0)}, false, "bootstrap-expect is 0"},
 		{"this node must be among the servers", 2, []cluster.Member{fresh("b", 2), fresh("c", 2)}, false, "not alive in gossip"},
+		{"more servers than expected wait for the view to settle", 3, []cluster.Member{fresh("me", 3), fresh("b", 3), fresh("c", 3), fresh("d", 3)}, false, "waiting for the view to settle"},
+		{"then the expected number with the lowest ids bootstrap", 3, []cluster.Member{fresh("x", 3), fresh("b", 3), fresh("me", 3), fresh("c", 3)}, true, ""},
+		{"and the others wait to be added", 2, []cluster.Member{fresh("me", 2), fresh("b", 2), fresh("c", 2)}, false, "the 2 with the lowest ids bootstrap and this node waits"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, ok, why := bootstrapConfiguration("me", tc.expect, tc.members)
+			settled := !strings.Contains(tc.wantWhy, "settle")
+			cfg, ok, why := bootstrapConfiguration("me", tc.expect, tc.members, settled)
 			if ok != tc.wantOK || !strings.Contains(why, tc.wantWhy) {
 				t.Fatalf("ok=%v why=%q, want ok=%v why containing %q", ok, why, tc.wantOK, tc.wantWhy)
 			}
 			if ok {
-				if len(cfg.Servers) != len(tc.members) {
-					t.Fatalf("bootstrap configuration has %d servers, want %d", len(cfg.Servers), len(tc.members))
+				if want := min(len(tc.members), tc.expect); len(cfg.Servers) != want {
+					t.Fatalf("bootstrap configuration has %d servers, want %d", len(cfg.Servers), want)
 				}
 				for _, s := range cfg.Servers {
 					if s.Suffrage != raft.Voter {

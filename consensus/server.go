@@ -11,7 +11,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,6 +343,8 @@ func (s *Server) bootstrapLoop() {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	lastWhy := ""
+	var view string // the alive members seen, and since when
+	var viewSince time.Time
 	for {
 		select {
 		case <-s.shutdownCh:
@@ -353,7 +357,12 @@ func (s *Server) bootstrapLoop() {
 		if !s.gossip.Joined() {
 			continue
 		}
-		cfg, ok, why := bootstrapConfiguration(s.id, s.cfg.BootstrapExpect, s.gossip.Members())
+		members := s.gossip.Members()
+		if v := aliveView(members); v != view {
+			view, viewSince = v, time.Now()
+		}
+		settled := time.Since(viewSince) >= bootstrapSettle
+		cfg, ok, why := bootstrapConfiguration(s.id, s.cfg.BootstrapExpect, members, settled)
 		if !ok {
 			if why != lastWhy {
 				s.log.Info("not bootstrapping yet", "reason", why)
@@ -369,6 +378,24 @@ func (s *Server) bootstrapLoop() {
 		s.publishProgress()
 		return
 	}
+}
+
+// bootstrapSettle is how long a node's view of the alive members must stay
+// the same before, seeing more servers than expected, it bootstraps with the
+// ones with the lowest ids: long enough for gossip to have shown every node
+// the same members.
+const bootstrapSettle = 3 * time.Second
+
+// aliveView names the alive members with a Raft address, in order.
+func aliveView(members []cluster.Member) string {
+	var ids []string
+	for _, m := range members {
+		if m.Status == cluster.StatusAlive && m.ID != "" && m.Raft.Addr != "" {
+			ids = append(ids, m.ID)
+		}
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ",")
 }
 
 // watchMembers asks the leader to reconcile at once when a member joins,
