@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/batchpilot/batchpilot/cluster"
 	"github.com/batchpilot/batchpilot/loadgen"
 )
 
@@ -49,6 +50,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	agents, err := startDevNodes(ctx, c, log)
 	if err != nil {
 		return err
@@ -59,6 +61,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("dashboard: %s/\n", agents[0].URL())
 	fmt.Println("Ctrl-C stops the cluster cleanly.")
+	go reportConvergence(ctx, agents, started)
 
 	var loadDone chan struct{}
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -157,6 +160,62 @@ func startDevNodes(ctx context.Context, c devConfig, log *slog.Logger) ([]*agent
 		agents = append(agents, a)
 	}
 	return agents, nil
+}
+
+// reportConvergence prints, once, how long the cluster took from the first
+// node's start until every node saw every other alive, every node was in the
+// Raft configuration, and the leader had committed a budget epoch that
+// grants all of them; and how long the leader's last epoch took to commit.
+func reportConvergence(ctx context.Context, agents []*agent, started time.Time) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if msg, ok := converged(agents); ok {
+			fmt.Printf("converged in %s: %s\n", time.Since(started).Round(time.Millisecond), msg)
+			return
+		}
+	}
+}
+
+func converged(agents []*agent) (string, bool) {
+	n := len(agents)
+	var leader *agent
+	for _, a := range agents {
+		alive := 0
+		for _, m := range a.gossip.Members() {
+			if m.Status == cluster.StatusAlive {
+				alive++
+			}
+		}
+		if alive != n {
+			return "", false
+		}
+		if a.raft.IsLeader() {
+			leader = a
+		}
+	}
+	if leader == nil {
+		return "", false
+	}
+	voters := 0
+	for _, a := range agents {
+		switch leader.raft.Role(a.raft.ID()) {
+		case "none":
+			return "", false
+		case "leader", "voter":
+			voters++
+		}
+	}
+	if len(leader.raft.Allocation().Grants) != n || leader.raft.EpochCommitTime() == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("%d members alive on every node, all in Raft (%d voters), leader %s, epoch commit %s",
+		n, voters, leader.cfg.NodeName, leader.raft.EpochCommitTime().Round(10*time.Microsecond)), true
 }
 
 // runDemoLoad sends a load that keeps changing, so the tuners have
