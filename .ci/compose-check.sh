@@ -15,8 +15,8 @@ if ! command -v docker-compose >/dev/null; then
 	fi
 	echo "compose-check: installing Debian's docker-compose" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >&2
-	apt-get install -y -qq --no-install-recommends docker-compose >&2
+	apt-get -o DPkg::Lock::Timeout=120 update -qq >&2
+	apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends docker-compose >&2
 fi
 
 docker-compose -f "$file" config -q

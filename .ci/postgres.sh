@@ -47,8 +47,8 @@ install_postgres() {
 	if [ ! -e /etc/postgresql-common/createcluster.d/batchpilot-ci.conf ]; then
 		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/batchpilot-ci.conf
 	fi
-	apt-get update -qq >&2
-	apt-get install -y -qq --no-install-recommends postgresql >&2
+	apt-get -o DPkg::Lock::Timeout=120 update -qq >&2
+	apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends postgresql >&2
 }
 
 # port_free PORT: nothing accepts TCP connections on 127.0.0.1:PORT.
