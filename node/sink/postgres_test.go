@@ -34,7 +34,7 @@ const pgDSNEnv = "BATCHPILOT_TEST_PG_DSN"
 
 // testPGDSN returns the test server's DSN. Without one the test fails in CI
 // (CI set) and is skipped elsewhere.
-func testPGDSN(t *testing.T) string {
+func testPGDSN(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv(pgDSNEnv)
 	if dsn != "" {
@@ -51,13 +51,13 @@ func testPGDSN(t *testing.T) string {
 // pgEnv is one test's view of the test server: an admin connection and a
 // way to build DSNs for the sink under test.
 type pgEnv struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   *pgconn.Config // the test server's address and login
 	admin *pgx.Conn
 	app   string // application_name of this test's sinks
 }
 
-func newPGEnv(t *testing.T) *pgEnv {
+func newPGEnv(t testing.TB) *pgEnv {
 	t.Helper()
 	dsn := testPGDSN(t)
 	cfg, err := pgconn.ParseConfig(dsn)
@@ -173,7 +173,7 @@ func (e *pgEnv) lockTable(table string) (release func()) {
 	return release
 }
 
-func newPostgres(t *testing.T, cfg PostgresConfig) *Postgres {
+func newPostgres(t testing.TB, cfg PostgresConfig) *Postgres {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = discardLogger
@@ -1006,4 +1006,30 @@ func FuzzScanObject(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkPostgresWrite writes batches of loadgen-sized records (about
+// 256 bytes) into one table; records/s is the figure to compare with the
+// file and http sinks.
+func BenchmarkPostgresWrite(b *testing.B) {
+	for _, size := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			e := newPGEnv(b)
+			s := newPostgres(b, PostgresConfig{DSN: e.dsn(""), Table: e.table()})
+			pad := strings.Repeat("x", 120)
+			batch := &Batch{}
+			for i := range size {
+				r := fmt.Appendf(nil, `{"id":"bench-%d","ts":"2025-01-02T03:04:05Z","level":"info","service":"api","msg":"%s","_node":"n1","_received_at":"2025-01-02T03:04:05.123456789Z","_source":"http"}`, i, pad)
+				batch.Records = append(batch.Records, r)
+				batch.Bytes += len(r)
+			}
+			b.SetBytes(int64(batch.Bytes))
+			for b.Loop() {
+				if err := s.Write(context.Background(), batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
