@@ -14,10 +14,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/batchpilot/batchpilot/loadgen/sinksim"
 	"github.com/batchpilot/batchpilot/node/sink"
 )
 
@@ -483,4 +485,77 @@ func TestLoadgenAgainstARealAgent(t *testing.T) {
 		t.Fatalf("report: %v (valid JSON: %v)", err, json.Valid(rep))
 	}
 	t.Logf("loadgen → agent: %d acknowledged, verify: %s", n, res)
+}
+
+// TestHTTPSinkRetriesThenAnswers503AndRecovers points the agent's http sink
+// at sinksim while sinksim answers every batch with 503: the sink retries,
+// ingest answers 503, and once the downstream heals records are accepted
+// again without a restart.
+func TestHTTPSinkRetriesThenAnswers503AndRecovers(t *testing.T) {
+	var healed atomic.Bool
+	base := time.Now()
+	one, all := 1.0, 0.0
+	sim, err := sinksim.Start(sinksim.Config{
+		Scenario: &sinksim.Scenario{Phases: []sinksim.Phase{
+			{Name: "outage", Duration: sinksim.Duration(time.Hour), ErrorRate: &one, ErrorKinds: []string{"503"}},
+			{Name: "healed", Duration: sinksim.Duration(time.Hour), ErrorRate: &all},
+		}},
+		RetryAfter: -1,
+		KeepIDs:    true,
+		// The test moves sinksim's clock from the outage to the healed phase.
+		Now: func() time.Time {
+			if healed.Load() {
+				return base.Add(90 * time.Minute)
+			}
+			return base
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	p := startProc(t, t.TempDir(), "--sink", "http", "--sink-url", sim.URL()+"/bulk")
+
+	code, body, err := post(p.url, "application/x-ndjson", `{"id":"during-outage"}`+"\n")
+	if err != nil || code != 503 {
+		t.Fatalf("during the outage: %d %s %v; want 503", code, body, err)
+	}
+	if got := sim.Stats().Requests; got < 2 {
+		t.Fatalf("sinksim saw %d requests for one batch; want the first try and retries", got)
+	}
+	poll(t, "the sink's retries in /metrics", func() bool {
+		m := metric(t, p.url, "batchpilot_sink_retries_total")
+		return m >= 1
+	})
+	healed.Store(true)
+	poll(t, "a record accepted after the downstream healed", func() bool {
+		code, _, err := post(p.url, "application/x-ndjson", `{"id":"after-outage"}`+"\n")
+		return err == nil && code == 200
+	})
+	if !sim.HasID("after-outage") {
+		t.Fatal("the acknowledged record is not at the downstream")
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metric reads one unlabelled series from a node's /metrics.
+func metric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return -1
 }
