@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -198,6 +199,8 @@ type agent struct {
 	served chan error
 	stopCl chan struct{}
 	clDone chan struct{}
+	// grant is the budget grant the node was last given (0: none, no cap).
+	grant atomic.Int64
 }
 
 // startAgent opens the sink, starts the node and its listeners, and returns
@@ -481,6 +484,7 @@ func (a *agent) applyCluster(st *clusterApplied) {
 	}
 	if !st.set || grant != st.grant {
 		a.node.SetGrant(grant)
+		a.grant.Store(grant)
 	}
 	if st.set && fresh != st.fresh {
 		info := a.raft.Lease().Info(time.Now())
@@ -539,8 +543,8 @@ type clusterCollector struct {
 	raft *consensus.Server
 
 	leader, term, epoch, budget, granted, floor, learning *prometheus.Desc
-	commit, leaseFresh, leaseEpoch, leaseAge, member      *prometheus.Desc
-	memberGrant                                           *prometheus.Desc
+	commit, leaseFresh, leaseEpoch, leaseAge, leaseGrant  *prometheus.Desc
+	member, memberGrant                                   *prometheus.Desc
 }
 
 func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
@@ -560,6 +564,7 @@ func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
 		leaseFresh:  d("batchpilot_lease_fresh", "1 while this node's budget lease is fresh; 0 when it runs on the safe baseline."),
 		leaseEpoch:  d("batchpilot_lease_epoch", "The epoch of this node's budget lease."),
 		leaseAge:    d("batchpilot_lease_age_seconds", "Time since this node's lease was renewed (-1: never)."),
+		leaseGrant:  d("batchpilot_lease_grant_bytes", "What this node's lease allows now: its grant while fresh, the baseline when stale (batchpilot_grant_bytes is what the node applied, at most 100ms later)."),
 		member:      d("batchpilot_cluster_member", "One series per member this node knows: its gossip status and Raft role.", "name", "status", "raft_role"),
 		memberGrant: d("batchpilot_cluster_member_grant_bytes", "Each member's grant in the latest budget epoch.", "name"),
 	})
@@ -567,7 +572,7 @@ func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.epoch, c.budget, c.granted, c.floor, c.learning,
-		c.commit, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.member, c.memberGrant} {
+		c.commit, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.leaseGrant, c.member, c.memberGrant} {
 		ch <- d
 	}
 }
@@ -594,6 +599,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		age = float64(lease.AgeMS) / 1000
 	}
 	gauge(c.leaseAge, age)
+	gauge(c.leaseGrant, float64(lease.GrantBytes))
 	seen := map[string]bool{}
 	for _, m := range st.Members {
 		name := m.Name

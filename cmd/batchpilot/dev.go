@@ -31,7 +31,7 @@ type devConfig struct {
 func runDev(ctx context.Context, args []string) error {
 	var c devConfig
 	fs := newFlagSet("dev", "dev [--nodes 3] [--load demo|none] [--data-dir D]")
-	fs.IntVar(&c.Nodes, "nodes", 3, "nodes to run (1 to 50)")
+	fs.IntVar(&c.Nodes, "nodes", 3, "nodes to run (1 to 200)")
 	fs.StringVar(&c.Load, "load", "demo", "demo (a shifting load over HTTP and syslog) or none")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/dev", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	fs.IntVar(&c.HTTPPort, "http-port", 8480, "HTTP port of the first node; the others take the next ones (0: any free port)")
@@ -40,8 +40,8 @@ func runDev(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if c.Nodes < 1 || c.Nodes > 50 {
-		return fmt.Errorf("--nodes %d: want 1 to 50", c.Nodes)
+	if c.Nodes < 1 || c.Nodes > 200 {
+		return fmt.Errorf("--nodes %d: want 1 to 200", c.Nodes)
 	}
 	if c.Load != "demo" && c.Load != "none" {
 		return fmt.Errorf("--load %q: want demo or none", c.Load)
