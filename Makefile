@@ -3,7 +3,7 @@ GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 10s
 
-.PHONY: run build test unit fuzz bench lint ui clean
+.PHONY: run build test unit fuzz bench bench-cluster lint ui clean
 
 ## run: a local cluster with a demo load and the dashboard
 run:
@@ -27,6 +27,12 @@ fuzz:
 ## bench: throughput benchmarks of the node and its parts
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+## bench-cluster: five nodes under a load step with coordination on and off, and how many
+## nodes one process runs (minutes; figures to docs/bench/cluster.json, read in docs/cluster.md)
+BENCH_CLUSTER_OUT ?= $(CURDIR)/docs/bench/cluster.json
+bench-cluster:
+	BATCHPILOT_BENCH_CLUSTER=$(BENCH_CLUSTER_OUT) $(GO) test -run='^TestClusterBench' -count=1 -timeout 30m -v ./cmd/batchpilot
 
 ## lint: gofmt, go vet, and staticcheck when it is installed
 lint:

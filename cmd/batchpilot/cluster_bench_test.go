@@ -1,0 +1,473 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batchpilot/batchpilot/loadgen"
+	"github.com/batchpilot/batchpilot/loadgen/sinksim"
+)
+
+// The cluster benchmark runs only when BATCHPILOT_BENCH_CLUSTER names a file
+// for its figures (make bench-cluster sets it). It is a test, not a
+// testing.B: one run is minutes of real time, and its figures are
+// measurements to read, not assertions.
+//
+//   - TestClusterBenchCoordination: five nodes in this process share one
+//     downstream (sinksim) and take a load that steps up on all of them at
+//     once, with coordination on (grants from the leader cap each node's
+//     in-flight bytes) and off (the same cluster, every node ignoring its
+//     grant). It measures the aggregate in-flight bytes every 2ms against the
+//     cluster budget, and the goodput: records written within the latency
+//     SLO, per second.
+//   - TestClusterBenchScale: `batchpilot dev --nodes N --load none` for
+//     growing N, each measured for the time to converge and the leader's
+//     epoch commit time.
+func benchOut(t *testing.T) string {
+	out := os.Getenv("BATCHPILOT_BENCH_CLUSTER")
+	if out == "" {
+		t.Skip("a benchmark: set BATCHPILOT_BENCH_CLUSTER=FILE (make bench-cluster) to run it")
+	}
+	return out
+}
+
+// benchEnv reads a tuning knob of the benchmark from the environment.
+func benchEnv(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+type coordinationRun struct {
+	Coordination    bool    `json:"coordination"`
+	BudgetBytes     int64   `json:"budget_bytes"`
+	PeakInflight    int64   `json:"peak_aggregate_inflight_bytes"`
+	P99Inflight     int64   `json:"p99_aggregate_inflight_bytes"`
+	MeanInflight    int64   `json:"mean_aggregate_inflight_bytes"`
+	OverBudget      float64 `json:"fraction_of_samples_over_budget"`
+	NodeOverGrant   int64   `json:"samples_with_a_node_over_its_grant"`
+	GoodputRPS      float64 `json:"goodput_rps"`
+	ThroughputRPS   float64 `json:"throughput_rps"`
+	OfferedRPS      float64 `json:"offered_rps"`
+	ClientP99ms     float64 `json:"client_p99_ms"`
+	Epochs          uint64  `json:"epochs"`
+	MaxGrantedBytes int64   `json:"max_epoch_granted_bytes"`
+	Samples         int     `json:"samples"`
+}
+
+func TestClusterBenchCoordination(t *testing.T) {
+	out := benchOut(t)
+	// The budget the comparison is made at, and the budgets coordination
+	// is also run with, to show where a budget starts to cost goodput.
+	budget := int64(benchEnv("BENCH_BUDGET_BYTES", 256<<10))
+	budgets := []int64{budget}
+	for _, f := range strings.Split(envOr("BENCH_MORE_BUDGETS", "131072,524288"), ",") {
+		if b, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64); err == nil && b != budget {
+			budgets = append(budgets, b)
+		}
+	}
+	off := runCoordination(t, false, budget)
+	logRun(t, off)
+	runs := []coordinationRun{off}
+	for _, b := range budgets {
+		on := runCoordination(t, true, b)
+		logRun(t, on)
+		runs = append(runs, on)
+		if b == budget && off.GoodputRPS > 0 {
+			t.Logf("at a budget of %s: goodput with coordination %.1f%% of without; peak in flight %s with, %s without",
+				formatBytes(b), 100*on.GoodputRPS/off.GoodputRPS, formatBytes(on.PeakInflight), formatBytes(off.PeakInflight))
+		}
+	}
+	mergeBenchFile(t, out, "coordination", runs)
+}
+
+func logRun(t *testing.T, r coordinationRun) {
+	t.Logf("coordination %-5v budget %s: peak in flight %s (p99 %s, mean %s), %.2f%% of samples over the budget, %d with a node over its grant; goodput %.0f/s, throughput %.0f/s of %.0f/s offered, client p99 %.0fms; %d epochs, at most %s granted",
+		r.Coordination, formatBytes(r.BudgetBytes), formatBytes(r.PeakInflight), formatBytes(r.P99Inflight), formatBytes(r.MeanInflight),
+		100*r.OverBudget, r.NodeOverGrant, r.GoodputRPS, r.ThroughputRPS, r.OfferedRPS, r.ClientP99ms, r.Epochs, formatBytes(r.MaxGrantedBytes))
+}
+
+// runCoordination starts five nodes on one downstream, warms them with a
+// low load, steps the load up on all of them at once and measures the step.
+func runCoordination(t *testing.T, coordination bool, budget int64) coordinationRun {
+	base := benchEnv("BENCH_BASE_RPS", 2000)
+	step := benchEnv("BENCH_STEP_RPS", 30000)
+	warm := time.Duration(benchEnv("BENCH_WARM_S", 10)) * time.Second
+	hold := time.Duration(benchEnv("BENCH_STEP_S", 20)) * time.Second
+
+	sim, err := sinksim.Start(sinksim.Config{
+		Cost: sinksim.Cost{
+			PerRequest: time.Duration(benchEnv("BENCH_SINK_PER_REQUEST_US", 2000)) * time.Microsecond,
+			PerRecord:  time.Duration(benchEnv("BENCH_SINK_PER_RECORD_US", 20)) * time.Microsecond,
+		},
+		MaxConcurrency: int(benchEnv("BENCH_SINK_CONCURRENCY", 8)),
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	limits := fmt.Sprintf("cluster_budget_bytes=%d,node_floor_bytes=%d,epoch_ms=1000,lease_ttl_ms=3000,slo_ms=512,cpu_limit_percent=100,mem_limit_percent=100",
+		budget, budget/20)
+	dir := t.TempDir()
+	var agents []*agent
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer scancel()
+		for _, a := range agents {
+			_ = a.stop(sctx, false)
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		cfg := agentConfig{
+			NodeName: fmt.Sprintf("b%d", i+1), DataDir: filepath.Join(dir, fmt.Sprintf("b%d", i+1)),
+			HTTPAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+			Sink: "http", SinkURL: sim.URL() + "/ingest", Controller: "gradient",
+			BatchSize: 100, MaxBatchSize: 20000, MaxLinger: 50 * time.Millisecond, LatencySLO: 512 * time.Millisecond,
+			FlushConcurrency: 4, QueueRecords: 200000, QueueBytes: 128 << 20, MaxBodyBytes: 16 << 20, MaxLineBytes: 1 << 20,
+			LogLevel: "error", InitialLimits: limits, ignoreGrant: !coordination,
+		}
+		if i < 3 {
+			cfg.BootstrapExpect = 3
+		}
+		if i > 0 {
+			cfg.Join = agents[0].gossip.Addr()
+		}
+		a, err := startAgent(ctx, cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents = append(agents, a)
+	}
+	pollFor(t, "five nodes in Raft with fresh leases", func() bool {
+		for _, a := range agents {
+			if _, fresh := a.raft.Grant(time.Now()); !fresh || a.raft.Role(a.raft.ID()) == "none" || len(a.raft.Allocation().Grants) != 5 {
+				return false
+			}
+		}
+		return true
+	})
+
+	var targets []string
+	for _, a := range agents {
+		targets = append(targets, a.URL())
+	}
+	var rep *loadgen.Report
+	loadDone := make(chan error, 1)
+	started := time.Now()
+	go func() {
+		var err error
+		rep, err = loadgen.Run(ctx, loadgen.Config{
+			Targets: targets, Concurrency: 128, Logger: log,
+			Scenario: &loadgen.Scenario{Name: "step", Phases: []loadgen.Phase{
+				{Name: "base", Pattern: "constant", Rate: base, Duration: loadgen.Duration(warm), Protocol: "http", Batch: 100},
+				{Name: "step", Pattern: "constant", Rate: step, Duration: loadgen.Duration(hold), Protocol: "http", Batch: 100},
+			}},
+		})
+		loadDone <- err
+	}()
+
+	// Sample the aggregate in flight every 2ms over the step, and each
+	// node against its grant.
+	var samples []int64
+	var nodeOver int64
+	var written0, good0 float64
+	var epoch0 uint64
+	for time.Since(started) < warm {
+		time.Sleep(10 * time.Millisecond)
+	}
+	written0, good0 = clusterCounts(t, agents)
+	epoch0 = agents[0].raft.Allocation().Epoch
+	stepStart := time.Now()
+	var maxGranted int64
+	// A node starts no batch above the grant it was given; the batches in
+	// flight when a grant is cut finish (they take up to a few hundred ms
+	// here), so each sample is held to the largest grant of the last 500ms.
+	type given struct {
+		at    time.Time
+		bytes int64
+	}
+	recent := map[*agent][]given{}
+	for time.Since(stepStart) < hold {
+		var agg int64
+		now := time.Now()
+		for _, a := range agents {
+			in := a.node.InflightBytes()
+			agg += in
+			if coordination {
+				h := append(recent[a], given{now, a.grant.Load()})
+				for len(h) > 1 && now.Sub(h[0].at) > 500*time.Millisecond {
+					h = h[1:]
+				}
+				recent[a] = h
+				var bound int64
+				for _, g := range h {
+					bound = max(bound, g.bytes)
+				}
+				if in > bound {
+					nodeOver++
+				}
+			}
+		}
+		samples = append(samples, agg)
+		maxGranted = max(maxGranted, agents[0].raft.Allocation().Grants.Sum())
+		time.Sleep(2 * time.Millisecond)
+	}
+	secs := time.Since(stepStart).Seconds()
+	written1, good1 := clusterCounts(t, agents)
+	epochs := agents[0].raft.Allocation().Epoch - epoch0
+	if err := <-loadDone; err != nil {
+		t.Fatal(err)
+	}
+
+	r := coordinationRun{Coordination: coordination, BudgetBytes: budget, Samples: len(samples), NodeOverGrant: nodeOver,
+		GoodputRPS: (good1 - good0) / secs, ThroughputRPS: (written1 - written0) / secs, Epochs: epochs, MaxGrantedBytes: maxGranted}
+	var sum, over int64
+	for _, s := range samples {
+		sum += s
+		if s > budget {
+			over++
+		}
+	}
+	sorted := append([]int64(nil), samples...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	if n := len(sorted); n > 0 {
+		r.PeakInflight, r.P99Inflight, r.MeanInflight = sorted[n-1], sorted[n*99/100], sum/int64(n)
+		r.OverBudget = float64(over) / float64(n)
+	}
+	for _, p := range rep.Phases {
+		if p.Name == "step" {
+			r.OfferedRPS, r.ClientP99ms = p.OfferedRPS, p.Latency.P99
+		}
+	}
+	return r
+}
+
+// clusterCounts sums, over the nodes, the records written and those
+// written within the SLO (512 ms: a bucket bound of the end-to-end latency
+// histogram).
+func clusterCounts(t *testing.T, agents []*agent) (written, good float64) {
+	t.Helper()
+	for _, a := range agents {
+		mfs, err := a.node.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "batchpilot_records_written_total":
+				written += mf.GetMetric()[0].GetCounter().GetValue()
+			case "batchpilot_end_to_end_latency_seconds":
+				for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+					if math.Abs(b.GetUpperBound()-0.512) < 1e-9 {
+						good += float64(b.GetCumulativeCount())
+					}
+				}
+			}
+		}
+	}
+	return written, good
+}
+
+type scaleRun struct {
+	Nodes          int     `json:"nodes"`
+	Converged      bool    `json:"converged"`
+	ConvergeS      float64 `json:"converge_s"`
+	EpochCommitMS  float64 `json:"epoch_commit_ms_mean"`
+	EpochCommitMax float64 `json:"epoch_commit_ms_max"`
+	RSSMiB         float64 `json:"rss_mib"`
+	IdleCPUCores   float64 `json:"idle_cpu_cores"`
+	Note           string  `json:"note,omitempty"`
+}
+
+var (
+	convergedRE = regexp.MustCompile(`^converged in (\S+): .*epoch commit (\S+)`)
+	devNodeRE   = regexp.MustCompile(`^\s+node-\d+\s+(http://\S+)`)
+)
+
+func TestClusterBenchScale(t *testing.T) {
+	out := benchOut(t)
+	bin := filepath.Join(t.TempDir(), "batchpilot")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	var runs []scaleRun
+	for _, f := range strings.Split(envOr("BENCH_SCALE_NODES", "5,10,20,30,40,50"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := runScale(t, bin, n)
+		runs = append(runs, r)
+		t.Logf("%2d nodes: converged %v in %.1fs; epoch commit mean %.1fms max %.1fms; RSS %.0f MiB; idle CPU %.2f cores %s",
+			r.Nodes, r.Converged, r.ConvergeS, r.EpochCommitMS, r.EpochCommitMax, r.RSSMiB, r.IdleCPUCores, r.Note)
+		if !r.Converged {
+			break
+		}
+	}
+	mergeBenchFile(t, out, "scale", runs)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func runScale(t *testing.T, bin string, n int) scaleRun {
+	r := scaleRun{Nodes: n}
+	cmd := exec.Command(bin, "dev", "--nodes", strconv.Itoa(n), "--load", "none", "--http-port", "0",
+		"--data-dir", filepath.Join(t.TempDir(), "dev"), "--log-level", "error")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	lines := make(chan string, 256)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var urls []string
+	deadline := time.After(3 * time.Minute)
+wait:
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				r.Note = "dev exited before converging"
+				return r
+			}
+			if m := devNodeRE.FindStringSubmatch(line); m != nil {
+				urls = append(urls, m[1])
+			}
+			if m := convergedRE.FindStringSubmatch(line); m != nil {
+				d, _ := time.ParseDuration(m[1])
+				r.Converged, r.ConvergeS = true, d.Seconds()
+				break wait
+			}
+		case <-deadline:
+			r.Note = "did not converge within 3 minutes"
+			return r
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	// The leader's epoch commit time over ten epochs (2s each by default),
+	// and what the idle cluster costs.
+	cpu0, at0 := procCPU(cmd.Process.Pid), time.Now()
+	var commits []float64
+	var leader string
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if leader == "" {
+			for _, u := range urls {
+				if s, err := scrape(u); err == nil && s["batchpilot_raft_leader"] == 1 {
+					leader = u
+				}
+			}
+		}
+		if s, err := scrape(leader); err == nil && s["batchpilot_raft_leader"] == 1 {
+			commits = append(commits, 1000*s["batchpilot_epoch_commit_seconds"])
+		} else {
+			leader = ""
+		}
+	}
+	r.IdleCPUCores = (procCPU(cmd.Process.Pid) - cpu0) / time.Since(at0).Seconds()
+	r.RSSMiB = procRSS(cmd.Process.Pid) / (1 << 20)
+	for _, c := range commits {
+		r.EpochCommitMS += c / float64(len(commits))
+		r.EpochCommitMax = max(r.EpochCommitMax, c)
+	}
+	return r
+}
+
+// procCPU is the CPU seconds a process has used.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// procRSS is a process's resident set, in bytes.
+func procRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+var benchFileMu sync.Mutex
+
+// mergeBenchFile sets one key of the JSON object in path, keeping the
+// others, so that the two benchmarks can run apart or together.
+func mergeBenchFile(t *testing.T, path, key string, v any) {
+	benchFileMu.Lock()
+	defer benchFileMu.Unlock()
+	all := map[string]any{}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &all)
+	}
+	all[key] = v
+	all["machine"] = fmt.Sprintf("%d cores", runtime.NumCPU())
+	b, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("figures written to %s", path)
+}
