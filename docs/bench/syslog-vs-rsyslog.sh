@@ -60,7 +60,7 @@ CONF
 	cat "$work/lines.txt" > /dev/tcp/127.0.0.1/$port
 	for _ in $(seq 600); do [ -s "$out" ] && break; sleep 0.05; done
 	want=$(( $(head -n1 "$out" | wc -c) * lines ))
-	while :; do size=$(stat -c %s "$out"); [ "$size" -ge "$want" ] && break; sleep 0.02; done
+	while :; do size=$(stat -c %s "$out"); [ "$size" -ge "$want" ] && break; sleep 0.05; done
 	t1=$(now)
 	kill "$pid"; wait "$pid" 2>/dev/null || true
 	python3 -c "print(round($lines/($t1-$t0)))"
@@ -80,9 +80,10 @@ run_batchpilot() { # flush concurrency
 	for _ in $(seq 200); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.05; done
 	t0=$(now)
 	cat "$work/lines.txt" > /dev/tcp/127.0.0.1/$sport
-	# (Prometheus prints large counts as 1e+06: compare in awk.)
+	# Both sides poll every 50 ms. (Prometheus prints large counts as
+	# 1e+06: compare in awk.)
 	until curl -s "$url/metrics" | awk -v n="$lines" '/^batchpilot_records_written_total /{ok = ($2 >= n)} END{exit !ok}'; do
-		sleep 0.02
+		sleep 0.05
 	done
 	t1=$(now)
 	kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
