@@ -50,9 +50,10 @@ type agentConfig struct {
 	// sets it, to measure the same cluster with coordination off.
 	ignoreGrant bool
 
-	Sink    string
-	SinkURL string
-	SinkDSN string
+	Sink      string
+	SinkURL   string
+	SinkDSN   string
+	SinkTable string
 
 	Controller       string
 	BatchSize        int
@@ -93,6 +94,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Sink, "sink", "file", "where batches are written: file, http or postgres")
 	fs.StringVar(&c.SinkURL, "sink-url", "", "URL the http sink POSTs each batch to as NDJSON")
 	fs.StringVar(&c.SinkDSN, "sink-dsn", "", "PostgreSQL connection string for the postgres sink")
+	fs.StringVar(&c.SinkTable, "sink-table", "logs", "table the postgres sink writes to (created if missing)")
 	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller: gradient, aimd, gradient2, target or static")
 	fs.IntVar(&c.BatchSize, "batch-size", 100, "initial batch size in records, or the fixed size for --controller static")
 	fs.IntVar(&c.MaxBatchSize, "max-batch-size", 20000, "largest batch size the tuner may choose")
@@ -312,7 +314,7 @@ func openSink(cfg agentConfig, log *slog.Logger) (sink.Sink, error) {
 	case "http":
 		return sink.NewHTTP(sink.HTTPConfig{URL: cfg.SinkURL, Logger: log})
 	case "postgres":
-		return nil, errors.New("--sink postgres: the PostgreSQL sink is not in this build yet; use file or http")
+		return sink.NewPostgres(sink.PostgresConfig{DSN: cfg.SinkDSN, Table: cfg.SinkTable, Logger: log})
 	default:
 		return sink.NewFile(sink.FileConfig{Dir: filepath.Join(cfg.DataDir, "sink"), Logger: log})
 	}

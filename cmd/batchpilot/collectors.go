@@ -37,6 +37,13 @@ func registerSinkMetrics(reg prometheus.Registerer, s sink.Sink) {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "batchpilot_sink_segments_total", Help: "Segment files the file sink has created.",
 			}, func() float64 { return float64(s.Stats().Segments) }))
+	case *sink.Postgres:
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "batchpilot_sink_requests_total", Help: "Transactions the postgres sink started, retries included.",
+		}, func() float64 { return float64(s.Stats().Attempts) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "batchpilot_sink_retries_total", Help: "Transactions the postgres sink retried.",
+			}, func() float64 { return float64(s.Stats().Retries) }))
 	case *sink.HTTP:
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "batchpilot_sink_requests_total", Help: "POSTs the http sink sent, retries included.",

@@ -559,3 +559,30 @@ func metric(t *testing.T, url, name string) float64 {
 	}
 	return -1
 }
+
+// TestAgentWritesToPostgres runs the agent with --sink postgres against the
+// real server that .ci/run starts (BATCHPILOT_TEST_PG_DSN).
+func TestAgentWritesToPostgres(t *testing.T) {
+	dsn := os.Getenv("BATCHPILOT_TEST_PG_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("BATCHPILOT_TEST_PG_DSN is not set: .ci/run starts PostgreSQL with .ci/postgres.sh")
+		}
+		t.Skip("BATCHPILOT_TEST_PG_DSN not set; eval \"$(.ci/postgres.sh start)\" to run this test")
+	}
+	table := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
+	p := startProc(t, t.TempDir(), "--sink", "postgres", "--sink-dsn", dsn, "--sink-table", table)
+	code, body, err := post(p.url, "application/x-ndjson", `{"id":"pg-1","msg":"a"}`+"\n"+`{"id":"pg-2","msg":"b"}`+"\n")
+	if err != nil || code != 200 {
+		t.Fatalf("%d %s %v", code, body, err)
+	}
+	out, err := exec.Command("psql", dsn, "-At", "-c",
+		"SELECT count(*), string_agg(record->>'id', ',' ORDER BY record->>'id') FROM "+table).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "2|pg-1,pg-2" {
+		t.Fatalf("psql: %q %v; want both records once", out, err)
+	}
+	_ = exec.Command("psql", dsn, "-c", "DROP TABLE "+table).Run()
+	if err := p.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
