@@ -60,6 +60,12 @@ type Config struct {
 	ForgetAfter time.Duration
 	// RetryJoinInterval is the pause between join attempts (default 2s).
 	RetryJoinInterval time.Duration
+	// ReconnectInterval is how often the node tries to reach one member it
+	// found dead (default 10s), until ForgetAfter. memberlist stops
+	// gossiping to a dead member after 30s (15s on loopback), so without
+	// this the two sides of a partition that lasted longer would never
+	// find each other again.
+	ReconnectInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -80,6 +86,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryJoinInterval <= 0 {
 		c.RetryJoinInterval = 2 * time.Second
+	}
+	if c.ReconnectInterval <= 0 {
+		c.ReconnectInterval = 10 * time.Second
 	}
 }
 
