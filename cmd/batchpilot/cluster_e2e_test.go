@@ -820,6 +820,40 @@ func TestClusterPartition(t *testing.T) {
 	t.Logf("%s (grant %.0f, floor %.0f) cut off for %s: on the baseline %s after the cut (lease age %s); the others reserved its floor in %d samples; rejoined and granted %s after the heal",
 		victim.name, before["batchpilot_grant_bytes"], floor, held.Round(time.Millisecond), fellBack.Round(time.Millisecond),
 		age, reserved, time.Since(healed).Round(time.Millisecond))
+
+	// A cut that outlasts the dead grace: the leader removes the node from
+	// Raft (30s after gossip found it dead, when gossip has also stopped
+	// telling the dead anything). After the heal the two sides must still
+	// find each other, and the node comes back as a new Raft member.
+	lab.Cut(k)
+	cut = time.Now()
+	waitSeen(t, rest, []string{victim.name}, "dead", func(r string) bool { return r == "none" })
+	removed := time.Since(cut)
+	// Hold the cut five epochs longer: each node stops gossiping to a dead
+	// member 30s after it found it dead, and the nodes found it at slightly
+	// different times; after this, only a deliberate reconnect brings the
+	// sides together.
+	s, err := scrape(rest[0].url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := s.int("batchpilot_cluster_epoch") + 5
+	pollFor(t, "five more epochs with the node cut off", func() bool {
+		s, err := scrape(rest[0].url)
+		return err == nil && s.int("batchpilot_cluster_epoch") >= until
+	})
+	lab.Heal(k)
+	healed = time.Now()
+	if s, err := scrape(rest[0].url); err == nil {
+		epochAtHeal = s.int("batchpilot_cluster_epoch")
+	}
+	waitSeen(t, ms, []string{"p1", "p2", "p3"}, "alive", inRaft)
+	pollFor(t, victim.name+" to take fresh grants after a long cut", func() bool {
+		s, err := scrape(victim.url)
+		return err == nil && s["batchpilot_lease_fresh"] == 1 && s.int("batchpilot_lease_epoch") > epochAtHeal
+	})
+	t.Logf("cut off again for %s: out of Raft %s after the cut; back in gossip and Raft, and granted, %s after the heal",
+		healed.Sub(cut).Round(time.Millisecond), removed.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 	w.close()
 	w.check(t)
 }
