@@ -43,12 +43,16 @@ func (n *Node) nextBatch(timer *time.Timer) ([]Record, bool) {
 			wait = n.cfg.MaxLinger - time.Since(oldest)
 		}
 		if count > 0 && wait <= 0 {
-			budget, ok := n.byteBudget()
+			budget, idle, ok := n.byteBudget()
 			if ok {
-				recs := n.queue.take(getRecords(size), size, budget)
+				recs := n.queue.take(getRecords(size), size, budget, idle)
 				if len(recs) > 0 {
+					// Count the batch in flight before the next one is
+					// sized, so two batches cannot both fit one budget.
+					n.inflightBytes.Add(rawBytes(recs))
 					return recs, true
 				}
+				putRecords(recs)
 			}
 			// Over the grant: wait for a flush in progress to end.
 			select {
@@ -73,21 +77,30 @@ func (n *Node) nextBatch(timer *time.Timer) ([]Record, bool) {
 }
 
 // byteBudget is how many bytes the next batch may hold under the node's
-// grant; false when nothing may start until a flush ends. With nothing in
-// flight one batch of at least one record may always start, so a grant
-// smaller than a record cannot stall the node.
-func (n *Node) byteBudget() (int64, bool) {
+// grant, and whether nothing is in flight; false when nothing may start
+// until a flush ends. With nothing in flight a batch of one record may
+// always start, even one larger than the grant, so that a grant smaller
+// than a record cannot stall the node.
+func (n *Node) byteBudget() (budget int64, idle, ok bool) {
 	const unlimited = int64(1) << 62
+	inflight := n.inflightBytes.Load()
 	grant := n.grantBytes.Load()
 	if grant <= 0 {
-		return unlimited, true
+		return unlimited, inflight == 0, true
 	}
-	inflight := n.inflightBytes.Load()
 	left := grant - inflight
 	if left <= 0 {
-		return 0, inflight == 0
+		return 0, inflight == 0, inflight == 0
 	}
-	return left, true
+	return left, inflight == 0, true
+}
+
+func rawBytes(recs []Record) int64 {
+	var b int64
+	for i := range recs {
+		b += int64(len(recs[i].Data))
+	}
+	return b
 }
 
 var recordPool = sync.Pool{New: func() any { return new([]Record) }}
@@ -109,11 +122,7 @@ func putRecords(recs []Record) {
 // flush processes and writes one batch, then settles its acknowledgements.
 func (n *Node) flush(recs []Record) {
 	defer n.flushes.Done()
-	var raw int64
-	for i := range recs {
-		raw += int64(len(recs[i].Data))
-	}
-	n.inflightBytes.Add(raw)
+	raw := rawBytes(recs) // counted in flight by nextBatch
 	start := time.Now()
 
 	b := encodeBatch(recs, n.cfg.Name, n.cfg.Processors)

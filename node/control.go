@@ -138,7 +138,6 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		breaker = g.State()
 		sinkTrip = strings.HasPrefix(g.Reason(), "sink")
 	}
-	n.breakerOpen.Store(breaker == tuner.BreakerOpen && sinkTrip)
 	d.BatchSize = tuner.Clamp(d.BatchSize, obs.MaxBatchSize)
 	if d.BatchSize != old {
 		n.setBatchSize(d.BatchSize)
@@ -158,6 +157,8 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	}
 	n.health.Store(h)
 	n.history.add(*h)
+	// After the health, so that whoever is refused sees the reason there.
+	n.breakerOpen.Store(breaker == tuner.BreakerOpen && sinkTrip)
 }
 
 // want is the in-flight bytes the node asks the leader for: what its

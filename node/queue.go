@@ -120,14 +120,15 @@ func (q *queue) state() (n int, bytes int64, oldest time.Time, closed bool) {
 	return q.n, q.bytes, oldest, q.closed
 }
 
-// take moves up to max records, and at most maxBytes of them (but always at
-// least one), into dst.
-func (q *queue) take(dst []Record, max int, maxBytes int64) []Record {
+// take moves up to max records, and at most maxBytes of them, into dst.
+// With oversize it takes the first record even when that alone is larger
+// than maxBytes.
+func (q *queue) take(dst []Record, max int, maxBytes int64, oversize bool) []Record {
 	q.mu.Lock()
 	var size int64
 	for q.n > 0 && max > 0 {
 		r := &q.buf[q.head]
-		if len(dst) > 0 && size+int64(len(r.Data)) > maxBytes {
+		if size+int64(len(r.Data)) > maxBytes && !(oversize && len(dst) == 0) {
 			break
 		}
 		size += int64(len(r.Data))
