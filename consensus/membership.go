@@ -250,7 +250,8 @@ func planMembership(in membershipInput) []membershipChange {
 // which servers. It returns ok only when no alive member reports Raft state
 // (an existing cluster will add this node instead), no member expects a
 // different number of servers, and at least expect servers are alive in
-// gossip, this node among them.
+// gossip, this node among them. Members started without bootstrap-expect
+// are not servers of the first configuration: the leader adds them later.
 //
 // Every node that bootstraps must bootstrap the same configuration, or two
 // clusters form. When exactly expect servers are seen, they are it, as
@@ -274,7 +275,10 @@ func bootstrapConfiguration(selfID string, expect int, members []cluster.Member,
 		if m.Raft.HasState {
 			return raft.Configuration{}, false, fmt.Sprintf("member %s already has Raft state; waiting to be added to its cluster", m.Name)
 		}
-		if m.Raft.BootstrapExpect != 0 && m.Raft.BootstrapExpect != expect {
+		if m.Raft.BootstrapExpect == 0 {
+			continue // started to join, not to bootstrap: the leader adds it
+		}
+		if m.Raft.BootstrapExpect != expect {
 			return raft.Configuration{}, false, fmt.Sprintf("member %s expects %d servers and this node %d; all nodes must expect the same number", m.Name, m.Raft.BootstrapExpect, expect)
 		}
 		self = self || m.ID == selfID
