@@ -314,7 +314,7 @@ func TestClusterBenchScale(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, b)
 	}
 	var runs []scaleRun
-	for _, f := range strings.Split(envOr("BENCH_SCALE_NODES", "5,10,20,30,40,50"), ",") {
+	for _, f := range strings.Split(envOr("BENCH_SCALE_NODES", "5,10,20,50,100,150"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
 			t.Fatal(err)

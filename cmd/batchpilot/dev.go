@@ -150,6 +150,9 @@ func startDevNodes(ctx context.Context, c devConfig, log *slog.Logger) ([]*agent
 		if len(agents) > 0 {
 			cfg.Join = agents[0].gossip.Addr()
 		}
+		if i >= cfg.BootstrapExpect {
+			cfg.BootstrapExpect = 0 // the first ones bootstrap; the leader adds the rest
+		}
 		a, err := startAgent(ctx, cfg, log)
 		if err != nil {
 			for _, b := range agents {
