@@ -440,8 +440,8 @@ func (a *agent) clusterHealth() cluster.Health {
 // clusterApplyInterval is how often the agent reads its grant and the
 // limits from its FSM. It is short so that a new epoch's grant is in force
 // soon after it is applied, and a stale lease falls back within the TTL,
-// not a second after it: both are atomic reads, and the node is only told
-// about a change.
+// not a second after it: both are cheap in-memory reads, and the node is
+// only told about a change.
 const clusterApplyInterval = 100 * time.Millisecond
 
 // clusterLoop applies the cluster's limits and this node's grant. A stale

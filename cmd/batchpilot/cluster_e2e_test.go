@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +36,6 @@ import (
 // that a busy two-core test machine does not trip, so that the tuners (and
 // with them the wants) are not held down by the breaker.
 const (
-	testEpoch     = time.Second
 	testLeaseTTL  = 3 * time.Second
 	testFloor     = 4 << 10
 	testBudget    = 40 << 10
@@ -51,10 +49,10 @@ const clusterWait = 90 * time.Second
 // member is one running agent of a test cluster.
 type member struct {
 	*proc
-	name, dir      string
-	gossip, raftAt string
-	exitErr        error
-	stopped        bool // its exit was seen
+	name, dir string
+	gossip    string
+	exitErr   error
+	stopped   bool // its exit was seen
 }
 
 // waitExit waits up to clusterWait for m to exit and returns its exit error.
@@ -117,7 +115,7 @@ func launchMember(t, owner *testing.T, wrap []string, name, dir string, args ...
 	m := &member{proc: p, name: name, dir: dir}
 	select {
 	case f := <-found:
-		m.url, m.syslog, m.gossip, m.raftAt = f[1], f[2], f[3], f[4]
+		m.url, m.syslog, m.gossip = f[1], f[2], f[3]
 	case err := <-p.exited:
 		t.Fatalf("%s exited before listening: %v\n%s", name, err, p.logs())
 	case <-time.After(clusterWait):
@@ -706,7 +704,7 @@ func auditRaftLogs(t *testing.T, ms []*member) {
 	for e := range epochs {
 		keys = append(keys, e)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	slices.Sort(keys)
 	t.Logf("audited the Raft logs of %d nodes: epochs %d..%d (%d applied), every one within its budget", len(ms), keys[0], keys[len(keys)-1], len(keys))
 }
 
