@@ -53,7 +53,14 @@ import (
 //     pressure (429/503) shrinks ×0.8; growth under saturation that lowered
 //     throughput goes back (a knee); a full interval without a finished
 //     batch halves. Each sets a ceiling just under the size it left, which
-//     relaxes 2 % per interval without back pressure.
+//     relaxes 2 % per interval without back pressure. A ceiling from p99,
+//     write time or back pressure is lifted while a backlog keeps growing
+//     under it (the backlog makes the latency); a shrink for p99 that
+//     left p99 above the SLO at the smaller size stops such shrinks for
+//     30 intervals (the tail is not the size's: writes that waited out a
+//     Retry-After). Batches the sink refused outright (most of an
+//     interval's, not back pressure: a 413 body limit) cap the size at
+//     0.7 of theirs until the record size changes 2x or a minute passes.
 //   - Regime changes (the arrival rate off by RegimeFactor from its EWMA,
 //     or a size measured recently now costing RegimeFactor more or less)
 //     reset the slope, the correction and the ceilings — a cost change also
@@ -91,6 +98,13 @@ type Gradient struct {
 	k         float64 // flush concurrency, given or estimated
 
 	ceiling        float64 // sizes above this did worse (0: none)
+	ceilingSoft    bool    // the ceiling came from p99, write time or back pressure only
+	refused        float64 // sizes above this were refused by the sink (0: none)
+	refusedAge     int     // intervals since refused was set
+	refusedBytes   float64 // the mean record size when it was set
+	p99ShrinkAt    int     // tick of the last shrink for p99 (0: none pending)
+	p99ShrinkFrom  float64 // the size it shrank from
+	p99Immune      int     // no shrink for p99 before this tick
 	prevSat        bool
 	prevSize       float64
 	prevThroughput float64
@@ -163,9 +177,11 @@ type costPoint struct {
 }
 
 const (
-	costWindow = 12   // intervals in the linear fit
-	bandRatio  = 1.15 // width of a cost-memory band
-	memMaxAge  = 45   // intervals a cost measurement is trusted
+	refusedMaxAge = 60   // intervals a size the sink refused is remembered
+	p99ImmuneFor  = 30   // intervals without shrinks for p99 after one that did not help
+	costWindow    = 12   // intervals in the linear fit
+	bandRatio     = 1.15 // width of a cost-memory band
+	memMaxAge     = 45   // intervals a cost measurement is trusted
 )
 
 // NewGradient returns a Gradient controller starting at cfg.Initial.
@@ -207,6 +223,32 @@ func (g *Gradient) Next(obs Observation) Decision {
 	}
 	if regime != "" {
 		g.samples, g.slope, g.corr, g.ceiling = g.samples[:0], 0, 0, 0
+		g.p99Immune, g.p99ShrinkAt = 0, 0
+	}
+	// Most of the interval's batches failed, and not from back pressure:
+	// the sink refuses the batches themselves (a body or entry limit,
+	// answered 413), which a smaller batch passes and a retry does not.
+	// The breaker shrinks at once; remember the size, so that the model
+	// does not grow back into the limit once the breaker closes. A new
+	// Records of another size forget it (a body limit holds other counts
+	// of them), and so does a minute. (Not a jump in arrivals: while the
+	// breaker refuses records, clients retry in waves.)
+	rb := recordBytes(obs)
+	if g.refused > 0 {
+		g.refusedAge++
+		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > 2*g.refusedBytes || 2*rb < g.refusedBytes)) {
+			g.refused = 0
+		}
+	}
+	if hard := obs.SinkErrors - obs.Backpressure; hard >= 2 && float64(hard) >= 0.5*float64(obs.Batches) {
+		n := cur
+		if obs.MeanBatchFill > 0 {
+			n = math.Min(n, obs.MeanBatchFill)
+		}
+		if v := math.Max(float64(cfg.Min), 0.7*n); g.refused == 0 || v < g.refused {
+			g.refused = v
+		}
+		g.refusedAge, g.refusedBytes = 0, rb
 	}
 	if obs.FlushConcurrency > 0 {
 		g.k = float64(obs.FlushConcurrency)
@@ -237,6 +279,21 @@ func (g *Gradient) Next(obs Observation) Decision {
 		if g.ceiling > 1e9 {
 			g.ceiling = 0
 		}
+	}
+
+	// A shrink for p99 that left p99 above the SLO at the smaller size:
+	// the tail is not the size's (writes that waited out a Retry-After, a
+	// stall downstream), and smaller batches only send more requests.
+	// Stop shrinking for p99, and lift the ceiling it left, for a while.
+	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= 3 && !sat {
+		if cur < 0.95*g.p99ShrinkFrom && obs.P99.Seconds() > slo {
+			g.p99Immune, g.p99ShrinkAt = g.tick+p99ImmuneFor, 0
+			if g.ceilingSoft {
+				g.ceiling = 0
+			}
+		}
+	} else {
+		g.p99ShrinkAt = 0
 	}
 
 	drain := 0.0
@@ -274,10 +331,10 @@ func (g *Gradient) Next(obs Observation) Decision {
 		d, reason, fast = lb+math.Log(0.5), "shrink:stalled", true
 	case slow && !pressure:
 		d, reason, fast = lb+math.Log(slowCut), "shrink:write-time", true
-		g.setCeiling(0.9 * cur)
+		g.setCeiling(0.9*cur, true)
 	case pressure:
 		d, reason = lb+math.Log(0.8), "shrink:backpressure"
-		g.setCeiling(0.9 * cur)
+		g.setCeiling(0.9*cur, true)
 	case knee:
 		// Back towards the last size, but a long jump only half way (in
 		// log space): the optimum lies below here, not necessarily at the
@@ -287,7 +344,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 			back = math.Sqrt(g.prevSize * cur)
 		}
 		d, reason, fast = math.Log(back), "shrink:knee", true
-		g.setCeiling(math.Max(back, 0.9*cur))
+		g.setCeiling(math.Max(back, 0.9*cur), false)
 	case regime == "cost" && g.lastRatio > 1 && !sat:
 		// Writes got dearer and the model cannot yet tell whether per
 		// batch or per record: try smaller, which is the safer guess and
@@ -316,10 +373,11 @@ func (g *Gradient) Next(obs Observation) Decision {
 		default:
 			d, reason = lb, "hold:saturated"
 		}
-	case obs.P99.Seconds() > slo && !g.prevSat:
+	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune:
 		// (After a backlog the latency is the backlog's, not the size's.)
 		d, reason = lb+math.Log(0.8), "shrink:p99"
-		g.setCeiling(0.9 * cur)
+		g.p99ShrinkAt, g.p99ShrinkFrom = g.tick, cur
+		g.setCeiling(0.9*cur, true)
 	default:
 		if significant {
 			g.corr += math.Max(-0.15, math.Min(0.15, cfg.Gain*g.slope))
@@ -339,9 +397,25 @@ func (g *Gradient) Next(obs Observation) Decision {
 			d = math.Max(d, lt+math.Log(1-cfg.MaxStep))
 		}
 	}
+	// A ceiling from latency or back pressure that holds the node below
+	// its load while a backlog keeps growing does more harm than good: the
+	// backlog is what makes the latency. Lift it and let the model (or the
+	// knee guard, whose ceiling stays) decide.
+	if g.ceiling > 0 && g.ceilingSoft && sat && g.prevSat && obs.QueueDepth >= g.prevQueue &&
+		obs.Throughput < obs.ArrivalRate && d > math.Log(g.ceiling) {
+		g.ceiling = 0
+		reason += ":lift"
+	}
 	if g.ceiling > 0 && d > math.Log(g.ceiling) {
 		d = math.Max(math.Log(g.ceiling), math.Min(d, lb))
 		reason += ":ceiling"
+	}
+	if g.refused > 0 && d > math.Log(g.refused) {
+		if lb > math.Log(g.refused) {
+			fast = true // down to below the refused size at once
+		}
+		d = math.Log(g.refused)
+		reason += ":refused"
 	}
 	g.prevSat, g.prevSize, g.prevThroughput, g.prevQueue = sat, cur, obs.Throughput, obs.QueueDepth
 
@@ -373,11 +447,21 @@ func (g *Gradient) emit(reason string, maxSize int, probe bool) Decision {
 	return Decision{BatchSize: n, Reason: reason}
 }
 
-func (g *Gradient) setCeiling(v float64) {
+func (g *Gradient) setCeiling(v float64, soft bool) {
 	v = math.Max(v, float64(g.cfg.Min))
 	if g.ceiling == 0 || v < g.ceiling {
-		g.ceiling = v
+		g.ceiling, g.ceilingSoft = v, soft
 	}
+}
+
+// recordBytes is the mean size of the records at hand: of those queued,
+// which are the ones being batched now, or else of those last written; 0
+// when unknown.
+func recordBytes(obs Observation) float64 {
+	if obs.QueueDepth > 0 && obs.QueueBytes > 0 {
+		return float64(obs.QueueBytes) / float64(obs.QueueDepth)
+	}
+	return obs.AvgRecordBytes
 }
 
 // bestMeasured is the remembered size (of the last 30 intervals) with the
