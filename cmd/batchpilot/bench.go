@@ -31,6 +31,7 @@ func runBench(ctx context.Context, args []string) error {
 	svg := fs.String("svg", "", "draw batch size, goodput and p99 over time per controller to `FILE` (SVG)")
 	cpuLimit := fs.Float64("cpu-limit", 100, "host CPU limit in percent for the breaker and the controllers' objectives; the\ngenerator, the node and the downstream share this host, so the agent's 90 would trip\non the bench's own load (see docs/bench.md)")
 	oracle := fs.String("oracle", "", "how the per-phase oracle is found: phase-alone (each phase run alone at every size)\nor whole-run (the phases of the sweep's whole runs); default phase-alone, whole-run with --quick")
+	noSweep := fs.Bool("no-sweep", false, "run the controllers only: no fixed-size sweep, no best static size, no oracle")
 	progressEvery := fs.Duration("progress-interval", 10*time.Second, "how often a running run reports")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -70,7 +71,7 @@ func runBench(ctx context.Context, args []string) error {
 		}
 	}
 	rep, err := bench.Run(ctx, bench.Config{
-		Scenario: sc, Quick: *quick, Controllers: specs, CPULimit: *cpuLimit, Oracle: *oracle,
+		Scenario: sc, Quick: *quick, Controllers: specs, CPULimit: *cpuLimit, Oracle: *oracle, NoSweep: *noSweep,
 		Progress: os.Stderr, ProgressEvery: *progressEvery,
 	})
 	if err != nil {

@@ -229,6 +229,15 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 		sizes = append(sizes, sizeSample{t: s.at.Sub(rep.StartedAt), size: s.size})
 	}
 	res := summarize(ctl.Name(), spans, outs, sizes, sc.SLO.D())
+	res.Decisions = map[string]int{}
+	decided := nd.Decisions().Recent("", 0)
+	for i := len(decided) - 1; i >= 0; i-- { // oldest first
+		d := decided[i]
+		res.Decisions[d.Reason]++
+		if sec := int(d.Time.Sub(rep.StartedAt) / time.Second); sec >= 0 && sec < len(res.Series) {
+			res.Series[sec].Reason = d.Reason
+		}
+	}
 	res.PeakRSSBytes = peakRSS
 	res.LoadgenP99ms = rep.Totals.Latency.P99
 	res.LateRequests = rep.Totals.Late

@@ -68,6 +68,9 @@ type Result struct {
 	// SinkRequests and Sink429: POSTs the downstream received, and those it
 	// answered 429 (injected or queue full).
 	SinkRequests int64 `json:"sink_requests"`
+	// Decisions counts the tuner's decisions that changed the size, by
+	// reason (the breaker's included).
+	Decisions map[string]int `json:"decisions"`
 	// CPUSeconds is the CPU time the whole bench process (generator, node
 	// and downstream) used in the run; HostLoad the host's 1-minute load
 	// average at its start or end, whichever was higher (2 cores: above 2,
@@ -98,6 +101,8 @@ type Second struct {
 	// unacknowledged records counted as over the SLO, is within it.
 	P99ms float64 `json:"p99_ms"`
 	OK    bool    `json:"ok"`
+	// Reason of the last decision that changed the size in this second.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Best is a static size and the goodput it reached.
@@ -428,15 +433,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "best static in hindsight: size %d, goodput %.0f/s\n", r.BestStatic.BatchSize, r.BestStatic.GoodputRPS)
-	fmt.Fprintf(w, "per-phase oracle (%s): goodput %.0f/s (", r.Oracle.Method, r.Oracle.GoodputRPS)
-	for i, p := range r.Oracle.Phases {
-		if i > 0 {
-			fmt.Fprint(w, ", ")
+	if len(r.Sweep) > 0 {
+		fmt.Fprintf(w, "best static in hindsight: size %d, goodput %.0f/s\n", r.BestStatic.BatchSize, r.BestStatic.GoodputRPS)
+		fmt.Fprintf(w, "per-phase oracle (%s): goodput %.0f/s (", r.Oracle.Method, r.Oracle.GoodputRPS)
+		for i, p := range r.Oracle.Phases {
+			if i > 0 {
+				fmt.Fprint(w, ", ")
+			}
+			fmt.Fprintf(w, "%s %.0f@%d", p.Name, p.GoodputRPS, p.BatchSize)
 		}
-		fmt.Fprintf(w, "%s %.0f@%d", p.Name, p.GoodputRPS, p.BatchSize)
+		fmt.Fprintln(w, ")")
 	}
-	fmt.Fprintln(w, ")")
 	fmt.Fprintf(w, "cells: goodput/s @ mean batch size; the bench took %s\n", time.Duration(r.ElapsedS*float64(time.Second)).Round(time.Second))
 	return nil
 }

@@ -32,6 +32,8 @@ type Config struct {
 	// Oracle is "phase-alone" or "whole-run" (see Oracle.Method); default
 	// phase-alone, or whole-run with Quick.
 	Oracle string
+	// NoSweep runs the controllers only: no best static size, no oracle.
+	NoSweep bool
 	// Progress receives a line per run and, every ProgressEvery (default
 	// 10s), a line on the run in progress.
 	Progress      io.Writer
@@ -97,13 +99,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, spec := range cfg.Controllers {
 		jobs = append(jobs, job{spec: spec, from: 0, to: all})
 	}
-	for _, size := range sc.Sweep {
+	sweep := sc.Sweep
+	if cfg.NoSweep {
+		sweep = nil
+	}
+	for _, size := range sweep {
 		spec := "static:" + strconv.Itoa(size)
 		if !slices.ContainsFunc(jobs, func(j job) bool { return j.spec == spec }) {
 			jobs = append(jobs, job{spec: spec, from: 0, to: all})
 		}
 	}
-	if cfg.Oracle == OraclePhaseAlone && all > 1 {
+	if cfg.Oracle == OraclePhaseAlone && all > 1 && !cfg.NoSweep {
 		for i := range sc.Phases {
 			for _, size := range sc.Sweep {
 				jobs = append(jobs, job{spec: "static:" + strconv.Itoa(size), from: i, to: i + 1})
@@ -114,8 +120,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, j := range jobs {
 		est += sc.length(j.from, j.to) + time.Second
 	}
+	if cfg.NoSweep {
+		cfg.Oracle = "none"
+	}
 	fmt.Fprintf(cfg.Progress, "bench: scenario %s (%d phases, %s), %d controllers, sweep %v, oracle %s: %d runs, about %s\n",
-		sc.Name, all, sc.Duration(), len(cfg.Controllers), sc.Sweep, cfg.Oracle, len(jobs), est.Round(time.Minute))
+		sc.Name, all, sc.Duration(), len(cfg.Controllers), sweep, cfg.Oracle, len(jobs), est.Round(time.Minute))
 
 	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery}
 	results := map[job]Result{}
@@ -155,6 +164,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	for _, spec := range cfg.Controllers {
 		rep.Results = append(rep.Results, results[job{spec: spec, from: 0, to: all}])
+	}
+	rep.ElapsedS = time.Since(started).Seconds()
+	if cfg.NoSweep {
+		rep.Oracle.Method = "none"
+		return rep, nil
 	}
 	for _, size := range sc.Sweep {
 		rep.Sweep = append(rep.Sweep, results[job{spec: "static:" + strconv.Itoa(size), from: 0, to: all}])

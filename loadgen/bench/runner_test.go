@@ -60,6 +60,9 @@ func TestRunReportsEveryControllerAndTheSweep(t *testing.T) {
 		if len(r.Series) != 3 {
 			t.Errorf("%s: %d seconds in the series, want 3", r.Controller, len(r.Series))
 		}
+		if r.Decisions == nil {
+			t.Errorf("%s: no decision counts", r.Controller)
+		}
 		if r.SinkRequests == 0 {
 			t.Errorf("%s: the downstream saw no requests", r.Controller)
 		}
