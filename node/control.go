@@ -157,6 +157,7 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	}
 	n.health.Store(h)
 	n.history.add(*h)
+	n.metrics.setBreaker(breaker)
 	// After the health, so that whoever is refused sees the reason there.
 	n.breakerOpen.Store(breaker == tuner.BreakerOpen && sinkTrip)
 }

@@ -1,6 +1,10 @@
 package node
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchpilot/batchpilot/tuner"
+)
 
 // metrics are the node's Prometheus series. Each node has its own registry,
 // so several nodes can run in one process (batchpilot dev).
@@ -17,6 +21,7 @@ type metrics struct {
 	queueBytes prometheus.GaugeFunc
 	inflight   prometheus.GaugeFunc
 	grant      prometheus.GaugeFunc
+	breaker    *prometheus.GaugeVec   // by state, set by the control loop
 	decisions  *prometheus.CounterVec // by reason
 }
 
@@ -61,11 +66,26 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		grant: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "batchpilot_grant_bytes", Help: "The in-flight byte budget granted to this node (0: none).",
 		}, func() float64 { return float64(n.grantBytes.Load()) }),
+		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "batchpilot_breaker_state", Help: "The safety breaker's state: 1 on the series of the state it is in (closed, open, half-open), 0 on the others; its reason is in batchpilot_tuner_decisions_total.",
+		}, []string{"state"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "batchpilot_tuner_decisions_total", Help: "Batch size changes made by the tuner, by reason.",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.received, m.written, m.rejected, m.batches, m.batchSize, m.batchRecs,
-		m.batchTime, m.e2e, m.queueDepth, m.queueBytes, m.inflight, m.grant, m.decisions)
+		m.batchTime, m.e2e, m.queueDepth, m.queueBytes, m.inflight, m.grant, m.breaker, m.decisions)
+	m.setBreaker(tuner.BreakerClosed)
 	return m
+}
+
+// setBreaker marks state as the breaker's state.
+func (m *metrics) setBreaker(state string) {
+	for _, s := range []string{tuner.BreakerClosed, tuner.BreakerOpen, tuner.BreakerHalfOpen} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.breaker.WithLabelValues(s).Set(v)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/batchpilot/batchpilot/node/sink"
 	"github.com/batchpilot/batchpilot/tuner"
 )
@@ -282,6 +284,11 @@ func TestFailingSinkOpensTheBreakerAndItRecovers(t *testing.T) {
 	})
 	// The health shows why (polled: the breaker may be probing half-open).
 	waitFor(t, func() bool { return n.Health().Breaker == tuner.BreakerOpen })
+	// /metrics shows it too, as one series per state.
+	waitFor(t, func() bool {
+		return gaugeValue(n.metrics.breaker.WithLabelValues(tuner.BreakerOpen)) == 1 &&
+			gaugeValue(n.metrics.breaker.WithLabelValues(tuner.BreakerClosed)) == 0
+	})
 	// The sink heals: after the cool-down a probe goes through and the
 	// breaker closes by itself.
 	s.mu.Lock()
@@ -289,4 +296,14 @@ func TestFailingSinkOpensTheBreakerAndItRecovers(t *testing.T) {
 	s.mu.Unlock()
 	waitFor(t, func() bool { return n.Ingest(context.Background(), recs(1, "ok"), SourceHTTP) == nil })
 	waitFor(t, func() bool { return n.Health().Breaker == tuner.BreakerClosed })
+	waitFor(t, func() bool { return gaugeValue(n.metrics.breaker.WithLabelValues(tuner.BreakerClosed)) == 1 })
+}
+
+// gaugeValue is a gauge's current value.
+func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
 }
