@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register("verify", "check that every acknowledged record id is in the file sinks", runVerify)
+	register("verify", "check that every acknowledged record id is in the file sinks (or a downstream's id list)", runVerify)
 }
 
 // multiFlag collects a flag given several times.
@@ -23,22 +23,26 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runVerify(ctx context.Context, args []string) error {
-	fs := newFlagSet("verify", "verify --acked FILE --data-dir D [--data-dir D2 ...]")
+	fs := newFlagSet("verify", "verify --acked FILE --data-dir D [--data-dir D2 ...] [--delivered FILE ...]\n\n"+
+		"Counts how often each acknowledged id is found in the file sinks under the data dirs and in\n"+
+		"the delivered-id files (for nodes with the http sink: sinksim --ids-file writes one). Prints\n"+
+		"'lost N duplicated M' and exits 1 if any acknowledged id is found nowhere.")
 	acked := fs.String("acked", "", "file of acknowledged record ids, one per line (loadgen --acked writes it)")
-	var dirs multiFlag
+	var dirs, delivered multiFlag
 	fs.Var(&dirs, "data-dir", "a node's data dir to search (repeat for several nodes, or separate with commas)")
+	fs.Var(&delivered, "delivered", "a file of ids a downstream received, one per line (repeat for several)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *acked == "" || len(dirs) == 0 {
+	if *acked == "" || len(dirs)+len(delivered) == 0 {
 		fs.Usage()
-		return fmt.Errorf("verify needs --acked and at least one --data-dir")
+		return fmt.Errorf("verify needs --acked and at least one --data-dir or --delivered")
 	}
 	var all []string
 	for _, d := range dirs {
 		all = append(all, strings.Split(d, ",")...)
 	}
-	res, err := verify(*acked, all)
+	res, err := verify(*acked, all, delivered)
 	if err != nil {
 		return err
 	}
@@ -64,27 +68,17 @@ type verifyResult struct {
 }
 
 // verify counts how often each acknowledged id occurs in the sink segments
-// under the data dirs.
-func verify(ackedFile string, dataDirs []string) (verifyResult, error) {
+// under the data dirs and in the delivered-id files.
+func verify(ackedFile string, dataDirs, deliveredFiles []string) (verifyResult, error) {
 	var res verifyResult
 	seen := map[string]int{}
-	f, err := os.Open(ackedFile)
-	if err != nil {
-		return res, fmt.Errorf("open acked ids: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if id := strings.TrimSpace(sc.Text()); id != "" {
-			if _, dup := seen[id]; !dup {
-				seen[id] = 0
-				res.acked++
-			}
+	if err := readIDs(ackedFile, func(id string) {
+		if _, dup := seen[id]; !dup {
+			seen[id] = 0
+			res.acked++
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return res, fmt.Errorf("read %s: %w", ackedFile, err)
+	}); err != nil {
+		return res, fmt.Errorf("read acked ids: %w", err)
 	}
 	for _, d := range dataDirs {
 		dir := filepath.Join(d, "sink")
@@ -113,6 +107,16 @@ func verify(ackedFile string, dataDirs []string) (verifyResult, error) {
 			return res, fmt.Errorf("read sink under %s: %w", d, err)
 		}
 	}
+	for _, p := range deliveredFiles {
+		if err := readIDs(p, func(id string) {
+			res.scanned++
+			if c, ok := seen[id]; ok {
+				seen[id] = c + 1
+			}
+		}); err != nil {
+			return res, fmt.Errorf("read delivered ids: %w", err)
+		}
+	}
 	for id, c := range seen {
 		switch {
 		case c == 0:
@@ -123,4 +127,24 @@ func verify(ackedFile string, dataDirs []string) (verifyResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// readIDs calls each with every non-blank line of the file at path, trimmed.
+func readIDs(path string, each func(id string)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if id := strings.TrimSpace(sc.Text()); id != "" {
+			each(id)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
