@@ -3,7 +3,7 @@ GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 10s
 
-.PHONY: run build test unit fuzz bench bench-cluster lint ui clean
+.PHONY: run build test unit fuzz soak bench bench-cluster lint ui clean
 
 ## run: a local cluster with a demo load and the dashboard
 run:
@@ -23,6 +23,13 @@ unit:
 ## fuzz: each fuzz target for FUZZTIME (the seed corpus also runs in unit)
 fuzz:
 	GO=$(GO) ./.ci/fuzz.sh $(FUZZTIME)
+
+## soak: a three-node cluster under SOAK_RATE records/s for SOAK (default 10m): memory must
+## stay flat and verify must find every acknowledged record (docs/reliability.md)
+SOAK      ?= 10m
+SOAK_RATE ?= 20000
+soak:
+	BATCHPILOT_SOAK=$(SOAK) BATCHPILOT_SOAK_RATE=$(SOAK_RATE) $(GO) test -run='^TestSoak$$' -count=1 -timeout 60m -v ./cmd/batchpilot
 
 ## bench: throughput benchmarks of the node and its parts
 bench:
