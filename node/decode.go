@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"mime"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/batchpilot/batchpilot/node/jsonstr"
 )
 
 // Body formats accepted by POST /v1/logs.
@@ -174,7 +175,7 @@ func decodeText(body []byte, maxLine int) ([][]byte, error) {
 		}
 		rec := make([]byte, 0, len(line)+16)
 		rec = append(rec, `{"message":`...)
-		rec = AppendJSONString(rec, line)
+		rec = jsonstr.Append(rec, line)
 		rec = append(rec, '}')
 		recs = append(recs, rec)
 		return nil
@@ -233,55 +234,4 @@ func lineAt(body []byte, off int) int {
 
 func leadingSpace(b []byte) int {
 	return len(b) - len(bytes.TrimLeft(b, " \t\r\n,"))
-}
-
-// AppendJSONString appends s as a JSON string literal, replacing invalid
-// UTF-8 with U+FFFD so the result is always valid JSON.
-func AppendJSONString(dst, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

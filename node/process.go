@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"time"
+
+	"github.com/batchpilot/batchpilot/node/jsonstr"
 )
 
 // Processor transforms a record in a batch before the sink writes it.
@@ -27,7 +29,7 @@ func appendEnriched(dst []byte, r *Record, node string) []byte {
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"_node":`...)
-	dst = AppendJSONString(dst, []byte(node))
+	dst = jsonstr.Append(dst, node)
 	dst = append(dst, `,"_received_at":"`...)
 	dst = r.Received.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","_source":"`...)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/batchpilot/batchpilot/node/jsonstr"
 )
 
 func FuzzParse(f *testing.F) {
@@ -48,15 +50,15 @@ func FuzzParse(f *testing.F) {
 		}
 
 		// The string encoder agrees with encoding/json on any input.
-		got := appendJSONString(nil, string(msg))
+		got := jsonstr.Append(nil, msg)
 		var gotS, wantS string
 		if err := json.Unmarshal(got, &gotS); err != nil {
-			t.Fatalf("appendJSONString(%q) = %s: %v", msg, got, err)
+			t.Fatalf("jsonstr.Append(%q) = %s: %v", msg, got, err)
 		}
 		ref, _ := json.Marshal(string(msg))
 		_ = json.Unmarshal(ref, &wantS)
 		if gotS != wantS {
-			t.Fatalf("appendJSONString(%q) decodes to %q, encoding/json to %q", msg, gotS, wantS)
+			t.Fatalf("jsonstr.Append(%q) decodes to %q, encoding/json to %q", msg, gotS, wantS)
 		}
 	})
 }

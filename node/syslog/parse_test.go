@@ -247,31 +247,6 @@ func TestParseReturnsOwnedSlice(t *testing.T) {
 	}
 }
 
-func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{
-		"", "plain", `quote " and \ backslash`, "\x00\x01\x1f\x7f", "\b\f\n\r\t",
-		"héllo wörld ✓ 😀", "\xff", "a\xc3", "\xed\xa0\x80", "\u2028\u2029", "<script>&",
-		"\xef\xbb\xbf", strings.Repeat("x", 100) + "\xe2\x82",
-	} {
-		got := appendJSONString(nil, s)
-		if !json.Valid(got) {
-			t.Errorf("appendJSONString(%q) = %s, not valid JSON", s, got)
-			continue
-		}
-		var gotS, wantS string
-		if err := json.Unmarshal(got, &gotS); err != nil {
-			t.Fatal(err)
-		}
-		ref, _ := json.Marshal(s)
-		if err := json.Unmarshal(ref, &wantS); err != nil {
-			t.Fatal(err)
-		}
-		if gotS != wantS {
-			t.Errorf("appendJSONString(%q) decodes to %q, encoding/json gives %q", s, gotS, wantS)
-		}
-	}
-}
-
 func TestAppendTimestampMatchesRFC3339Nano(t *testing.T) {
 	zone := time.FixedZone("x", -(7*3600 + 30*60))
 	for _, ts := range []time.Time{

@@ -4,7 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/batchpilot/batchpilot/node/jsonstr"
 )
 
 // record holds the fields of one parsed message before it is written as JSON.
@@ -47,7 +48,7 @@ func (r *record) appendJSON(dst []byte, keys []string) ([]byte, []string) {
 		for _, id := range keys {
 			if v, ok := r.sd[id]["id"]; ok {
 				dst = append(dst, `,"id":`...)
-				dst = appendJSONString(dst, v)
+				dst = jsonstr.Append(dst, v)
 				break
 			}
 		}
@@ -60,7 +61,7 @@ func (r *record) appendJSON(dst []byte, keys []string) ([]byte, []string) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, id)
+			dst = jsonstr.Append(dst, id)
 			dst = append(dst, ":{"...)
 			params := r.sd[id]
 			keys = sortedKeys(keys[:n], params)
@@ -68,9 +69,9 @@ func (r *record) appendJSON(dst []byte, keys []string) ([]byte, []string) {
 				if j > 0 {
 					dst = append(dst, ',')
 				}
-				dst = appendJSONString(dst, name)
+				dst = jsonstr.Append(dst, name)
 				dst = append(dst, ':')
-				dst = appendJSONString(dst, params[name])
+				dst = jsonstr.Append(dst, params[name])
 			}
 			dst = append(dst, '}')
 		}
@@ -79,7 +80,7 @@ func (r *record) appendJSON(dst []byte, keys []string) ([]byte, []string) {
 	}
 
 	dst = append(dst, `,"message":`...)
-	dst = appendJSONString(dst, r.message)
+	dst = jsonstr.Append(dst, r.message)
 	return append(dst, '}'), keys
 }
 
@@ -145,69 +146,5 @@ func appendField(dst []byte, name, value string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
 	dst = append(dst, '"', ':')
-	return appendJSONString(dst, value)
-}
-
-// jsonSafe reports, for each ASCII byte, whether it may appear unescaped
-// inside a JSON string.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a quoted JSON string. Quotes, backslashes and
-// control characters are escaped; every byte that is not part of valid UTF-8
-// becomes U+FFFD, so the result is always valid JSON whatever the input.
-// U+2028 and U+2029 are escaped too, so the output is also safe to embed in
-// JavaScript.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0 // s[start:i] is pending, to be copied as is
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return jsonstr.Append(dst, value)
 }
