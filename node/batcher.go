@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -123,35 +124,64 @@ func putRecords(recs []Record) {
 func (n *Node) flush(recs []Record) {
 	defer n.flushes.Done()
 	raw := rawBytes(recs) // counted in flight by nextBatch
-	start := time.Now()
-
-	b := encodeBatch(recs, n.cfg.Name, n.cfg.Processors)
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.FlushTimeout)
-	err := n.sink.Write(ctx, &b.batch)
-	cancel()
-	end := time.Now()
-	batchTime := end.Sub(start)
-
-	// Settle acknowledgements, one call per run of records from the same
-	// request.
-	for i := 0; i < len(recs); {
-		j := i + 1
-		for j < len(recs) && recs[j].ack == recs[i].ack {
-			j++
+	if err := n.write(recs); errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
+		// The sink refused a record of the batch as data it can never
+		// write (PostgreSQL's jsonb and \u0000, say). Write each request's
+		// records on their own, so that only the request with the bad
+		// record is refused and the others are not failed with it.
+		for i := 0; i < len(recs); {
+			j := runEnd(recs, i)
+			_ = n.write(recs[i:j])
+			i = j
 		}
-		if a := recs[i].ack; a != nil {
-			a.settle(j-i, err)
-		}
-		i = j
 	}
-	n.account(recs, b.batch.Bytes, start, end, batchTime, err)
-	putEncoded(b)
 	putRecords(recs)
 	n.inflightBytes.Add(-raw)
 	<-n.slots
 	notify(n.flushed)
 	notify(n.queue.ready)
 }
+
+// write processes recs, writes them as one batch, settles their
+// acknowledgements with the outcome, accounts for it, and returns it.
+func (n *Node) write(recs []Record) error {
+	start := time.Now()
+	b := encodeBatch(recs, n.cfg.Name, n.cfg.Processors)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.FlushTimeout)
+	err := n.sink.Write(ctx, &b.batch)
+	cancel()
+	end := time.Now()
+	if errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
+		// Not settled yet: flush writes the requests one by one.
+		putEncoded(b)
+		return err
+	}
+	// Settle acknowledgements, one call per run of records from the same
+	// request.
+	for i := 0; i < len(recs); {
+		j := runEnd(recs, i)
+		if a := recs[i].ack; a != nil {
+			a.settle(j-i, err)
+		}
+		i = j
+	}
+	n.account(recs, b.batch.Bytes, start, end, end.Sub(start), err)
+	putEncoded(b)
+	return err
+}
+
+// runEnd is the end of the run of records from the same request as recs[i].
+func runEnd(recs []Record, i int) int {
+	j := i + 1
+	for j < len(recs) && recs[j].ack == recs[i].ack {
+		j++
+	}
+	return j
+}
+
+// oneRequest reports whether recs all come from one request (or all from
+// sources without acknowledgement).
+func oneRequest(recs []Record) bool { return len(recs) == 0 || runEnd(recs, 0) == len(recs) }
 
 // account adds one flushed batch to the metrics and the control window.
 func (n *Node) account(recs []Record, bytes int, start, end time.Time, batchTime time.Duration, err error) {
@@ -164,6 +194,14 @@ func (n *Node) account(recs []Record, bytes int, start, end time.Time, batchTime
 	w.batches++
 	w.batchTime += batchTime
 	w.fill += int64(len(recs))
+	if errors.Is(err, sink.ErrBadRecord) {
+		// The sink is well; the records are not: no sink error for the
+		// breaker, which would refuse everybody's records.
+		m.batches.WithLabelValues("error").Inc()
+		m.rejected.WithLabelValues("bad_record").Add(float64(len(recs)))
+		n.log.Warn("sink refused a record", "records", len(recs), "err", err)
+		return
+	}
 	if err != nil {
 		w.sinkErrors++
 		if isBackpressure(err) {

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/batchpilot/batchpilot/node/sink"
 )
 
 // IngestHandler serves POST /v1/logs: it decodes the body, queues every
@@ -87,6 +89,10 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error(), 0)
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
+	case errors.Is(err, sink.ErrBadRecord):
+		// The sink can never write a record of this request: retrying will
+		// not help, so this is not a 503.
+		writeError(w, http.StatusUnprocessableEntity, "the sink refused a record of this request: "+err.Error(), 0)
 	default:
 		writeError(w, http.StatusServiceUnavailable, "sink: "+err.Error(), 0)
 	}

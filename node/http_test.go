@@ -61,9 +61,12 @@ func TestIngestHTTP(t *testing.T) {
 			body: "\x00\x01\xff\xfe", wantStatus: 400, wantBody: `"line":1`},
 		{name: "empty body accepts nothing", contentType: "application/x-ndjson",
 			body: "", wantStatus: 200, wantBody: `{"accepted":0}`},
+		{name: "a record the sink can never write is 422", contentType: "application/x-ndjson",
+			body: "{\"a\":1}\n{\"a\":\"poison\"}\n", wantStatus: 422, wantBody: "sink refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newMemSink()
+			s.refuse = "poison"
 			n := startNode(t, Config{Sink: s, MaxLinger: time.Millisecond, MaxBodyBytes: 1000, MaxLineBytes: 200})
 			method := tc.method
 			if method == "" {

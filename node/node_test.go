@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +27,10 @@ type memSink struct {
 	inflight    int64
 	maxInflight int64
 	entered     chan struct{}
+	// refuse makes Write refuse, as a bad record, every batch with a
+	// record containing it; refused has the sizes of those batches.
+	refuse  string
+	refused []int
 }
 
 func newMemSink() *memSink { return &memSink{entered: make(chan struct{}, 1024)} }
@@ -48,6 +54,12 @@ func (s *memSink) Write(ctx context.Context, b *sink.Batch) error {
 	s.inflight -= int64(b.Bytes)
 	if fail != nil {
 		return fail
+	}
+	for _, r := range b.Records {
+		if s.refuse != "" && strings.Contains(string(r), s.refuse) {
+			s.refused = append(s.refused, len(b.Records))
+			return fmt.Errorf("memsink: %w", sink.ErrBadRecord)
+		}
 	}
 	recs := make([]string, len(b.Records))
 	for i, r := range b.Records {
@@ -306,4 +318,59 @@ func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
 		return -1
 	}
 	return m.GetGauge().GetValue()
+}
+
+// A record the sink can never write fails only the request it came in:
+// the requests batched with it are written and acknowledged, and the
+// breaker, which would refuse everybody, does not count it as a sink error.
+func TestABadRecordFailsOnlyItsOwnRequest(t *testing.T) {
+	s := newMemSink()
+	s.refuse = "poison"
+	s.gate = make(chan struct{})
+	n := startNode(t, Config{Sink: s, InitialBatchSize: 100, MaxLinger: time.Millisecond, FlushConcurrency: 1,
+		ControlInterval: 10 * time.Millisecond,
+		Guard:           tuner.NewBreaker(tuner.BreakerConfig{CPULimit: 101, MemLimit: 101})})
+	ingest := func(prefix string) chan error {
+		res := make(chan error, 1)
+		go func() { res <- n.Ingest(context.Background(), recs(2, prefix), SourceHTTP) }()
+		return res
+	}
+	first := ingest("first")
+	<-s.entered // the first batch is at the sink, held by the gate
+	a, bad, b := ingest("good-a"), ingest("poison"), ingest("good-b")
+	waitFor(t, func() bool { d, _, _, _ := n.queue.state(); return d == 6 })
+	close(s.gate) // the three requests go out as one batch
+	for name, res := range map[string]chan error{"first": first, "good-a": a, "good-b": b} {
+		if err := <-res; err != nil {
+			t.Errorf("%s: %v; want it written", name, err)
+		}
+	}
+	if err := <-bad; !errors.Is(err, sink.ErrBadRecord) {
+		t.Errorf("poison: %v; want ErrBadRecord", err)
+	}
+	var ids []string
+	for _, r := range s.records() {
+		ids = append(ids, r["id"].(string))
+	}
+	slices.Sort(ids)
+	want := []string{"first-0", "first-1", "good-a-0", "good-a-1", "good-b-0", "good-b-1"}
+	if !slices.Equal(ids, want) {
+		t.Errorf("sink has %v, want %v", ids, want)
+	}
+	s.mu.Lock()
+	refused := slices.Clone(s.refused)
+	s.mu.Unlock()
+	if !slices.Equal(refused, []int{6, 2}) {
+		t.Errorf("refused batches of %v records; want the shared batch of 6, then the poison request's 2 alone", refused)
+	}
+	// Control intervals pass with the refusal in their window; the breaker
+	// stays closed and ingest goes on.
+	since := n.Health().Time
+	waitFor(t, func() bool { return n.Health().Time.After(since.Add(50 * time.Millisecond)) })
+	if st := n.Health().Breaker; st != tuner.BreakerClosed {
+		t.Errorf("breaker %s after a bad record; want closed", st)
+	}
+	if err := <-ingest("after"); err != nil {
+		t.Errorf("after: %v", err)
+	}
 }

@@ -105,7 +105,8 @@ var pgColumns = []string{"received_at", "node", "source", "record_id", "record"}
 // memory or disk, timeouts) are retried a bounded number of times with
 // jittered exponential backoff; a record the database refuses (class 22 and 23
 // errors) fails the batch at once with ErrBadRecord, and nothing of it is
-// stored. When the answer to a COMMIT is lost, the sink asks the server
+// stored (the node then writes the batch's requests one by one, so that only
+// the request with the bad record is refused, with 422). When the answer to a COMMIT is lost, the sink asks the server
 // (txid_status) whether that transaction committed, so a batch is never
 // stored twice by the sink's own retries. Safe for concurrent use: each Write
 // takes its own connection from a pool.
