@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,13 @@ type Config struct {
 	// InitialLimits are committed by the first leader of a new cluster;
 	// DefaultLimits when nil.
 	InitialLimits *Limits
+	// TLS, when set, runs Raft over mutual TLS: Certificates is this
+	// node's certificate, presented to the servers it dials and to those
+	// that dial it, and RootCAs the CA pool both ends verify the other's
+	// chain against (not its host name: Raft addresses are IPs; see
+	// tlsStreamLayer). Every server of a cluster must use TLS, or none.
+	// Nil: plain TCP.
+	TLS *tls.Config
 	// Timing has the time constants; zero fields take the defaults.
 	Timing Timing
 }
@@ -233,9 +241,18 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
-	trans, err := raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, advertise, 3, 10*time.Second, rlog)
-	if err != nil {
-		return fmt.Errorf("consensus: raft transport on %s: %w", s.cfg.RaftAddr, err)
+	var trans *raft.NetworkTransport
+	if s.cfg.TLS != nil {
+		stream, err := newTLSStreamLayer(s.cfg.RaftAddr, advertise, s.cfg.TLS)
+		if err != nil {
+			return fmt.Errorf("consensus: raft TLS transport on %s: %w", s.cfg.RaftAddr, err)
+		}
+		trans = raft.NewNetworkTransportWithLogger(stream, 3, 10*time.Second, rlog)
+	} else {
+		trans, err = raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, advertise, 3, 10*time.Second, rlog)
+		if err != nil {
+			return fmt.Errorf("consensus: raft transport on %s: %w", s.cfg.RaftAddr, err)
+		}
 	}
 	s.trans = trans
 	s.raftAddr = string(trans.LocalAddr())

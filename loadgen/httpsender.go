@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,11 +13,13 @@ import (
 
 // newHTTPClient returns the client all HTTP senders of a run share: one
 // keep-alive connection per sender and target, no proxy, no transparent
-// compression (the sender sets Content-Encoding itself).
-func newHTTPClient(conns int) *http.Client {
+// compression (the sender sets Content-Encoding itself). tlsConfig is for
+// https targets; nil takes the defaults.
+func newHTTPClient(conns int, tlsConfig *tls.Config) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
+		TLSClientConfig:     tlsConfig,
 		DialContext:         d.DialContext,
 		MaxIdleConns:        0,
 		MaxIdleConnsPerHost: conns,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type Config struct {
 	// a run with none goes on until ctx ends).
 	Duration time.Duration
 	Count    int64
+	// TLS is the client configuration for https:// targets (e.g. the CA the
+	// nodes' certificates are verified against); nil: the system's roots.
+	TLS *tls.Config
 	// Concurrency is the number of senders, each with its own keep-alive
 	// connection (default 16): in flight at most for an open-loop phase, and
 	// the load itself for a closed-loop one.
@@ -166,7 +170,7 @@ func newRunner(cfg Config) (*runner, error) {
 		r.acked = &ackWriter{w: bufio.NewWriterSize(cfg.Acked, 64<<10), prefix: []byte(cfg.RunID + "-")}
 	}
 	if sets["http"] != nil {
-		r.client = newHTTPClient(cfg.Concurrency)
+		r.client = newHTTPClient(cfg.Concurrency, cfg.TLS)
 	}
 	return r, nil
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,12 +32,21 @@ const maxPeerBody = 8 << 20
 // peerClient asks other nodes' APIs for what only they have.
 type peerClient struct {
 	self    string
+	scheme  string // http, or https when the cluster serves TLS
 	timeout time.Duration
 	http    *http.Client
 }
 
-func newPeerClient(self string, timeout time.Duration) *peerClient {
+// newPeerClient asks peers over http, or over https with tlsConfig when it
+// is not nil.
+func newPeerClient(self string, timeout time.Duration, tlsConfig *tls.Config) *peerClient {
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		tlsConfig = tlsConfig.Clone()
+	}
 	tr := &http.Transport{
+		TLSClientConfig:       tlsConfig,
 		Proxy:                 nil, // peers are reached directly
 		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          128,
@@ -44,7 +54,7 @@ func newPeerClient(self string, timeout time.Duration) *peerClient {
 		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: 0, // bounded by each request's context
 	}
-	return &peerClient{self: self, timeout: timeout, http: &http.Client{Transport: tr}}
+	return &peerClient{self: self, scheme: scheme, timeout: timeout, http: &http.Client{Transport: tr}}
 }
 
 // peerError is a peer's answer other than 2xx: its status and message.
@@ -56,14 +66,14 @@ type peerError struct {
 func (e *peerError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Msg) }
 
 // baseURL turns an advertised HTTP address (host:port) into a URL.
-func baseURL(httpAddr string) string { return "http://" + httpAddr }
+func (p *peerClient) baseURL(httpAddr string) string { return p.scheme + "://" + httpAddr }
 
 // getJSON GETs path (with query) from the member at httpAddr into out,
 // within the client's timeout.
 func (p *peerClient) getJSON(ctx context.Context, httpAddr, path string, query url.Values, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	u := baseURL(httpAddr) + path
+	u := p.baseURL(httpAddr) + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
@@ -94,7 +104,7 @@ func (p *peerClient) getJSON(ctx context.Context, httpAddr, path string, query u
 // forward sends a request with a JSON body and the headers in hdr to the
 // member at httpAddr and returns its answer as is.
 func (p *peerClient) forward(ctx context.Context, method, httpAddr, path string, body []byte, hdr http.Header) (int, http.Header, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, baseURL(httpAddr)+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, p.baseURL(httpAddr)+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("build request to %s: %w", httpAddr, err)
 	}

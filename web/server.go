@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -33,6 +34,11 @@ type Config struct {
 	// PeerTimeout bounds one request to another node: a node's history, its
 	// decisions (default 2s).
 	PeerTimeout time.Duration
+	// PeerTLS, when set, is the client TLS configuration for requests to
+	// other nodes, which are then made over https: the whole cluster serves
+	// its HTTP over TLS, or none of it does. RootCAs is the pool the other
+	// nodes' certificates are verified against (nil: the system's).
+	PeerTLS *tls.Config
 	// ForwardTimeout bounds a limits change, forwarded to the leader or
 	// proposed here, until it is committed (default 10s).
 	ForwardTimeout time.Duration
@@ -85,7 +91,7 @@ func build(cfg Config) (*api, *gin.Engine) {
 	cfg.setDefaults()
 	a := &api{
 		cfg: cfg, node: cfg.Node, raft: cfg.Raft, gossip: cfg.Gossip, log: cfg.Logger,
-		peers: newPeerClient(cfg.Node.Name(), cfg.PeerTimeout),
+		peers: newPeerClient(cfg.Node.Name(), cfg.PeerTimeout, cfg.PeerTLS),
 	}
 	a.events = newHub(a.produceEvents)
 	r := gin.New()

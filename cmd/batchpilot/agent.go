@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/batchpilot/batchpilot/cluster"
 	"github.com/batchpilot/batchpilot/consensus"
@@ -66,7 +67,19 @@ type agentConfig struct {
 	MaxBodyBytes     int64
 	MaxLineBytes     int
 
-	APIToken        string
+	APIToken string
+	// TLSCert and TLSKey turn HTTPS on; TLSCA verifies the other nodes'
+	// certificates; RaftTLS runs Raft over mutual TLS (see tls.go).
+	TLSCert string
+	TLSKey  string
+	TLSCA   string
+	RaftTLS bool
+	// MaxConns bounds the HTTP connections served at once and the syslog
+	// TCP connections (0: defaultMaxConns); MaxHeaderBytes the size of an
+	// HTTP request's header (0: defaultMaxHeaderBytes).
+	MaxConns       int
+	MaxHeaderBytes int
+
 	ShutdownTimeout time.Duration
 	LogLevel        string
 }
@@ -106,6 +119,12 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 16<<20, "largest HTTP request body, after decompression (413 above)")
 	fs.IntVar(&c.MaxLineBytes, "max-line-bytes", 1<<20, "largest single record or syslog message")
 	fs.StringVar(&c.APIToken, "api-token", "", "bearer token required for mutating API calls when set")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "this node's PEM certificate (chain): serve ingest, the API, the dashboard and /metrics\nover HTTPS (TLS 1.2 or later), and Raft with --raft-tls; needs --tls-key. Every node of a\ncluster serves HTTPS, or none does (nodes ask each other over the same scheme)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA bundle the other nodes' certificates are verified against (API requests to\nother nodes, and Raft with --raft-tls); default the system's roots")
+	fs.BoolVar(&c.RaftTLS, "raft-tls", false, "run Raft over mutual TLS with --tls-cert and --tls-key; both ends verify the other's\ncertificate chain against --tls-ca (required), not its host name. Every node of a cluster\nsets it, or none does")
+	fs.IntVar(&c.MaxConns, "max-conns", defaultMaxConns, "the most HTTP connections served at once (more wait to be accepted), and the most\nsyslog TCP connections (more are closed at once); 0: the default")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", defaultMaxHeaderBytes, "largest HTTP request header (request line and header fields); 0: the default")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for queued records to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -145,6 +164,13 @@ func (c *agentConfig) validate() error {
 	if c.FlushConcurrency < 1 {
 		errs = append(errs, "--flush-concurrency must be at least 1")
 	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Sprintf("--max-conns %d: want at least 1", c.MaxConns))
+	}
+	if c.MaxHeaderBytes < 0 {
+		errs = append(errs, fmt.Sprintf("--max-header-bytes %d: want at least 1", c.MaxHeaderBytes))
+	}
+	errs = append(errs, c.validateTLS()...)
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -180,6 +206,13 @@ func (c *agentConfig) initialLimits() (*consensus.Limits, error) {
 	return &l, nil
 }
 
+// The defaults of --max-conns and --max-header-bytes, also what a zero
+// agentConfig field stands for.
+const (
+	defaultMaxConns       = 4096
+	defaultMaxHeaderBytes = 64 << 10
+)
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -195,6 +228,7 @@ type agent struct {
 	node   *node.Node
 	http   *http.Server
 	httpLn net.Listener
+	tls    agentTLS
 	syslog *syslog.Server
 	gossip *cluster.Cluster
 	raft   *consensus.Server
@@ -209,6 +243,16 @@ type agent struct {
 // once they accept connections.
 func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent, error) {
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = defaultMaxConns
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	tlsCfg, err := cfg.loadTLS()
+	if err != nil {
 		return nil, err
 	}
 	log = log.With("node", cfg.NodeName)
@@ -257,17 +301,21 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		snk.Close()
 		return nil, err
 	}
-	a := &agent{cfg: cfg, log: log, node: n, served: make(chan error, 2),
+	a := &agent{cfg: cfg, log: log, node: n, tls: tlsCfg, served: make(chan error, 2),
 		stopCl: make(chan struct{}), clDone: make(chan struct{})}
-	a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		snk.Close()
 		return nil, fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
 	}
+	// A connection counts against --max-conns from its accept, TLS
+	// handshake included, until it is closed (idle keep-alives too).
+	a.httpLn = netutil.LimitListener(ln, cfg.MaxConns)
 	if cfg.SyslogAddr != "" {
 		a.syslog = syslog.NewServer(syslog.Config{
 			Addr:            cfg.SyslogAddr,
 			MaxMessageBytes: cfg.MaxLineBytes,
+			MaxConnections:  cfg.MaxConns,
 			Logger:          log,
 			Handler: func(rec []byte, block bool) error {
 				return n.Offer(context.Background(), rec, node.SourceSyslog, block)
@@ -294,18 +342,25 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 	}
 	n.Start()
 	a.http = &http.Server{
-		Handler:           web.New(web.Config{Node: n, Raft: a.raft, Gossip: a.gossip, APIToken: cfg.APIToken, Logger: log}),
+		Handler: web.New(web.Config{Node: n, Raft: a.raft, Gossip: a.gossip, APIToken: cfg.APIToken,
+			PeerTLS: a.tls.peer, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         a.tls.server,
 	}
-	go func() { a.served <- a.http.Serve(a.httpLn) }()
+	if a.tls.server != nil {
+		a.http.ErrorLog = newHTTPErrorLog(log)
+		go func() { a.served <- a.http.ServeTLS(a.httpLn, "", "") }()
+	} else {
+		go func() { a.served <- a.http.Serve(a.httpLn) }()
+	}
 	go a.clusterLoop()
 	if a.syslog != nil {
 		go func() { a.served <- a.syslog.Serve(context.Background()) }()
 	}
 	log.Info("node started", "http", a.URL(), "syslog", cfg.SyslogAddr, "sink", cfg.Sink,
-		"controller", ctl.Name(), "data_dir", cfg.DataDir)
+		"controller", ctl.Name(), "data_dir", cfg.DataDir, "tls", a.tls.server != nil, "raft_tls", a.tls.raft != nil)
 	return a, nil
 }
 
@@ -328,8 +383,13 @@ func (a *agent) syslogAddr() string {
 	return a.syslog.Addr()
 }
 
-// URL is the node's HTTP base URL.
-func (a *agent) URL() string { return "http://" + a.httpLn.Addr().String() }
+// URL is the node's HTTP base URL: https:// when it serves TLS.
+func (a *agent) URL() string {
+	if a.tls.server != nil {
+		return "https://" + a.httpLn.Addr().String()
+	}
+	return "http://" + a.httpLn.Addr().String()
+}
 
 // stop drains the node: the listeners stop taking new work, queued records
 // are written and acknowledged, then the sink closes. With leave the node
@@ -416,6 +476,7 @@ func (a *agent) joinCluster() error {
 		Gossip:          g,
 		Logger:          a.log,
 		InitialLimits:   initial,
+		TLS:             a.tls.raft,
 	})
 	if err != nil {
 		g.Shutdown()

@@ -150,7 +150,11 @@ type metrics map[string]float64
 var scrapeClient = &http.Client{Timeout: 5 * time.Second}
 
 func scrape(url string) (metrics, error) {
-	resp, err := scrapeClient.Get(url + "/metrics")
+	c := scrapeClient
+	if strings.HasPrefix(url, "https://") {
+		c = httpsClient // see tls_e2e_test.go
+	}
+	resp, err := c.Get(url + "/metrics")
 	if err != nil {
 		return nil, err
 	}

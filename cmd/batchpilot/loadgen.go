@@ -104,6 +104,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	progressEvery := fs.Duration("progress-interval", 0, "progress line interval (default 1s on a terminal, 5s otherwise)")
 	quiet := fs.Bool("quiet", false, "no progress line")
 	drain := fs.Duration("drain-timeout", 2*time.Second, "after Ctrl-C, how long requests in flight may finish")
+	tlsCA := fs.String("tls-ca", "", "PEM CA bundle to verify https:// targets' certificates with (the agents' --tls-ca);\ndefault the system's roots")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -140,6 +141,11 @@ func runLoadgen(ctx context.Context, args []string) error {
 	if *retries == 0 {
 		cfg.Retries = -1
 	}
+	tlsCfg, err := clientTLS(*tlsCA)
+	if err != nil {
+		return err
+	}
+	cfg.TLS = tlsCfg
 	if *scenario != "" {
 		sc, err := loadgen.LoadScenario(*scenario)
 		if err != nil {

@@ -38,6 +38,7 @@ type apiFlags struct {
 	token   string
 	json    bool
 	timeout time.Duration
+	tlsCA   string
 }
 
 func (f *apiFlags) register(fs *flag.FlagSet) {
@@ -45,6 +46,7 @@ func (f *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.token, "token", "", "API token (the agents' --api-token), sent as a bearer token")
 	fs.BoolVar(&f.json, "json", false, "print the API's JSON answer instead of a table")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the answer, retries included")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM CA bundle to verify an https:// node's certificate with (the agents' --tls-ca);\ndefault the system's roots")
 }
 
 func (f *apiFlags) client() (*apiClient, error) {
@@ -52,7 +54,17 @@ func (f *apiFlags) client() (*apiClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &apiClient{base: base, token: f.token, http: &http.Client{Timeout: f.timeout}}, nil
+	tlsCfg, err := clientTLS(f.tlsCA)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: f.timeout}
+	if tlsCfg != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		hc.Transport = tr
+	}
+	return &apiClient{base: base, token: f.token, http: hc}, nil
 }
 
 // normalizeAddr accepts http://host:port, https://host:port or host:port.
