@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/batchpilot/batchpilot/internal/testpki"
+	"github.com/batchpilot/batchpilot/consensus/testpki"
 )
 
 var loopbackIP = []net.IP{net.ParseIP("127.0.0.1")}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/batchpilot/batchpilot/internal/testpki"
+	"github.com/batchpilot/batchpilot/consensus/testpki"
 )
 
 // TestPeerClientOverTLS checks the scheme and the certificate check of the

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/batchpilot/batchpilot/consensus"
-	"github.com/batchpilot/batchpilot/internal/testpki"
+	"github.com/batchpilot/batchpilot/consensus/testpki"
 )
 
 // httpsClient is what the test helpers (scrape, and so waitLeader and
