@@ -747,14 +747,25 @@ func TestClusterPartition(t *testing.T) {
 			rest = append(rest, m)
 		}
 	}
+	var senders []*sender
 	for i, m := range ms {
 		workers := 2
 		if m == victim {
 			workers = 4 // so that it wants, and holds, more than the floor
 		}
-		s := startSender(m.url, fmt.Sprintf("part%d", i), 50, workers)
-		defer s.stop()
+		senders = append(senders, startSender(m.url, fmt.Sprintf("part%d", i), 50, workers))
 	}
+	stopped := false
+	stopSenders := func() (acked []string) {
+		if !stopped {
+			stopped = true
+			for _, s := range senders {
+				acked = append(acked, s.stop()...)
+			}
+		}
+		return acked
+	}
+	defer stopSenders()
 	var before metrics
 	pollFor(t, victim.name+" to hold a fresh grant above the floor", func() bool {
 		s, err := scrape(victim.url)
@@ -858,6 +869,21 @@ func TestClusterPartition(t *testing.T) {
 		healed.Sub(cut).Round(time.Millisecond), removed.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 	w.close()
 	w.check(t)
+
+	// Every record acknowledged through both cuts is in a sink.
+	acked := stopSenders()
+	var dirs []string
+	for _, m := range ms {
+		if err := sigterm(t, m); err != nil {
+			t.Errorf("%s exit after SIGTERM: %v", m.name, err)
+		}
+		dirs = append(dirs, m.dir)
+	}
+	out, err := runVerifyCmd(t, writeIDs(t, acked), dirs...)
+	t.Logf("verify after two cuts and heals: %s (%d acknowledged)", out, len(acked))
+	if err != nil || !strings.HasPrefix(out, "lost 0 ") {
+		t.Fatalf("verify: %q %v; want lost 0", out, err)
+	}
 }
 
 var staleRE = regexp.MustCompile(`budget lease stale.* age_ms=(\d+)`)
