@@ -207,6 +207,9 @@ func (n *Node) account(recs []Record, bytes int, start, end time.Time, batchTime
 		if isBackpressure(err) {
 			w.backpressure++
 		}
+		if errors.Is(err, sink.ErrBatchTooLarge) {
+			w.tooLarge++
+		}
 		m.batches.WithLabelValues("error").Inc()
 		m.rejected.WithLabelValues("sink_error").Add(float64(len(recs)))
 		n.log.Warn("batch write failed", "records", len(recs), "err", err)

@@ -85,6 +85,7 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		QueueBytes:   qbytes,
 		SinkErrors:   int(s.sinkErrors),
 		Backpressure: int(s.backpressure),
+		TooLarge:     int(s.tooLarge),
 		Rejected:     int(s.rejected),
 
 		FlushConcurrency: n.cfg.FlushConcurrency,

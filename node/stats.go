@@ -20,6 +20,7 @@ type window struct {
 	fill         int64
 	sinkErrors   int64
 	backpressure int64
+	tooLarge     int64
 	rejected     int64                   // refused because the queue was full
 	latency      *hdrhistogram.Histogram // microseconds
 }
@@ -46,6 +47,7 @@ type windowSnapshot struct {
 	batchTime                              time.Duration
 	fill                                   int64
 	sinkErrors, backpressure, rejected     int64
+	tooLarge                               int64
 	p50, p99                               time.Duration
 }
 
@@ -56,14 +58,14 @@ func (w *window) snapshot() windowSnapshot {
 	s := windowSnapshot{
 		arrived: w.arrived, written: w.written, good: w.good, bytes: w.bytes,
 		batches: w.batches, batchTime: w.batchTime, fill: w.fill,
-		sinkErrors: w.sinkErrors, backpressure: w.backpressure, rejected: w.rejected,
+		sinkErrors: w.sinkErrors, backpressure: w.backpressure, rejected: w.rejected, tooLarge: w.tooLarge,
 	}
 	if w.latency.TotalCount() > 0 {
 		s.p50 = time.Duration(w.latency.ValueAtQuantile(50)) * time.Microsecond
 		s.p99 = time.Duration(w.latency.ValueAtQuantile(99)) * time.Microsecond
 	}
 	w.arrived, w.written, w.good, w.bytes, w.batches = 0, 0, 0, 0, 0
-	w.batchTime, w.fill, w.sinkErrors, w.backpressure, w.rejected = 0, 0, 0, 0, 0
+	w.batchTime, w.fill, w.sinkErrors, w.backpressure, w.rejected, w.tooLarge = 0, 0, 0, 0, 0, 0
 	w.latency.Reset()
 	return s
 }

@@ -195,13 +195,14 @@ func (b *Breaker) crossed(obs Observation) (kind, detail string) {
 		return "memory", fmt.Sprintf("memory %.1f%% > %.0f%%", obs.MemPercent, memLimit)
 	case b.cfg.RSSLimit > 0 && obs.RSSBytes > b.cfg.RSSLimit:
 		return "rss", fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
-	case obs.SinkErrors > 0:
+	case obs.SinkErrors-obs.TooLarge > 0:
+		failed := obs.SinkErrors - obs.TooLarge
 		ratio := 1.0
 		if obs.Batches > 0 {
-			ratio = float64(obs.SinkErrors) / float64(obs.Batches)
+			ratio = float64(failed) / float64(obs.Batches)
 		}
 		if ratio > b.cfg.ErrorRatio {
-			return "sink-errors", fmt.Sprintf("sink errors %d of %d batches", obs.SinkErrors, obs.Batches)
+			return "sink-errors", fmt.Sprintf("sink errors %d of %d batches", failed, obs.Batches)
 		}
 	}
 	return "", ""

@@ -27,6 +27,7 @@ func TestBreakerTripsOnEachLimit(t *testing.T) {
 		{"rss above its limit", BreakerConfig{RSSLimit: 1 << 30}, func(o *Observation) { o.RSSBytes = 2 << 30 }, "rss"},
 		{"sink errors above their share", BreakerConfig{}, func(o *Observation) { o.SinkErrors = 3 }, "sink errors"},
 		{"sink errors with no batch finished", BreakerConfig{}, func(o *Observation) { o.Batches, o.SinkErrors = 0, 1 }, "sink errors"},
+		{"sink errors besides batches refused as too large", BreakerConfig{}, func(o *Observation) { o.SinkErrors, o.TooLarge = 9, 6 }, "sink errors 3 of 10"},
 		{"the observation's own cpu limit", BreakerConfig{}, func(o *Observation) { o.CPULimit, o.CPUPercent = 70, 75 }, "cpu"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,6 +45,18 @@ func TestBreakerTripsOnEachLimit(t *testing.T) {
 				t.Errorf("reason %q / %q, want %q", b.Reason(), d.Reason, tc.reason)
 			}
 		})
+	}
+}
+
+// A batch the downstream refused for its size (413) says the size is too
+// big, not that the sink is failing: the controller shrinks, and the
+// breaker, which would refuse everybody's records, stays closed.
+func TestBreakerDoesNotTripOnBatchesRefusedAsTooLarge(t *testing.T) {
+	b := NewBreaker(BreakerConfig{})
+	obs := healthy(0, 400)
+	obs.SinkErrors, obs.TooLarge = 10, 10
+	if d := b.Apply(obs, Decision{BatchSize: 280, Reason: "refused"}); b.State() != BreakerClosed || d.BatchSize != 280 {
+		t.Fatalf("state %q, size %d; want closed and the controller's 280", b.State(), d.BatchSize)
 	}
 }
 

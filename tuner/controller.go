@@ -41,6 +41,10 @@ type Observation struct {
 
 	SinkErrors   int // batches that failed after the sink's retries
 	Backpressure int // signals of a pushing-back downstream (429, 503, timeouts)
+	// TooLarge counts the SinkErrors that were batches refused for their
+	// size (HTTP 413): a batch size problem the controller fixes, not a
+	// failing sink, so the breaker does not count them.
+	TooLarge int
 
 	CPUPercent float64 // whole-host CPU use, 0-100
 	MemPercent float64 // whole-host memory use, 0-100

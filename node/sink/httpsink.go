@@ -70,7 +70,7 @@ type HTTPStats struct {
 }
 
 // StatusError is an unsuccessful HTTP answer to a batch. It unwraps to
-// ErrBackpressure for 429 and 503.
+// ErrBackpressure for 429 and 503, ErrBatchTooLarge for 413.
 type StatusError struct {
 	URL        string // redacted of any password
 	StatusCode int
@@ -86,10 +86,14 @@ func (e *StatusError) Error() string {
 }
 
 // Unwrap returns ErrBackpressure when the status says the receiver is
-// overloaded rather than that the data is wrong.
+// overloaded rather than that the data is wrong, and ErrBatchTooLarge for
+// 413.
 func (e *StatusError) Unwrap() error {
-	if e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusServiceUnavailable {
+	switch e.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		return ErrBackpressure
+	case http.StatusRequestEntityTooLarge:
+		return ErrBatchTooLarge
 	}
 	return nil
 }

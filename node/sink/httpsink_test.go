@@ -193,6 +193,9 @@ func TestHTTPWrite(t *testing.T) {
 			if got := errors.Is(err, ErrBackpressure); got != tc.wantBackpressure {
 				t.Fatalf("errors.Is(%v, ErrBackpressure) = %v, want %v", err, got, tc.wantBackpressure)
 			}
+			if got := errors.Is(err, ErrBatchTooLarge); got != (tc.wantStatus == 413) {
+				t.Fatalf("errors.Is(%v, ErrBatchTooLarge) = %v, want it for 413 only", err, got)
+			}
 			var serr *StatusError
 			if !errors.As(err, &serr) || serr.StatusCode != tc.wantStatus {
 				t.Fatalf("error %v does not hold a *StatusError with status %d", err, tc.wantStatus)

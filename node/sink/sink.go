@@ -40,5 +40,11 @@ type Sink interface {
 // errors.Is. The tuner counts these as backpressure signals.
 var ErrBackpressure = errors.New("downstream backpressure")
 
+// ErrBatchTooLarge marks a batch the downstream refused for its size (HTTP
+// 413): the downstream is well and the records are not at fault; a smaller
+// batch would go through. The tuner shrinks on it; the breaker, which
+// guards against a failing sink, does not count it.
+var ErrBatchTooLarge = errors.New("batch too large for the downstream")
+
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("sink closed")
