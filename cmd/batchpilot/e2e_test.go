@@ -492,28 +492,9 @@ func TestLoadgenAgainstARealAgent(t *testing.T) {
 // ingest answers 503, and once the downstream heals records are accepted
 // again without a restart.
 func TestHTTPSinkRetriesThenAnswers503AndRecovers(t *testing.T) {
-	var healed atomic.Bool
-	base := time.Now()
-	one, all := 1.0, 0.0
-	sim, err := sinksim.Start(sinksim.Config{
-		Scenario: &sinksim.Scenario{Phases: []sinksim.Phase{
-			{Name: "outage", Duration: sinksim.Duration(time.Hour), ErrorRate: &one, ErrorKinds: []string{"503"}},
-			{Name: "healed", Duration: sinksim.Duration(time.Hour), ErrorRate: &all},
-		}},
-		RetryAfter: -1,
-		KeepIDs:    true,
-		// The test moves sinksim's clock from the outage to the healed phase.
-		Now: func() time.Time {
-			if healed.Load() {
-				return base.Add(90 * time.Minute)
-			}
-			return base
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	var down atomic.Bool
+	sim := startSwitchedSinksim(t, &down)
+	down.Store(true)
 	p := startProc(t, t.TempDir(), "--sink", "http", "--sink-url", sim.URL()+"/bulk")
 
 	code, body, err := post(p.url, "application/x-ndjson", `{"id":"during-outage"}`+"\n")
@@ -527,7 +508,7 @@ func TestHTTPSinkRetriesThenAnswers503AndRecovers(t *testing.T) {
 		m := metric(t, p.url, "batchpilot_sink_retries_total")
 		return m >= 1
 	})
-	healed.Store(true)
+	down.Store(false)
 	poll(t, "a record accepted after the downstream healed", func() bool {
 		code, _, err := post(p.url, "application/x-ndjson", `{"id":"after-outage"}`+"\n")
 		return err == nil && code == 200
@@ -538,6 +519,36 @@ func TestHTTPSinkRetriesThenAnswers503AndRecovers(t *testing.T) {
 	if err := p.stop(t); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startSwitchedSinksim runs sinksim keeping every id it accepts, answering
+// every batch 503 (no Retry-After) while down is set and 200 otherwise
+// (set it after the start: sinksim's phases count from then). It is closed
+// when the test ends.
+func startSwitchedSinksim(t *testing.T, down *atomic.Bool) *sinksim.Server {
+	t.Helper()
+	base := time.Now()
+	one, none := 1.0, 0.0
+	sim, err := sinksim.Start(sinksim.Config{
+		Scenario: &sinksim.Scenario{Phases: []sinksim.Phase{
+			{Name: "up", Duration: sinksim.Duration(time.Hour), ErrorRate: &none},
+			{Name: "down", Duration: sinksim.Duration(time.Hour), ErrorRate: &one, ErrorKinds: []string{"503"}},
+		}},
+		RetryAfter: -1,
+		KeepIDs:    true,
+		// The switch moves sinksim's clock between its two phases.
+		Now: func() time.Time {
+			if down.Load() {
+				return base.Add(90 * time.Minute)
+			}
+			return base
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
 }
 
 // metric reads one unlabelled series from a node's /metrics.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/batchpilot/batchpilot/loadgen"
-	"github.com/batchpilot/batchpilot/loadgen/sinksim"
 )
 
 // The fault tests run real agents as separate processes under load from
@@ -143,25 +143,37 @@ func restart(t, owner *testing.T, m *member, via *member) *member {
 		"--raft-addr", f[4], "--bootstrap-expect", "3", "--join", via.gossip)
 }
 
+// startCluster runs three agents on 127.0.0.1, named prefix1 to prefix3,
+// that bootstrap one cluster together, and waits until all three are
+// voters with a leader. extra goes to every agent.
+func startCluster(t *testing.T, prefix string, extra ...string) []*member {
+	t.Helper()
+	base := t.TempDir()
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
+		"--bootstrap-expect", "3"}, extra...)
+	var ms []*member
+	var names []string
+	for i := 1; i <= 3; i++ {
+		a := args
+		if i > 1 {
+			a = append(slices.Clone(args), "--join", ms[0].gossip)
+		}
+		name := fmt.Sprintf("%s%d", prefix, i)
+		names = append(names, name)
+		ms = append(ms, launchMember(t, t, nil, name, filepath.Join(base, name), a...))
+	}
+	waitSeen(t, ms, names, "alive", func(r string) bool { return r == "leader" || r == "voter" })
+	waitLeader(t, ms...)
+	return ms
+}
+
 // TestFaultsUnderLoad runs a three-node cluster under a steady load sent
 // to all three nodes, kills a follower with SIGKILL and restarts it, then
 // does the same to the leader, and checks that no acknowledged record was
 // lost and that the generator failed over instead of failing requests.
 func TestFaultsUnderLoad(t *testing.T) {
 	top := t
-	base := t.TempDir()
-	loopback := []string{"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--bootstrap-expect", "3"}
-	var ms []*member
-	for i := 1; i <= 3; i++ {
-		args := loopback
-		if i > 1 {
-			args = append(args, "--join", ms[0].gossip)
-		}
-		name := fmt.Sprintf("f%d", i)
-		ms = append(ms, launchMember(t, t, nil, name, filepath.Join(base, name), args...))
-	}
-	waitSeen(t, ms, []string{"f1", "f2", "f3"}, "alive", func(r string) bool { return r == "leader" || r == "voter" })
-	waitLeader(t, ms...)
+	ms := startCluster(t, "f")
 	urls := []string{ms[0].url, ms[1].url, ms[2].url}
 	load := startLoad(t, urls, 1500)
 	waitWritten(t, 500, ms...)
@@ -260,27 +272,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 func TestSinkOutageOpensTheBreakerAndRecovers(t *testing.T) {
 	const outage = 30 * time.Second
 	var down atomic.Bool
-	base := time.Now()
-	one, none := 1.0, 0.0
-	sim, err := sinksim.Start(sinksim.Config{
-		Scenario: &sinksim.Scenario{Phases: []sinksim.Phase{
-			{Name: "up", Duration: sinksim.Duration(time.Hour), ErrorRate: &none},
-			{Name: "down", Duration: sinksim.Duration(time.Hour), ErrorRate: &one, ErrorKinds: []string{"503"}},
-		}},
-		RetryAfter: -1,
-		KeepIDs:    true,
-		// The test moves sinksim's clock into the outage and out of it.
-		Now: func() time.Time {
-			if down.Load() {
-				return base.Add(90 * time.Minute)
-			}
-			return base
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSwitchedSinksim(t, &down)
 	dir := t.TempDir()
 	// Host limits the breaker cannot trip on a busy test machine: the
 	// sink's errors alone must open it.

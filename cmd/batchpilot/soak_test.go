@@ -41,22 +41,9 @@ func TestSoak(t *testing.T) {
 	binPath = plain
 	defer func() { binPath = raceBin }()
 
-	base := t.TempDir()
 	// The default budget (not the tests' small one), and host limits the
 	// breaker does not trip on: the generator shares the two cores.
-	args := []string{"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
-		"--bootstrap-expect", "3", "--max-linger", "200ms", "--initial-limits", "cpu_limit_percent=100,mem_limit_percent=100"}
-	var ms []*member
-	for i := 1; i <= 3; i++ {
-		a := args
-		if i > 1 {
-			a = append(a, "--join", ms[0].gossip)
-		}
-		name := fmt.Sprintf("s%d", i)
-		ms = append(ms, launchMember(t, t, nil, name, filepath.Join(base, name), a...))
-	}
-	waitSeen(t, ms, []string{"s1", "s2", "s3"}, "alive", func(r string) bool { return r == "leader" || r == "voter" })
-	waitLeader(t, ms...)
+	ms := startCluster(t, "s", "--max-linger", "200ms", "--initial-limits", "cpu_limit_percent=100,mem_limit_percent=100")
 
 	// The generator stops by itself after the soak's length.
 	dir := t.TempDir()
