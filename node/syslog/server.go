@@ -336,8 +336,10 @@ func (s *Server) track(c net.Conn) {
 	}
 	if len(s.conns) >= s.cfg.MaxConnections {
 		s.mu.Unlock()
-		c.Close()
+		// Counted before the close, so that whoever sees the connection
+		// closed sees it counted.
 		s.refused.Add(1)
+		c.Close()
 		s.warn(reasonRefused, "syslog: connection refused: too many connections",
 			slog.String("remote", c.RemoteAddr().String()), slog.Int("max_connections", s.cfg.MaxConnections))
 		return
