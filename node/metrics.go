@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Name: "batchpilot_records_written_total", Help: "Records durably written by the sink.",
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "batchpilot_records_rejected_total", Help: "Records or requests refused, by reason (malformed, too_large, queue_full, draining, sink_error, bad_record, breaker_open, dropped).",
+			Name: "batchpilot_records_rejected_total", Help: "Records or requests refused, by reason (malformed, too_large, queue_full, draining, sink_error, bad_record, breaker_open, dropped, unauthorized).",
 		}, []string{"reason"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "batchpilot_batches_total", Help: "Batches flushed to the sink, by result (ok, error).",

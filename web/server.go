@@ -24,6 +24,9 @@ type Config struct {
 	Gossip *cluster.Cluster  // membership, and each member's HTTP address
 	// APIToken, when set, is the bearer token every mutating call needs.
 	APIToken string
+	// Ingest serves POST /v1/logs (the agent passes the native formats and
+	// OTLP behind the ingest token); default the node's IngestHandler.
+	Ingest http.Handler
 	// Gatherer serves /metrics; default the node's own registry.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
@@ -47,6 +50,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Gatherer == nil {
 		c.Gatherer = c.Node.Registry()
+	}
+	if c.Ingest == nil {
+		c.Ingest = c.Node.IngestHandler()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -101,7 +107,7 @@ func build(cfg Config) (*api, *gin.Engine) {
 		jsonError(c, http.StatusInternalServerError, "internal error")
 	}))
 	n := cfg.Node
-	r.POST("/v1/logs", gin.WrapH(n.IngestHandler()))
+	r.POST("/v1/logs", gin.WrapH(cfg.Ingest))
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok", "node": n.Name()}) })
 	r.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)

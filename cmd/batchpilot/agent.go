@@ -68,6 +68,9 @@ type agentConfig struct {
 	MaxLineBytes     int
 
 	APIToken string
+	// IngestToken, BulkAddr and the syslog TLS settings are the intakes of
+	// ingest.go.
+	IngestToken string
 	// TLSCert and TLSKey turn HTTPS on; TLSCA verifies the other nodes'
 	// certificates; RaftTLS runs Raft over mutual TLS (see tls.go).
 	TLSCert string
@@ -119,6 +122,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 16<<20, "largest HTTP request body, after decompression (413 above)")
 	fs.IntVar(&c.MaxLineBytes, "max-line-bytes", 1<<20, "largest single record or syslog message")
 	fs.StringVar(&c.APIToken, "api-token", "", "bearer token required for mutating API calls when set")
+	c.registerIngest(fs)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "this node's PEM certificate (chain): serve ingest, the API, the dashboard and /metrics\nover HTTPS (TLS 1.2 or later), and Raft with --raft-tls; needs --tls-key. Every node of a\ncluster serves HTTPS, or none does (nodes ask each other over the same scheme)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA bundle the other nodes' certificates are verified against (API requests to\nother nodes, and Raft with --raft-tls); default the system's roots")
@@ -343,7 +347,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 	n.Start()
 	a.http = &http.Server{
 		Handler: web.New(web.Config{Node: n, Raft: a.raft, Gossip: a.gossip, APIToken: cfg.APIToken,
-			PeerTLS: a.tls.peer, Logger: log}),
+			Ingest: a.ingestHandler(), PeerTLS: a.tls.peer, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
