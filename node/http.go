@@ -12,20 +12,27 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/batchpilot/batchpilot/node/logs"
 	"github.com/batchpilot/batchpilot/node/sink"
 )
 
-// IngestHandler serves POST /v1/logs: it decodes the body, queues every
-// record, and answers 200 {"accepted": N} only once all of them are durably
-// written. A malformed record fails the whole request with 400 and its line
-// number, and nothing of that request is written.
-func (n *Node) IngestHandler() http.Handler {
-	return http.HandlerFunc(n.serveIngest)
+// IngestHandler serves POST /v1/logs in the native formats (node/logs): it
+// decodes the body, queues every record, and answers 200 {"accepted": N}
+// only once all of them are durably written. A malformed record fails the
+// whole request with 400 and its line number, and nothing of that request
+// is written.
+func (n *Node) IngestHandler() http.Handler { return n.LogsHandler() }
+
+// LogsHandler is IngestHandler with more intakes sharing the path: a body
+// that one of others claims (OTLP) is answered by it, any other by the
+// native formats.
+func (n *Node) LogsHandler(others ...BodyIntake) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.serveIngest(w, r, others) })
 }
 
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
+func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request, others []BodyIntake) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "use POST", 0)
@@ -36,27 +43,32 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, ErrDraining.Error(), 0)
 		return
 	}
-	body, status, err := n.readBody(r)
+	body, status, err := readBody(r, n.cfg.MaxBodyBytes)
 	if err != nil {
-		if status == http.StatusRequestEntityTooLarge {
-			n.Rejected("too_large", 1)
-		} else {
-			n.Rejected("malformed", 1)
-		}
+		n.rejectedStatus(status, 1)
 		writeError(w, status, err.Error(), 0)
 		return
 	}
+	ct := r.Header.Get("Content-Type")
+	for _, o := range others {
+		if o.Claims(ct, body.Bytes()) {
+			o.ServeBody(w, r, body.Bytes())
+			body.Reset()
+			bodyPool.Put(body)
+			return
+		}
+	}
 	// The records point into the body; it goes back to the pool only after
 	// they have been written (or never, if the client leaves first).
-	format, err := FormatFor(r.Header.Get("Content-Type"), body.Bytes())
+	format, err := logs.FormatFor(ct, body.Bytes())
 	if err != nil {
 		n.Rejected("malformed", 1)
 		writeError(w, http.StatusUnsupportedMediaType, err.Error(), 0)
 		return
 	}
-	recs, err := Decode(format, body.Bytes(), n.cfg.MaxLineBytes)
+	recs, err := logs.Decode(format, body.Bytes(), n.cfg.MaxLineBytes)
 	if err != nil {
-		var de *DecodeError
+		var de *logs.DecodeError
 		status, line := http.StatusBadRequest, 0
 		if errors.As(err, &de) {
 			line = de.Line
@@ -64,11 +76,7 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusRequestEntityTooLarge
 			}
 		}
-		reason := "malformed"
-		if status == http.StatusRequestEntityTooLarge {
-			reason = "too_large"
-		}
-		n.Rejected(reason, 1)
+		n.rejectedStatus(status, 1)
 		writeError(w, status, err.Error(), line)
 		return
 	}
@@ -78,30 +86,65 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		body.Reset()
 		bodyPool.Put(body)
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"accepted\":%d}\n", len(recs))
+		return
+	}
+	if r.Context().Err() != nil && !errors.Is(err, ErrQueueFull) && !errors.Is(err, ErrDraining) && !errors.Is(err, ErrBreakerOpen) {
+		return // the client went away; nobody reads the answer
+	}
+	status, msg := IngestStatus(err)
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", RetryAfterSeconds)
+	}
+	writeError(w, status, msg, 0)
+}
+
+// RetryAfterSeconds is the Retry-After every intake sends with a 429.
+const RetryAfterSeconds = "1"
+
+// IngestStatus maps an error of Receiver.Ingest to the HTTP status and
+// message every HTTP intake answers with: 429 for a full queue (send
+// Retry-After), 503 while draining, while the breaker is open or when the
+// sink failed, 422 when the sink can never write a record of the request.
+func IngestStatus(err error) (int, string) {
+	switch {
 	case errors.Is(err, ErrQueueFull):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "queue full: retry later", 0)
+		return http.StatusTooManyRequests, "queue full: retry later"
 	case errors.Is(err, ErrDraining), errors.Is(err, ErrBreakerOpen):
-		writeError(w, http.StatusServiceUnavailable, err.Error(), 0)
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
+		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, sink.ErrBadRecord):
-		// The sink can never write a record of this request: retrying will
-		// not help, so this is not a 503.
-		writeError(w, http.StatusUnprocessableEntity, "the sink refused a record of this request: "+err.Error(), 0)
+		// Retrying will not help, so this is not a 503.
+		return http.StatusUnprocessableEntity, "the sink refused a record of this request: " + err.Error()
 	default:
-		writeError(w, http.StatusServiceUnavailable, "sink: "+err.Error(), 0)
+		return http.StatusServiceUnavailable, "sink: " + err.Error()
 	}
 }
 
-// readBody reads the request body, gunzipping it when asked, up to
-// MaxBodyBytes after decompression.
-func (n *Node) readBody(r *http.Request) (*bytes.Buffer, int, error) {
-	limit := n.cfg.MaxBodyBytes
+// rejectedStatus counts a request refused with status before it was queued.
+func (n *Node) rejectedStatus(status, count int) {
+	if status == http.StatusRequestEntityTooLarge {
+		n.Rejected("too_large", count)
+	} else {
+		n.Rejected("malformed", count)
+	}
+}
+
+// ReadBody reads an ingest request's body, gunzipping it when
+// Content-Encoding says so, up to limit bytes after decompression. On error
+// status is what to answer: 413 over the limit, 415 for an unknown
+// encoding, 400 for a body that cannot be read.
+func ReadBody(r *http.Request, limit int64) ([]byte, int, error) {
+	buf, status, err := readBody(r, limit)
+	if err != nil {
+		return nil, status, err
+	}
+	return buf.Bytes(), 0, nil
+}
+
+// readBody is ReadBody with a buffer from bodyPool.
+func readBody(r *http.Request, limit int64) (*bytes.Buffer, int, error) {
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)
 	}

@@ -12,6 +12,8 @@ type Source string
 const (
 	SourceHTTP   Source = "http"
 	SourceSyslog Source = "syslog"
+	SourceOTLP   Source = "otlp" // OTLP/HTTP logs on POST /v1/logs
+	SourceBulk   Source = "bulk" // the Elasticsearch bulk API
 )
 
 // Record is one log record on its way through the node.

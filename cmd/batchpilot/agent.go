@@ -321,9 +321,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 			MaxMessageBytes: cfg.MaxLineBytes,
 			MaxConnections:  cfg.MaxConns,
 			Logger:          log,
-			Handler: func(rec []byte, block bool) error {
-				return n.Offer(context.Background(), rec, node.SourceSyslog, block)
-			},
+			Handler:         syslogHandler(n),
 		})
 		if err := a.syslog.Listen(); err != nil {
 			a.httpLn.Close()
