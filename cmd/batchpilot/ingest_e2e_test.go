@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	otellog "go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The intakes beyond plain HTTP and syslog, each with a real client, against
+// one agent that requires an ingest token.
+
+const e2eIngestToken = "e2e-ingest-token"
+
+// collected keeps what the OpenTelemetry SDK emits, so the test can export
+// it itself and know which records were acknowledged.
+type collected struct{ recs []sdklog.Record }
+
+func (c *collected) OnEmit(_ context.Context, r *sdklog.Record) error {
+	c.recs = append(c.recs, r.Clone())
+	return nil
+}
+func (c *collected) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
+func (c *collected) Shutdown(context.Context) error                         { return nil }
+func (c *collected) ForceFlush(context.Context) error                       { return nil }
+
+// sendOTLP logs n records through the OpenTelemetry Go SDK and exports
+// them with the official OTLP/HTTP exporter, in batches; it returns the ids
+// of the batches the agent acknowledged.
+func sendOTLP(t *testing.T, url string, n, batch int) []string {
+	t.Helper()
+	col := &collected{}
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(col),
+		sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "e2e-otlp"))))
+	logger := lp.Logger("batchpilot.e2e", otellog.WithInstrumentationVersion("1.0"))
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("otlp-%d", i)
+		var r otellog.Record
+		r.SetTimestamp(time.Now())
+		r.SetSeverity(otellog.SeverityInfo)
+		r.SetSeverityText("INFO")
+		r.SetBody(attribute.StringValue("order placed"))
+		r.AddAttributes(attribute.String("id", ids[i]), attribute.Int("items", i%7))
+		logger.Emit(ctx, r)
+	}
+	exp, err := otlploghttp.New(context.Background(), otlploghttp.WithEndpointURL(url+"/v1/logs"),
+		otlploghttp.WithCompression(otlploghttp.GzipCompression),
+		otlploghttp.WithHeaders(map[string]string{"Authorization": "Bearer " + e2eIngestToken}),
+		otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: true, InitialInterval: 50 * time.Millisecond,
+			MaxInterval: time.Second, MaxElapsedTime: 30 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(context.Background())
+	var acked []string
+	for i := 0; i < n; i += batch {
+		j := min(i+batch, n)
+		if err := exp.Export(context.Background(), col.recs[i:j]); err != nil {
+			t.Errorf("OTLP export of records %d-%d: %v", i, j, err)
+			continue
+		}
+		acked = append(acked, ids[i:j]...)
+	}
+	return acked
+}
+
+func TestIntakesWithRealClients(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "--ingest-token", e2eIngestToken)
+
+	// Without the token, every HTTP ingest path is 401.
+	if status, body, err := post(p.url, "application/x-ndjson", `{"id":"no-token"}`); err != nil || status != http.StatusUnauthorized {
+		t.Fatalf("ingest without the token: %d %s %v; want 401", status, body, err)
+	}
+	// With it, as curl sends it (the README's example).
+	req, _ := http.NewRequest("POST", p.url+"/v1/logs", strings.NewReader(`{"id":"curl-1","message":"hi"}`+"\n"))
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Authorization", "Bearer "+e2eIngestToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest with the token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	acked := []string{"curl-1"}
+
+	acked = append(acked, sendOTLP(t, p.url, 600, 200)...)
+	if got := metric(t, p.url, `batchpilot_otlp_log_records_total{result="accepted"}`); got != 600 {
+		t.Errorf("batchpilot_otlp_log_records_total{accepted} = %v, want 600", got)
+	}
+
+	if err := p.stop(t); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
+	out, err := runVerifyCmd(t, writeIDs(t, acked), dir)
+	if err != nil || !strings.HasPrefix(out, "lost 0 duplicated 0") {
+		t.Fatalf("verify: %q %v; want lost 0 duplicated 0", out, err)
+	}
+	t.Logf("verify: %s (%d acknowledged)", out, len(acked))
+	for _, r := range sinkRecords(t, dir) {
+		if r["id"] != "otlp-3" {
+			continue
+		}
+		res, _ := r["resource"].(map[string]any)
+		attrs, _ := res["attributes"].(map[string]any)
+		if r["_source"] != "otlp" || r["trace_id"] != "4bf92f3577b34da6a3ce929d0e0e4736" || r["span_id"] != "00f067aa0ba902b7" ||
+			r["severity_text"] != "INFO" || attrs["service.name"] != "e2e-otlp" || r["message"] != "order placed" {
+			t.Fatalf("OTLP record lost a field: %v", r)
+		}
+		return
+	}
+	t.Fatal("record otlp-3 is not in the sink")
+}
