@@ -70,7 +70,10 @@ type agentConfig struct {
 	APIToken string
 	// IngestToken, BulkAddr and the syslog TLS settings are the intakes of
 	// ingest.go.
-	IngestToken string
+	IngestToken       string
+	BulkAddr          string
+	SyslogTLSAddr     string
+	SyslogTLSClientCA string
 	// TLSCert and TLSKey turn HTTPS on; TLSCA verifies the other nodes'
 	// certificates; RaftTLS runs Raft over mutual TLS (see tls.go).
 	TLSCert string
@@ -175,6 +178,7 @@ func (c *agentConfig) validate() error {
 		errs = append(errs, fmt.Sprintf("--max-header-bytes %d: want at least 1", c.MaxHeaderBytes))
 	}
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validateIngest()...)
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -239,6 +243,9 @@ type agent struct {
 	served chan error
 	stopCl chan struct{}
 	clDone chan struct{}
+
+	// intakes are the bulk API and syslog over TLS (ingest.go).
+	intakes intakes
 	// grant is the budget grant the node was last given (0: none, no cap).
 	grant atomic.Int64
 }
@@ -305,7 +312,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		snk.Close()
 		return nil, err
 	}
-	a := &agent{cfg: cfg, log: log, node: n, tls: tlsCfg, served: make(chan error, 2),
+	a := &agent{cfg: cfg, log: log, node: n, tls: tlsCfg, served: make(chan error, 4),
 		stopCl: make(chan struct{}), clDone: make(chan struct{})}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -329,7 +336,16 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 			return nil, fmt.Errorf("listen on --syslog-addr %s: %w", cfg.SyslogAddr, err)
 		}
 	}
+	if err := a.listenIntakes(); err != nil {
+		if a.syslog != nil {
+			a.syslog.Close()
+		}
+		a.httpLn.Close()
+		snk.Close()
+		return nil, err
+	}
 	if err := a.joinCluster(); err != nil {
+		a.closeIntakes()
 		if a.syslog != nil {
 			a.syslog.Close()
 		}
@@ -358,6 +374,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		go func() { a.served <- a.http.Serve(a.httpLn) }()
 	}
 	go a.clusterLoop()
+	a.serveIntakes()
 	if a.syslog != nil {
 		go func() { a.served <- a.syslog.Serve(context.Background()) }()
 	}
@@ -407,7 +424,8 @@ func (a *agent) stop(ctx context.Context, leave bool) error {
 	// same time.
 	drained := make(chan error, 1)
 	go func() { drained <- a.node.Shutdown(ctx) }()
-	herr := a.http.Shutdown(ctx)
+	ierr := a.stopIntakes(ctx)
+	herr := errors.Join(a.http.Shutdown(ctx), ierr)
 	nerr := <-drained
 	close(a.stopCl)
 	<-a.clDone
@@ -580,8 +598,8 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "batchpilot agent %s: ingest, API and dashboard on %s\n", cfg.NodeName, a.URL())
 	// A machine-readable line for scripts and tests that bind port 0.
-	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s\n",
-		a.URL(), a.syslogAddr(), a.gossip.Addr(), a.raft.RaftAddr())
+	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s %s\n",
+		a.URL(), a.syslogAddr(), a.gossip.Addr(), a.raft.RaftAddr(), a.intakeAddrs())
 	select {
 	case <-ctx.Done():
 	case err := <-a.served:

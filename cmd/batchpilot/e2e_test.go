@@ -51,12 +51,14 @@ type proc struct {
 	cmd    *exec.Cmd
 	url    string // http://127.0.0.1:PORT
 	syslog string // 127.0.0.1:PORT
+	bulk   string // 127.0.0.1:PORT of --bulk-addr, "" when off
+	sysTLS string // 127.0.0.1:PORT of --syslog-tls-addr, "" when off
 	mu     sync.Mutex
 	log    bytes.Buffer
 	exited chan error
 }
 
-var listeningRE = regexp.MustCompile(`listening http=(\S+) syslog=(\S*)`)
+var listeningRE = regexp.MustCompile(`listening http=(\S+) syslog=(\S*) .* bulk=(\S*) syslog_tls=(\S*)`)
 
 // startProc runs `batchpilot agent` on free ports and waits until it says
 // where it listens.
@@ -97,7 +99,7 @@ func startProc(t *testing.T, dataDir string, args ...string) *proc {
 	})
 	select {
 	case m := <-found:
-		p.url, p.syslog = m[1], m[2]
+		p.url, p.syslog, p.bulk, p.sysTLS = m[1], m[2], m[3], m[4]
 	case err := <-p.exited:
 		t.Fatalf("agent exited before listening: %v\n%s", err, p.logs())
 	case <-time.After(60 * time.Second):

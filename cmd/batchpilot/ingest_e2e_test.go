@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +84,7 @@ func sendOTLP(t *testing.T, url string, n, batch int) []string {
 
 func TestIntakesWithRealClients(t *testing.T) {
 	dir := t.TempDir()
-	p := startProc(t, dir, "--ingest-token", e2eIngestToken)
+	p := startProc(t, dir, "--ingest-token", e2eIngestToken, "--bulk-addr", "127.0.0.1:0")
 
 	// Without the token, every HTTP ingest path is 401.
 	if status, body, err := post(p.url, "application/x-ndjson", `{"id":"no-token"}`); err != nil || status != http.StatusUnauthorized {
@@ -101,6 +105,24 @@ func TestIntakesWithRealClients(t *testing.T) {
 	if got := metric(t, p.url, `batchpilot_otlp_log_records_total{result="accepted"}`); got != 600 {
 		t.Errorf("batchpilot_otlp_log_records_total{accepted} = %v, want 600", got)
 	}
+
+	// rsyslog's omelasticsearch in bulk mode, with the token as its
+	// basic-auth password. It has no acknowledgement to report to us: it
+	// retries until the bulk API answers, so every line must arrive.
+	bulkIDs := make([]string, 300)
+	for i := range bulkIDs {
+		bulkIDs[i] = fmt.Sprintf("es-%d", i)
+	}
+	_, bulkPort, _ := net.SplitHostPort(p.bulk)
+	rs := runRsyslog(t, bulkIDs, `module(load="omelasticsearch")
+template(name="doc" type="string" string="{\"id\":\"%msg:::json%\",\"app\":\"%app-name:::json%\"}")`,
+		fmt.Sprintf(`action(type="omelasticsearch" server="127.0.0.1" serverport="%s" searchIndex="rsyslog-e2e" bulkmode="on"
+       template="doc" uid="elastic" pwd="%s" action.resumeRetryCount="-1")`, bulkPort, e2eIngestToken))
+	poll(t, "every line rsyslog read in the sink", func() bool {
+		rs.check(t)
+		return metric(t, p.url, `batchpilot_bulk_items_total{result="created"}`) >= float64(len(bulkIDs))
+	})
+	acked = append(acked, bulkIDs...)
 
 	if err := p.stop(t); err != nil {
 		t.Fatalf("agent exit after SIGTERM: %v", err)
@@ -123,4 +145,65 @@ func TestIntakesWithRealClients(t *testing.T) {
 		return
 	}
 	t.Fatal("record otlp-3 is not in the sink")
+}
+
+// rsyslogProc is a running rsyslogd.
+type rsyslogProc struct {
+	exited chan struct{}
+	out    *strings.Builder
+}
+
+// check fails the test if rsyslogd has exited (a configuration it refused).
+func (r *rsyslogProc) check(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.exited:
+		t.Fatalf("rsyslogd exited:\n%s", r.out.String())
+	default:
+	}
+}
+
+// runRsyslog runs Debian's rsyslogd in the foreground with imfile reading
+// one line per id into a ruleset of the action given, until the test ends;
+// preamble (modules, templates, globals) goes before the ruleset.
+func runRsyslog(t *testing.T, ids []string, preamble, action string) *rsyslogProc {
+	t.Helper()
+	if _, err := exec.LookPath("rsyslogd"); err != nil {
+		t.Fatalf("rsyslogd is needed for this test (.ci/run installs rsyslog, rsyslog-elasticsearch, rsyslog-gnutls): %v", err)
+	}
+	dir := t.TempDir()
+	input := filepath.Join(dir, "input.log")
+	if err := os.WriteFile(input, []byte(strings.Join(ids, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "rsyslog.conf")
+	text := fmt.Sprintf(`global(workDirectory="%s")
+module(load="imfile")
+%s
+ruleset(name="out") {
+%s
+}
+input(type="imfile" file="%s" tag="e2e" ruleset="out")
+`, dir, preamble, action, input)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	rs := &rsyslogProc{exited: make(chan struct{}), out: &strings.Builder{}}
+	cmd.Stdout, cmd.Stderr = rs.out, rs.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(rs.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-rs.exited
+		if t.Failed() {
+			t.Logf("rsyslogd output:\n%s", rs.out.String())
+		}
+	})
+	return rs
 }

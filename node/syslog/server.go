@@ -104,6 +104,7 @@ type Server struct {
 	dropped     atomic.Uint64
 	connections atomic.Uint64
 	refused     atomic.Uint64
+	handshakes  atomic.Uint64 // failed TLS handshakes (tls.go)
 }
 
 // NewServer returns a server for cfg, with defaults filled in. It does not
