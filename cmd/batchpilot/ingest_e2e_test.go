@@ -18,6 +18,8 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/batchpilot/batchpilot/consensus/testpki"
 )
 
 // The intakes beyond plain HTTP and syslog, each with a real client, against
@@ -206,4 +208,46 @@ input(type="imfile" file="%s" tag="e2e" ruleset="out")
 		}
 	})
 	return rs
+}
+
+// TestSyslogOverTLSFromRsyslog: Debian's rsyslog-gnutls forwards
+// octet-counted syslog over TLS with a client certificate, and the agent
+// requires one.
+func TestSyslogOverTLSFromRsyslog(t *testing.T) {
+	serverCA, clientCA := testpki.NewCA(t, "e2e-server-ca"), testpki.NewCA(t, "e2e-client-ca")
+	srvDir, cliDir := t.TempDir(), t.TempDir()
+	srv := serverCA.WriteFiles(t, srvDir, "node", []net.IP{net.IPv4(127, 0, 0, 1)}, "batchpilot-node")
+	cli := clientCA.WriteFiles(t, cliDir, "sender", nil, "sender")
+
+	dir := t.TempDir()
+	p := startProc(t, dir, "--tls-cert", srv.Cert, "--tls-key", srv.Key,
+		"--syslog-tls-addr", "127.0.0.1:0", "--syslog-tls-client-ca", cli.CA)
+	_, port, _ := net.SplitHostPort(p.sysTLS)
+	lines := make([]string, 200)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("tls-%d", i)
+	}
+	rs := runRsyslog(t, lines, fmt.Sprintf(`global(defaultNetstreamDriver="gtls" defaultNetstreamDriverCAFile="%s"
+       defaultNetstreamDriverCertFile="%s" defaultNetstreamDriverKeyFile="%s")`, srv.CA, cli.Cert, cli.Key),
+		fmt.Sprintf(`action(type="omfwd" target="127.0.0.1" port="%s" protocol="tcp" tcp_framing="octet-counted"
+       streamDriver="gtls" streamDriverMode="1" streamDriverAuthMode="x509/name"
+       streamDriverPermittedPeers="batchpilot-node" template="RSYSLOG_SyslogProtocol23Format"
+       action.resumeRetryCount="-1")`, port))
+	want := map[string]bool{}
+	for _, l := range lines {
+		want[l] = true
+	}
+	poll(t, "every line rsyslog forwarded over TLS in the sink", func() bool {
+		rs.check(t)
+		got := 0
+		for _, r := range sinkRecords(t, dir) {
+			if m, _ := r["message"].(string); want[m] && r["_source"] == "syslog" && r["app_name"] == "e2e" {
+				got++
+			}
+		}
+		return got >= len(lines)
+	})
+	if err := p.stop(t); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
 }
