@@ -11,6 +11,7 @@ import (
 // environment variable. Define the flags, then call parseFlags.
 func newFlagSet(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.String(configFlag, "", "a YAML `file` that sets any of these flags, one key per flag name (http-addr: 127.0.0.1:8480);\nthe environment and the command line override it (see docs/configuration.md)")
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: batchpilot %s\n\n", synopsis)
@@ -34,9 +35,16 @@ func envName(flagName string) string {
 	return "BATCHPILOT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// parseFlags applies the environment first and the command line second, so a
-// flag given on the command line wins over its variable.
+// parseFlags applies the configuration file (--config) first, the
+// environment second and the command line last, so a flag given on the
+// command line wins over its variable, and both over the file.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if path := configPath(args); path != "" {
+		if err := applyConfigFile(fs, path); err != nil {
+			fmt.Fprintln(fs.Output(), err)
+			return errUsage
+		}
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
