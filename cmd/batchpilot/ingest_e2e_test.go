@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/batchpilot/batchpilot/consensus/testpki"
 )
 
@@ -125,6 +127,7 @@ template(name="doc" type="string" string="{\"id\":\"%msg:::json%\",\"app\":\"%ap
 		return metric(t, p.url, `batchpilot_bulk_items_total{result="created"}`) >= float64(len(bulkIDs))
 	})
 	acked = append(acked, bulkIDs...)
+	lintIntakeMetrics(t, p.url)
 
 	if err := p.stop(t); err != nil {
 		t.Fatalf("agent exit after SIGTERM: %v", err)
@@ -249,5 +252,25 @@ func TestSyslogOverTLSFromRsyslog(t *testing.T) {
 	})
 	if err := p.stop(t); err != nil {
 		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
+}
+
+// lintIntakeMetrics checks the intakes' series on /metrics with promlint,
+// the linter promtool check metrics runs.
+func lintIntakeMetrics(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	problems, err := promlint.New(resp.Body).Lint()
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "batchpilot_otlp_") || strings.HasPrefix(p.Metric, "batchpilot_bulk_") {
+			t.Errorf("/metrics: %s: %s", p.Metric, p.Text)
+		}
 	}
 }
