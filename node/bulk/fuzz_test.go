@@ -31,3 +31,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseAction: the fast path of an action line agrees with the map
+// decoding it short-cuts.
+func FuzzParseAction(f *testing.F) {
+	for _, s := range []string{`{"index":{"_index":"a","_id":"1"}}`, `{"create":{}}`, `{"index":{},"x":1}`,
+		`{"index":{"_index":"a\",\"b"}}`, `{"delete":{"_id":2}}`, `{"index":{}, "index":{}}`, `{"update":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		name, meta, err := parseAction(b)
+		sname, smeta, serr := parseActionSlow(b)
+		if err != nil {
+			return
+		}
+		if serr != nil || name != sname || string(meta.ID) != string(smeta.ID) ||
+			(meta.Index == nil) != (smeta.Index == nil) || (meta.Index != nil && *meta.Index != *smeta.Index) {
+			t.Fatalf("%q: fast path %q %+v, map %q %+v %v", b, name, meta, sname, smeta, serr)
+		}
+	})
+}

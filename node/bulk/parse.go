@@ -103,10 +103,45 @@ func Parse(body []byte, defaultIndex string, maxDoc int) ([]Item, error) {
 	return items, nil
 }
 
+// actionLine is an action line's one key, decoded without a map.
+type actionLine struct {
+	Index  *actionMeta `json:"index"`
+	Create *actionMeta `json:"create"`
+	Delete *actionMeta `json:"delete"`
+	Update *actionMeta `json:"update"`
+}
+
 // parseAction reads an action line: one object with one key, the action.
 func parseAction(b []byte) (string, actionMeta, error) {
+	if b[0] != '{' {
+		return "", actionMeta{}, errors.New("action line is not a JSON object")
+	}
+	var al actionLine
+	if err := json.Unmarshal(b, &al); err == nil {
+		name, meta, n := "", (*actionMeta)(nil), 0
+		for _, c := range []struct {
+			name string
+			meta *actionMeta
+		}{{"index", al.Index}, {"create", al.Create}, {"delete", al.Delete}, {"update", al.Update}} {
+			if c.meta != nil {
+				name, meta, n = c.name, c.meta, n+1
+			}
+		}
+		// encoding/json matches keys regardless of case: the one key must
+		// be the action as written.
+		if n == 1 && topLevelKeys(b) == 1 &&
+			bytes.HasPrefix(bytes.TrimLeft(b[1:], " \t\r"), []byte(`"`+name+`"`)) {
+			return name, *meta, nil
+		}
+	}
+	return parseActionSlow(b)
+}
+
+// parseActionSlow is parseAction through a map: slower, and it says
+// exactly what is wrong with a line.
+func parseActionSlow(b []byte) (string, actionMeta, error) {
 	var m map[string]json.RawMessage
-	if b[0] != '{' || json.Unmarshal(b, &m) != nil {
+	if json.Unmarshal(b, &m) != nil {
 		return "", actionMeta{}, errors.New("action line is not a JSON object")
 	}
 	if len(m) != 1 {
@@ -125,6 +160,38 @@ func parseAction(b []byte) (string, actionMeta, error) {
 		return name, meta, nil
 	}
 	panic("unreachable")
+}
+
+// topLevelKeys counts the keys of the JSON object b (valid JSON), by
+// scanning for the commas at depth one outside strings.
+func topLevelKeys(b []byte) int {
+	depth, keys, inString, escaped, empty := 0, 0, false, false, true
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		case c == '"':
+			inString = true
+			if depth == 1 && empty {
+				keys, empty = 1, false
+			}
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ',' && depth == 1:
+			keys++
+		}
+	}
+	return keys
 }
 
 // buildRecord is doc with "_index" and "_id" as its first keys, where known
