@@ -117,6 +117,12 @@ func TestIntakesWithRealClients(t *testing.T) {
 	for i := range bulkIDs {
 		bulkIDs[i] = fmt.Sprintf("es-%d", i)
 	}
+	if resp, err := http.Post("http://"+p.bulk+"/_bulk", "application/x-ndjson",
+		strings.NewReader("{\"index\":{}}\n{\"id\":\"no-token\"}\n")); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("bulk without the token: %v %v; want 401", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	_, bulkPort, _ := net.SplitHostPort(p.bulk)
 	rs := runRsyslog(t, bulkIDs, `module(load="omelasticsearch")
 template(name="doc" type="string" string="{\"id\":\"%msg:::json%\",\"app\":\"%app-name:::json%\"}")`,
@@ -137,19 +143,24 @@ template(name="doc" type="string" string="{\"id\":\"%msg:::json%\",\"app\":\"%ap
 		t.Fatalf("verify: %q %v; want lost 0 duplicated 0", out, err)
 	}
 	t.Logf("verify: %s (%d acknowledged)", out, len(acked))
+	found := false
 	for _, r := range sinkRecords(t, dir) {
-		if r["id"] != "otlp-3" {
-			continue
+		switch r["id"] {
+		case "no-token":
+			t.Fatalf("a request refused with 401 was written: %v", r)
+		case "otlp-3":
+			found = true
+			res, _ := r["resource"].(map[string]any)
+			attrs, _ := res["attributes"].(map[string]any)
+			if r["_source"] != "otlp" || r["trace_id"] != "4bf92f3577b34da6a3ce929d0e0e4736" || r["span_id"] != "00f067aa0ba902b7" ||
+				r["severity_text"] != "INFO" || attrs["service.name"] != "e2e-otlp" || r["message"] != "order placed" {
+				t.Fatalf("OTLP record lost a field: %v", r)
+			}
 		}
-		res, _ := r["resource"].(map[string]any)
-		attrs, _ := res["attributes"].(map[string]any)
-		if r["_source"] != "otlp" || r["trace_id"] != "4bf92f3577b34da6a3ce929d0e0e4736" || r["span_id"] != "00f067aa0ba902b7" ||
-			r["severity_text"] != "INFO" || attrs["service.name"] != "e2e-otlp" || r["message"] != "order placed" {
-			t.Fatalf("OTLP record lost a field: %v", r)
-		}
-		return
 	}
-	t.Fatal("record otlp-3 is not in the sink")
+	if !found {
+		t.Fatal("record otlp-3 is not in the sink")
+	}
 }
 
 // rsyslogProc is a running rsyslogd.
