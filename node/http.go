@@ -46,6 +46,11 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request, others []Body
 	body, status, err := readBody(r, n.cfg.MaxBodyBytes)
 	if err != nil {
 		n.rejectedStatus(status, 1)
+		for _, o := range others {
+			if ew, ok := o.(BodyErrorWriter); ok && ew.WriteBodyError(w, r, status, err.Error()) {
+				return
+			}
+		}
 		writeError(w, status, err.Error(), 0)
 		return
 	}

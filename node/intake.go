@@ -64,3 +64,12 @@ type BodyIntake interface {
 	// only through a Receiver.
 	ServeBody(w http.ResponseWriter, r *http.Request, body []byte)
 }
+
+// BodyErrorWriter is implemented by a BodyIntake that answers a request
+// refused before its body could be read (over the size limit, an unknown
+// Content-Encoding, a corrupt gzip stream) in its own format. WriteBodyError
+// reports whether it answered: it does only for a Content-Type that is
+// its own whatever the body.
+type BodyErrorWriter interface {
+	WriteBodyError(w http.ResponseWriter, r *http.Request, status int, msg string) bool
+}

@@ -178,6 +178,20 @@ func (in *Intake) ServeBody(w http.ResponseWriter, r *http.Request, body []byte)
 	_, _ = w.Write(out)
 }
 
+// WriteBodyError implements node.BodyErrorWriter: a protobuf request whose
+// body could not be read is answered with a google.rpc.Status.
+func (in *Intake) WriteBodyError(w http.ResponseWriter, r *http.Request, status int, msg string) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-protobuf" && mt != "application/protobuf" {
+		return false
+	}
+	in.malformed.Add(1)
+	in.writeStatus(w, encProto, status, codeInvalidArgument, msg)
+	return true
+}
+
+var _ node.BodyErrorWriter = (*Intake)(nil)
+
 // rejectedMessage names the first refused records.
 func rejectedMessage(rejected []Rejected) string {
 	const show = 3

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/batchpilot/batchpilot/node"
+	"github.com/batchpilot/batchpilot/node/sink"
 )
 
 // receiver is a node.Receiver that keeps what it is given, or refuses
@@ -225,3 +227,28 @@ func TestClaims(t *testing.T) {
 }
 
 var _ http.Handler = (*node.Node)(nil).IngestHandler()
+
+// TestBodyOverTheLimitIsAnsweredAsOTLP goes through the node's /v1/logs
+// handler: a protobuf body over the limit is 413 with a google.rpc.Status.
+func TestBodyOverTheLimitIsAnsweredAsOTLP(t *testing.T) {
+	dir := t.TempDir()
+	s, err := sink.NewFile(sink.FileConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(node.Config{Name: "otlp-test", Sink: s, MaxBodyBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	h := n.LogsHandler(New(n, 0))
+	req := httptest.NewRequest("POST", "/v1/logs", bytes.NewReader(encode(t, sampleLogs(), false)))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, req)
+	var st spb.Status
+	if rr.Code != http.StatusRequestEntityTooLarge || proto.Unmarshal(rr.Body.Bytes(), &st) != nil || !strings.Contains(st.Message, "over the limit") {
+		t.Fatalf("status %d, body %q; want 413 with a google.rpc.Status", rr.Code, rr.Body)
+	}
+}
