@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +140,17 @@ func TestConfigFileHasAKeyForEveryFlag(t *testing.T) {
 	})
 	if err := cfg.validate(); err != nil {
 		t.Errorf("docs/configuration.md's example does not validate: %v", err)
+	}
+}
+
+// TestAgentRefusesAnUnknownConfigKey runs the real binary: it exits 2
+// before starting anything and names the key.
+func TestAgentRefusesAnUnknownConfigKey(t *testing.T) {
+	path := writeConfig(t, "http-addr: 127.0.0.1:0\ningest_token: x\n")
+	cmd := exec.Command(binPath, "agent", "--config", path)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), `line 2: unknown key "ingest_token"`) {
+		t.Fatalf("exit %v, output %q; want exit 2 naming the key and its line", err, out)
 	}
 }
