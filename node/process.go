@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/batchpilot/batchpilot/node/jsonstr"
@@ -19,10 +20,22 @@ type Processor interface {
 	Process(r *Record)
 }
 
+// reservedKeys are the fields the node adds to every record it writes.
+var reservedKeys = [...]string{"_node", "_received_at", "_source"}
+
 // appendEnriched appends the record with the node's fields added as the
-// last keys of the object.
+// last keys of the object. It is the one place where they are added, so the
+// rule for a record that already has one of them holds for every intake:
+// the node's fields win. The record's own "_node", "_received_at" and
+// "_source" members (top level only, however their names are escaped) are
+// left out, so the written object never has a duplicate key.
 func appendEnriched(dst []byte, r *Record, node string) []byte {
 	data := bytes.TrimRight(r.Data, " \t\r\n")
+	if mayHaveReserved(data) {
+		if kept, ok := withoutReserved(data); ok {
+			data = kept
+		}
+	}
 	body := bytes.TrimSpace(data[:len(data)-1]) // without the closing '}'
 	dst = append(dst, body...)
 	if len(body) > 1 { // more than "{"
@@ -35,6 +48,59 @@ func appendEnriched(dst []byte, r *Record, node string) []byte {
 	dst = append(dst, `","_source":"`...)
 	dst = append(dst, r.Source...)
 	return append(dst, '"', '}')
+}
+
+// mayHaveReserved is the cheap test in front of withoutReserved: a key
+// that names a reserved field starts with '_', written as such or escaped.
+func mayHaveReserved(data []byte) bool {
+	return bytes.Contains(data, []byte(`"_`)) || bytes.Contains(data, []byte(`"\u005`))
+}
+
+// withoutReserved returns the JSON object data without its top-level
+// members named like a reserved field, keeping the others byte for byte and
+// in order. ok is false when it has none (or data is not an object), and
+// data is then to be used as it is.
+func withoutReserved(data []byte) (kept []byte, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	type span struct{ from, to int64 }
+	var keep []span
+	dropped := false
+	prev := dec.InputOffset()
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, false
+		}
+		end := dec.InputOffset()
+		if slices.Contains(reservedKeys[:], key) {
+			dropped = true
+		} else {
+			keep = append(keep, span{prev, end})
+		}
+		prev = end
+	}
+	if !dropped {
+		return nil, false
+	}
+	out := make([]byte, 0, len(data))
+	out = append(out, '{')
+	for i, s := range keep {
+		member := bytes.TrimLeft(data[s.from:s.to], " \t\r\n")
+		member = bytes.TrimLeft(bytes.TrimPrefix(member, []byte(",")), " \t\r\n")
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, member...)
+	}
+	return append(out, '}'), true
 }
 
 // timestampKeys are the fields TimestampNormalizer rewrites.
