@@ -86,6 +86,7 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "queue full: retry later", 0)
 	case errors.Is(err, ErrDraining), errors.Is(err, ErrBreakerOpen):
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, err.Error(), 0)
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
@@ -94,6 +95,7 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		// not help, so this is not a 503.
 		writeError(w, http.StatusUnprocessableEntity, "the sink refused a record of this request: "+err.Error(), 0)
 	default:
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "sink: "+err.Error(), 0)
 	}
 }

@@ -55,6 +55,9 @@ type agentConfig struct {
 	SinkURL   string
 	SinkDSN   string
 	SinkTable string
+	// MinFreeBytes is the free space the file sink leaves on the data
+	// dir's filesystem (see sink.FileConfig.MinFreeBytes).
+	MinFreeBytes int64
 
 	Controller       string
 	BatchSize        int
@@ -108,6 +111,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.SinkURL, "sink-url", "", "URL the http sink POSTs each batch to as NDJSON")
 	fs.StringVar(&c.SinkDSN, "sink-dsn", "", "PostgreSQL connection string for the postgres sink")
 	fs.StringVar(&c.SinkTable, "sink-table", "logs", "table the postgres sink writes to (created if missing)")
+	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", 64<<20, "free space the file sink leaves on the data dir's filesystem, so that Raft's store can\nstill write (at most a tenth of the filesystem); below it ingest answers 503 with\nRetry-After until there is room again; 0: none")
 	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller: gradient, aimd, gradient2, target or static")
 	fs.IntVar(&c.BatchSize, "batch-size", 100, "initial batch size in records, or the fixed size for --controller static")
 	fs.IntVar(&c.MaxBatchSize, "max-batch-size", 20000, "largest batch size the tuner may choose")
@@ -166,6 +170,9 @@ func (c *agentConfig) validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Sprintf("--max-conns %d: want at least 1", c.MaxConns))
+	}
+	if c.MinFreeBytes < 0 {
+		errs = append(errs, fmt.Sprintf("--min-free-bytes %d: want 0 or more", c.MinFreeBytes))
 	}
 	if c.MaxHeaderBytes < 0 {
 		errs = append(errs, fmt.Sprintf("--max-header-bytes %d: want at least 1", c.MaxHeaderBytes))
@@ -371,7 +378,7 @@ func openSink(cfg agentConfig, log *slog.Logger) (sink.Sink, error) {
 	case "postgres":
 		return sink.NewPostgres(sink.PostgresConfig{DSN: cfg.SinkDSN, Table: cfg.SinkTable, Logger: log})
 	default:
-		return sink.NewFile(sink.FileConfig{Dir: filepath.Join(cfg.DataDir, "sink"), Logger: log})
+		return sink.NewFile(sink.FileConfig{Dir: filepath.Join(cfg.DataDir, "sink"), MinFreeBytes: cfg.MinFreeBytes, Logger: log})
 	}
 }
 
