@@ -138,8 +138,8 @@ type File struct {
 	bufs sync.Pool // *[]byte encode buffers
 
 	nBatches, nRecords, nBytes, nSyncs, nSegments, nWriteErrors, nNoSpace atomic.Uint64
-	diskFull                                                      atomic.Bool
-	refusedBytes                                                  atomic.Int64 // the last batch refused for space
+	diskFull                                                              atomic.Bool
+	refusedBytes                                                          atomic.Int64 // the last batch refused for space
 }
 
 // syncGroup is the set of appends that one fsync will make durable. done is
