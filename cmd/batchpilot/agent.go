@@ -244,6 +244,9 @@ type agent struct {
 	clDone chan struct{}
 	// grant is the budget grant the node was last given (0: none, no cap).
 	grant atomic.Int64
+	// reloads are what SIGHUP rereads (reload.go); add to them with
+	// a.reloads.add while the agent starts.
+	reloads reloadHooks
 }
 
 // startAgent opens the sink, starts the node and its listeners, and returns
@@ -343,6 +346,16 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		return nil, err
 	}
 	registerSinkMetrics(n.Registry(), snk)
+	a.reloads.register(n.Registry())
+	if a.tls.certs != nil {
+		a.reloads.add("tls certificate", func() error {
+			if err := a.tls.certs.Reload(); err != nil {
+				return err
+			}
+			a.log.Info("tls certificate in use", "serial", a.tls.certs.Serial(), "cert", cfg.TLSCert)
+			return nil
+		})
+	}
 	registerClusterMetrics(n.Registry(), a.raft)
 	if a.syslog != nil {
 		registerSyslogMetrics(n.Registry(), a.syslog)
@@ -583,6 +596,8 @@ func runAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopReload := a.reloadOnSIGHUP()
+	defer stopReload()
 	fmt.Fprintf(os.Stderr, "batchpilot agent %s: ingest, API and dashboard on %s\n", cfg.NodeName, a.URL())
 	// A machine-readable line for scripts and tests that bind port 0.
 	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s\n",
