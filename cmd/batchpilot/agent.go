@@ -82,6 +82,9 @@ type agentConfig struct {
 	// HTTP request's header (0: defaultMaxHeaderBytes).
 	MaxConns       int
 	MaxHeaderBytes int
+	// BodyReadTimeout bounds the time an HTTP request, its body included,
+	// may take to arrive (http.Server.ReadTimeout); 0: none.
+	BodyReadTimeout time.Duration
 
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -128,6 +131,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA bundle the other nodes' certificates are verified against (API requests to\nother nodes, and Raft with --raft-tls); default the system's roots")
 	fs.BoolVar(&c.RaftTLS, "raft-tls", false, "run Raft over mutual TLS with --tls-cert and --tls-key; both ends verify the other's\ncertificate chain against --tls-ca (required), not its host name. Every node of a cluster\nsets it, or none does")
 	fs.IntVar(&c.MaxConns, "max-conns", defaultMaxConns, "the most HTTP connections served at once (more wait to be accepted), and the most\nsyslog TCP connections (more are closed at once); 0: the default")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", 30*time.Second, "longest an HTTP request, its body included, may take to arrive (a client sending its\nbody a byte a second is cut off with 400 and the connection closed); 0: no limit")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", defaultMaxHeaderBytes, "largest HTTP request header (request line and header fields); 0: the default")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for queued records to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -170,6 +174,9 @@ func (c *agentConfig) validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Sprintf("--max-conns %d: want at least 1", c.MaxConns))
+	}
+	if c.BodyReadTimeout < 0 {
+		errs = append(errs, fmt.Sprintf("--body-read-timeout %s: want 0 or more", c.BodyReadTimeout))
 	}
 	if c.MinFreeBytes < 0 {
 		errs = append(errs, fmt.Sprintf("--min-free-bytes %d: want 0 or more", c.MinFreeBytes))
@@ -361,14 +368,20 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		registerSyslogMetrics(n.Registry(), a.syslog)
 	}
 	n.Start()
+	closing := make(chan struct{}) // ends the event streams when the server shuts down
 	a.http = &http.Server{
 		Handler: web.New(web.Config{Node: n, Raft: a.raft, Gossip: a.gossip, APIToken: cfg.APIToken,
-			PeerTLS: a.tls.peer, Logger: log}),
+			PeerTLS: a.tls.peer, Logger: log, Closing: closing}),
+		// The read deadline covers a request's header and body; net/http
+		// lifts it once the body is read to its end, so neither a handler
+		// waiting for its acknowledgement nor a stream is cut off by it.
+		ReadTimeout:       cfg.BodyReadTimeout,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		TLSConfig:         a.tls.server,
 	}
+	a.http.RegisterOnShutdown(func() { close(closing) })
 	if a.tls.server != nil {
 		a.http.ErrorLog = newHTTPErrorLog(log)
 		go func() { a.served <- a.http.ServeTLS(a.httpLn, "", "") }()
