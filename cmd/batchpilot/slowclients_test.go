@@ -69,7 +69,7 @@ func TestSlowAndHostileClientsHoldOnlyTheirLimits(t *testing.T) {
 	start := time.Now()
 	phase := func(what string) { t.Logf("%s: %s", time.Since(start).Round(time.Millisecond), what) }
 	dir := t.TempDir()
-	p := startProc(t, dir, "--max-conns", strconv.Itoa(maxConns), "--body-read-timeout", "2s",
+	p := startProc(t, dir, "--max-conns", strconv.Itoa(maxConns), "--body-read-timeout", "5s",
 		"--initial-limits", "cpu_limit_percent=100,mem_limit_percent=100")
 	host := strings.TrimPrefix(p.url, "http://")
 	_, port, _ := net.SplitHostPort(host)
