@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -140,4 +141,27 @@ func FuzzEnrich(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkAppendEnriched measures adding the node's fields to a loadgen-like
+// record of about 250 bytes: the common case with no reserved name, and a
+// record that brings its own "_node".
+func BenchmarkAppendEnriched(b *testing.B) {
+	plain := []byte(`{"id":"RUN-000000000042","ts":"2026-11-25T10:00:00.000000Z","level":"info","service":"checkout","msg":"` + strings.Repeat("x", 160) + `"}`)
+	own := append([]byte(`{"_node":"elsewhere",`), plain[1:]...)
+	at := time.Now()
+	for _, bc := range []struct {
+		name string
+		rec  []byte
+	}{{"no reserved name", plain}, {"its own _node", own}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := Record{Data: bc.rec, Source: SourceHTTP, Received: at}
+			var dst []byte
+			b.SetBytes(int64(len(bc.rec)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = appendEnriched(dst[:0], &r, "node-1")
+			}
+		})
+	}
 }
