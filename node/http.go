@@ -100,13 +100,13 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request, others []Body
 		return // the client went away; nobody reads the answer
 	}
 	status, msg := IngestStatus(err)
-	if status == http.StatusTooManyRequests {
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", RetryAfterSeconds)
 	}
 	writeError(w, status, msg, 0)
 }
 
-// RetryAfterSeconds is the Retry-After every intake sends with a 429.
+// RetryAfterSeconds is the Retry-After every intake sends with a 429 or 503.
 const RetryAfterSeconds = "1"
 
 // IngestStatus maps an error of Receiver.Ingest to the HTTP status and

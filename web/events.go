@@ -172,6 +172,8 @@ func (a *api) streamEvents(c *gin.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.cfg.Closing: // the browser reconnects to another node, or to this one restarted
+			return
 		case ev, ok := <-sub.ch:
 			if !ok || !send(formatEvent(ev)) {
 				return

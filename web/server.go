@@ -45,6 +45,11 @@ type Config struct {
 	// ForwardTimeout bounds a limits change, forwarded to the leader or
 	// proposed here, until it is committed (default 10s).
 	ForwardTimeout time.Duration
+	// Closing, when closed, ends every event stream, so that a graceful
+	// shutdown (http.Server.RegisterOnShutdown) does not wait on them;
+	// other requests finish as usual. Nil: streams end only with their
+	// clients.
+	Closing <-chan struct{}
 }
 
 func (c *Config) setDefaults() {

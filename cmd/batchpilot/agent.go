@@ -55,6 +55,9 @@ type agentConfig struct {
 	SinkURL   string
 	SinkDSN   string
 	SinkTable string
+	// MinFreeBytes is the free space the file sink leaves on the data
+	// dir's filesystem (see sink.FileConfig.MinFreeBytes).
+	MinFreeBytes int64
 
 	Controller       string
 	BatchSize        int
@@ -85,6 +88,9 @@ type agentConfig struct {
 	// HTTP request's header (0: defaultMaxHeaderBytes).
 	MaxConns       int
 	MaxHeaderBytes int
+	// BodyReadTimeout bounds the time an HTTP request, its body included,
+	// may take to arrive (http.Server.ReadTimeout); 0: none.
+	BodyReadTimeout time.Duration
 
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -114,6 +120,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.SinkURL, "sink-url", "", "URL the http sink POSTs each batch to as NDJSON")
 	fs.StringVar(&c.SinkDSN, "sink-dsn", "", "PostgreSQL connection string for the postgres sink")
 	fs.StringVar(&c.SinkTable, "sink-table", "logs", "table the postgres sink writes to (created if missing)")
+	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", 64<<20, "free space the file sink leaves on the data dir's filesystem, so that Raft's store can\nstill write (at most a tenth of the filesystem); below it ingest answers 503 with\nRetry-After until there is room again; 0: none")
 	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller: gradient, aimd, gradient2, target or static")
 	fs.IntVar(&c.BatchSize, "batch-size", 100, "initial batch size in records, or the fixed size for --controller static")
 	fs.IntVar(&c.MaxBatchSize, "max-batch-size", 20000, "largest batch size the tuner may choose")
@@ -131,6 +138,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM CA bundle the other nodes' certificates are verified against (API requests to\nother nodes, and Raft with --raft-tls); default the system's roots")
 	fs.BoolVar(&c.RaftTLS, "raft-tls", false, "run Raft over mutual TLS with --tls-cert and --tls-key; both ends verify the other's\ncertificate chain against --tls-ca (required), not its host name. Every node of a cluster\nsets it, or none does")
 	fs.IntVar(&c.MaxConns, "max-conns", defaultMaxConns, "the most HTTP connections served at once (more wait to be accepted), and the most\nsyslog TCP connections (more are closed at once); 0: the default")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", 30*time.Second, "longest an HTTP request, its body included, may take to arrive (a client sending its\nbody a byte a second is cut off with 400 and the connection closed); 0: no limit")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", defaultMaxHeaderBytes, "largest HTTP request header (request line and header fields); 0: the default")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for queued records to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -173,6 +181,12 @@ func (c *agentConfig) validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Sprintf("--max-conns %d: want at least 1", c.MaxConns))
+	}
+	if c.BodyReadTimeout < 0 {
+		errs = append(errs, fmt.Sprintf("--body-read-timeout %s: want 0 or more", c.BodyReadTimeout))
+	}
+	if c.MinFreeBytes < 0 {
+		errs = append(errs, fmt.Sprintf("--min-free-bytes %d: want 0 or more", c.MinFreeBytes))
 	}
 	if c.MaxHeaderBytes < 0 {
 		errs = append(errs, fmt.Sprintf("--max-header-bytes %d: want at least 1", c.MaxHeaderBytes))
@@ -248,6 +262,9 @@ type agent struct {
 	intakes intakes
 	// grant is the budget grant the node was last given (0: none, no cap).
 	grant atomic.Int64
+	// reloads are what SIGHUP rereads (reload.go); add to them with
+	// a.reloads.add while the agent starts.
+	reloads reloadHooks
 }
 
 // startAgent opens the sink, starts the node and its listeners, and returns
@@ -354,19 +371,35 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		return nil, err
 	}
 	registerSinkMetrics(n.Registry(), snk)
+	a.reloads.register(n.Registry())
+	if a.tls.certs != nil {
+		a.reloads.add("tls certificate", func() error {
+			if err := a.tls.certs.Reload(); err != nil {
+				return err
+			}
+			a.log.Info("tls certificate in use", "serial", a.tls.certs.Serial(), "cert", cfg.TLSCert)
+			return nil
+		})
+	}
 	registerClusterMetrics(n.Registry(), a.raft)
 	if a.syslog != nil {
 		registerSyslogMetrics(n.Registry(), a.syslog)
 	}
 	n.Start()
+	closing := make(chan struct{}) // ends the event streams when the server shuts down
 	a.http = &http.Server{
 		Handler: web.New(web.Config{Node: n, Raft: a.raft, Gossip: a.gossip, APIToken: cfg.APIToken,
-			Ingest: a.ingestHandler(), PeerTLS: a.tls.peer, Logger: log}),
+			Ingest: a.ingestHandler(), PeerTLS: a.tls.peer, Logger: log, Closing: closing}),
+		// The read deadline covers a request's header and body; net/http
+		// lifts it once the body is read to its end, so neither a handler
+		// waiting for its acknowledgement nor a stream is cut off by it.
+		ReadTimeout:       cfg.BodyReadTimeout,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		TLSConfig:         a.tls.server,
 	}
+	a.http.RegisterOnShutdown(func() { close(closing) })
 	if a.tls.server != nil {
 		a.http.ErrorLog = newHTTPErrorLog(log)
 		go func() { a.served <- a.http.ServeTLS(a.httpLn, "", "") }()
@@ -390,7 +423,7 @@ func openSink(cfg agentConfig, log *slog.Logger) (sink.Sink, error) {
 	case "postgres":
 		return sink.NewPostgres(sink.PostgresConfig{DSN: cfg.SinkDSN, Table: cfg.SinkTable, Logger: log})
 	default:
-		return sink.NewFile(sink.FileConfig{Dir: filepath.Join(cfg.DataDir, "sink"), Logger: log})
+		return sink.NewFile(sink.FileConfig{Dir: filepath.Join(cfg.DataDir, "sink"), MinFreeBytes: cfg.MinFreeBytes, Logger: log})
 	}
 }
 
@@ -596,6 +629,8 @@ func runAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopReload := a.reloadOnSIGHUP()
+	defer stopReload()
 	fmt.Fprintf(os.Stderr, "batchpilot agent %s: ingest, API and dashboard on %s\n", cfg.NodeName, a.URL())
 	// A machine-readable line for scripts and tests that bind port 0.
 	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s %s\n",

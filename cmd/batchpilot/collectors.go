@@ -36,7 +36,16 @@ func registerSinkMetrics(reg prometheus.Registerer, s sink.Sink) {
 		}, func() float64 { return float64(s.Stats().Syncs) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "batchpilot_sink_segments_total", Help: "Segment files the file sink has created.",
-			}, func() float64 { return float64(s.Stats().Segments) }))
+			}, func() float64 { return float64(s.Stats().Segments) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "batchpilot_sink_no_space_total", Help: "Batches the file sink refused for want of space (a full disk, or free space below --min-free-bytes).",
+			}, func() float64 { return float64(s.Stats().NoSpace) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "batchpilot_sink_disk_full", Help: "1 while the file sink's last batch was refused for want of space and none has been written since.",
+			}, func() float64 { return b2f(s.Stats().DiskFull) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "batchpilot_sink_free_bytes", Help: "Free space on the file sink's filesystem (-1: unknown).",
+			}, func() float64 { return float64(s.FreeBytes()) }))
 	case *sink.Postgres:
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "batchpilot_sink_requests_total", Help: "Transactions the postgres sink started, retries included.",

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // agentTLS is what the agent's --tls-* flags load: nil fields are off.
@@ -18,6 +20,51 @@ type agentTLS struct {
 	peer *tls.Config
 	// raft is this node's certificate and the CA, for Raft's mutual TLS.
 	raft *tls.Config
+	// certs is the certificate server and raft present; its Reload
+	// rereads the files (SIGHUP, see reload.go).
+	certs *certStore
+}
+
+// certStore is this node's certificate and key as last read from
+// --tls-cert and --tls-key. The HTTPS server and both ends of Raft's TLS
+// ask it for the certificate at every handshake, so a Reload takes effect
+// for the next connection; connections already open keep theirs.
+type certStore struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+func newCertStore(certFile, keyFile string) (*certStore, error) {
+	s := &certStore{certFile: certFile, keyFile: keyFile}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload rereads the certificate and key. A pair that does not load, does
+// not match, or has expired is refused and the one in use is kept.
+func (s *certStore) Reload() error {
+	cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+	if err != nil {
+		return fmt.Errorf("load --tls-cert %s and --tls-key %s: %w", s.certFile, s.keyFile, err)
+	}
+	if now := time.Now(); now.After(cert.Leaf.NotAfter) {
+		return fmt.Errorf("--tls-cert %s expired at %s", s.certFile, cert.Leaf.NotAfter.Format(time.RFC3339))
+	}
+	s.cur.Store(&cert)
+	return nil
+}
+
+// Serial is the serial number of the certificate in use, for the log.
+func (s *certStore) Serial() string { return s.cur.Load().Leaf.SerialNumber.String() }
+
+func (s *certStore) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.cur.Load(), nil
+}
+
+func (s *certStore) getClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return s.cur.Load(), nil
 }
 
 // validateTLS checks the combinations of the TLS flags, before any file is
@@ -47,20 +94,22 @@ func (c *agentConfig) loadTLS() (agentTLS, error) {
 	if c.TLSCert == "" {
 		return agentTLS{}, nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	certs, err := newCertStore(c.TLSCert, c.TLSKey)
 	if err != nil {
-		return agentTLS{}, fmt.Errorf("load --tls-cert %s and --tls-key %s: %w", c.TLSCert, c.TLSKey, err)
+		return agentTLS{}, err
 	}
 	pool, err := loadCA(c.TLSCA) // nil without --tls-ca: the system roots
 	if err != nil {
 		return agentTLS{}, err
 	}
 	t := agentTLS{
-		server: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		server: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate},
 		peer:   &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
+		certs:  certs,
 	}
 	if c.RaftTLS {
-		t.raft = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: pool}
+		t.raft = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool,
+			GetCertificate: certs.getCertificate, GetClientCertificate: certs.getClientCertificate}
 	}
 	return t, nil
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // DefaultSegmentBytes is the size at which the file sink starts a new
@@ -41,10 +42,21 @@ type FileConfig struct {
 	// Logger receives repairs, rotations and failures; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// MinFreeBytes is the free space the sink leaves on its filesystem: a
+	// batch that would take the free space below it is refused with
+	// ErrNoSpace, so that what shares the filesystem (Raft's store, which
+	// cannot survive a full disk) keeps room to write. It is capped at a
+	// tenth of the filesystem's size, so that a small filesystem stays
+	// usable. Zero or less: no floor (a full disk still fails the batch with
+	// ErrNoSpace).
+	MinFreeBytes int64
 
 	// wrapSegment, set only by tests, wraps every segment file as it is
 	// opened so that a test can make writes or syncs fail.
 	wrapSegment func(segmentFile) segmentFile
+	// space, set only by tests, replaces the filesystem's free space and
+	// size.
+	space func(dir string) (free, total int64, err error)
 }
 
 // segmentFile is what the sink needs of an open segment. *os.File provides
@@ -69,6 +81,10 @@ type FileStats struct {
 	Syncs       uint64 // segment fsyncs; Batches/Syncs is the group-commit factor
 	Segments    uint64 // segments created
 	WriteErrors uint64 // writes that failed and were cut back
+	NoSpace     uint64 // batches refused for want of space (ErrNoSpace)
+	// DiskFull is true while the last batch was refused with ErrNoSpace
+	// and none has been written since.
+	DiskFull bool
 }
 
 // File is the embedded default sink: batches are appended as NDJSON, one
@@ -83,7 +99,9 @@ type FileStats struct {
 // one batch per fsync.
 //
 // A write error (a full disk, say) fails that batch only: the partial bytes
-// are cut off again and the sink stays usable. An fsync error is different:
+// are cut off again and the sink stays usable. A full disk, or free space
+// below MinFreeBytes, fails a batch with ErrNoSpace before anything of it is
+// written, and the sink takes batches again as soon as there is room. An fsync error is different:
 // after one, the kernel may have dropped the dirty pages, so nothing written
 // since the last good fsync can be trusted. The sink then fails every
 // pending and later Write and Ready until it is closed and opened again,
@@ -91,8 +109,10 @@ type FileStats struct {
 type File struct {
 	dir      string
 	segBytes int64
+	minFree  int64
 	log      *slog.Logger
 	wrap     func(segmentFile) segmentFile
+	space    func(dir string) (free, total int64, err error)
 	lock     *os.File
 
 	// mu guards the fields below and orders appends. Lock order: mu, then
@@ -117,7 +137,9 @@ type File struct {
 
 	bufs sync.Pool // *[]byte encode buffers
 
-	nBatches, nRecords, nBytes, nSyncs, nSegments, nWriteErrors atomic.Uint64
+	nBatches, nRecords, nBytes, nSyncs, nSegments, nWriteErrors, nNoSpace atomic.Uint64
+	diskFull                                                              atomic.Bool
+	refusedBytes                                                          atomic.Int64 // the last batch refused for space
 }
 
 // syncGroup is the set of appends that one fsync will make durable. done is
@@ -147,6 +169,9 @@ func NewFile(cfg FileConfig) (*File, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.space == nil {
+		cfg.space = diskSpace
+	}
 	dir := filepath.Clean(cfg.Dir)
 	if err := makeDir(dir); err != nil {
 		return nil, fmt.Errorf("file sink: %w", err)
@@ -158,8 +183,10 @@ func NewFile(cfg FileConfig) (*File, error) {
 	f := &File{
 		dir:        dir,
 		segBytes:   cfg.SegmentBytes,
+		minFree:    cfg.MinFreeBytes,
 		log:        cfg.Logger,
 		wrap:       cfg.wrapSegment,
+		space:      cfg.space,
 		lock:       lock,
 		pending:    newSyncGroup(),
 		kick:       make(chan struct{}, 1),
@@ -342,9 +369,18 @@ func (f *File) Write(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("file sink: %w", err)
 	}
 	*bufp = buf
+	if err := f.checkSpace(int64(len(buf))); err != nil {
+		f.putBuf(bufp)
+		return err
+	}
 	g, err := f.append(buf)
 	f.putBuf(bufp)
 	if err != nil {
+		if errors.Is(err, ErrNoSpace) {
+			f.nNoSpace.Add(1)
+			f.diskFull.Store(true)
+			f.refusedBytes.Store(int64(len(buf)))
+		}
 		return err
 	}
 	select {
@@ -356,6 +392,7 @@ func (f *File) Write(ctx context.Context, b *Batch) error {
 		if g.err != nil {
 			return fmt.Errorf("file sink: %w", g.err)
 		}
+		f.diskFull.Store(false)
 		f.nBatches.Add(1)
 		f.nRecords.Add(uint64(len(b.Records)))
 		f.nBytes.Add(uint64(len(buf)))
@@ -397,11 +434,55 @@ func (f *File) append(buf []byte) (*syncGroup, error) {
 			f.log.Error("file sink: cannot cut back a failed write; the next write retries",
 				"segment", f.segPath, "offset", f.size, "error", terr)
 		}
-		return nil, fmt.Errorf("file sink: write %d bytes to %s at offset %d: %w", len(buf), f.segPath, f.size, err)
+		return nil, noSpace(fmt.Errorf("file sink: write %d bytes to %s at offset %d: %w", len(buf), f.segPath, f.size, err))
 	}
 	f.size += int64(len(buf))
 	f.pending.writers++
 	return f.pending, nil
+}
+
+// checkSpace refuses a batch of n bytes with ErrNoSpace when writing it
+// would take the filesystem's free space below the floor. Where the free
+// space cannot be read, the write's own ENOSPC is the only check.
+func (f *File) checkSpace(n int64) error {
+	floor, free, err := f.floor()
+	if err != nil || free-n >= floor {
+		return nil
+	}
+	f.nNoSpace.Add(1)
+	f.diskFull.Store(true)
+	f.refusedBytes.Store(n)
+	return fmt.Errorf("file sink: %w: %d bytes free in %s, a batch of %d bytes would leave less than the %d kept free",
+		ErrNoSpace, free, f.dir, n, floor)
+}
+
+// floor is the free space the sink leaves (MinFreeBytes, at most a tenth
+// of the filesystem) and the free space now.
+func (f *File) floor() (floor, free int64, err error) {
+	free, total, err := f.space(f.dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	return max(0, min(f.minFree, total/10)), free, nil
+}
+
+// FreeBytes is the free space on the sink's filesystem now, or -1 where it
+// cannot be read.
+func (f *File) FreeBytes() int64 {
+	free, _, err := f.space(f.dir)
+	if err != nil {
+		return -1
+	}
+	return free
+}
+
+// noSpace marks err with ErrNoSpace when the filesystem ran out of space
+// or quota.
+func noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
 }
 
 // rotateLocked fsyncs the current segment, which completes the pending
@@ -420,7 +501,7 @@ func (f *File) rotateLocked() error {
 	next := f.segIndex + 1
 	seg, path, err := f.createSegment(next)
 	if err != nil {
-		return fmt.Errorf("file sink: rotate: %w", err)
+		return noSpace(fmt.Errorf("file sink: rotate: %w", err))
 	}
 	if err := f.seg.Close(); err != nil {
 		// Its contents are already durable; only the descriptor is lost.
@@ -487,7 +568,8 @@ func (f *File) syncLoop() {
 }
 
 // Ready reports whether the sink takes writes: it is open, has not failed,
-// and can create a file in its directory.
+// has room above its free-space floor for a batch like the last one it
+// refused, and can create a file in its directory.
 func (f *File) Ready(ctx context.Context) error {
 	f.mu.Lock()
 	closed, failed := f.closed, f.failed
@@ -500,6 +582,17 @@ func (f *File) Ready(ctx context.Context) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// Not ready while the last batch refused for space would still be
+	// refused: a node taken out of rotation comes back once there is room,
+	// without waiting for a batch to prove it.
+	need := int64(0)
+	if f.diskFull.Load() {
+		need = f.refusedBytes.Load()
+	}
+	if floor, free, err := f.floor(); err == nil && free-need < floor {
+		return fmt.Errorf("file sink: %w: %d bytes free in %s, a batch of %d bytes would leave less than the %d kept free",
+			ErrNoSpace, free, f.dir, need, floor)
 	}
 	probe, err := os.CreateTemp(f.dir, ".ready-*")
 	if err != nil {
@@ -570,6 +663,8 @@ func (f *File) Stats() FileStats {
 		Syncs:       f.nSyncs.Load(),
 		Segments:    f.nSegments.Load(),
 		WriteErrors: f.nWriteErrors.Load(),
+		NoSpace:     f.nNoSpace.Load(),
+		DiskFull:    f.diskFull.Load(),
 	}
 }
 

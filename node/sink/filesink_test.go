@@ -785,3 +785,80 @@ func TestNewFileRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestFileFullDiskRefusesBatchesWholeAndRecoversByItself(t *testing.T) {
+	const MiB = 1 << 20
+	for _, tc := range []struct {
+		name              string
+		free, total       int64
+		minFree           int64
+		enospc            bool // the write itself fails with ENOSPC
+		refused           bool
+		wantReadyNoSpace  bool
+		wantDiskFullAfter bool
+	}{
+		{"room above the floor: written", 200 * MiB, 1000 * MiB, 64 * MiB, false, false, false, false},
+		{"a batch that would go below the floor is refused, and not ready until one fits", 64*MiB + 100, 1000 * MiB, 64 * MiB, false, true, true, true},
+		{"free space under the floor: refused and not ready", 10 * MiB, 1000 * MiB, 64 * MiB, false, true, true, true},
+		{"the floor is at most a tenth of a small filesystem", 2 * MiB, 8 * MiB, 64 * MiB, false, false, false, false},
+		{"a small filesystem below its tenth is refused", 700 << 10, 8 * MiB, 64 * MiB, false, true, true, true},
+		{"no floor: the disk's own ENOSPC refuses the batch", 100 * MiB, 1000 * MiB, 0, true, true, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var mu sync.Mutex
+			free := tc.free
+			flt := &faults{}
+			f := openFile(t, FileConfig{Dir: dir, MinFreeBytes: tc.minFree, wrapSegment: flt.wrap,
+				space: func(string) (int64, int64, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					return free, tc.total, nil
+				}})
+			if tc.enospc {
+				flt.mu.Lock()
+				flt.writeFails, flt.partial = 1, 10
+				flt.mu.Unlock()
+			}
+			b := batchOf(1, 4)
+			err := f.Write(context.Background(), b)
+			if got := errors.Is(err, ErrNoSpace); got != tc.refused {
+				t.Fatalf("Write: %v; refused for space %v, want %v", err, got, tc.refused)
+			}
+			if err := f.Ready(context.Background()); errors.Is(err, ErrNoSpace) != tc.wantReadyNoSpace {
+				t.Fatalf("Ready: %v; want no-space %v", err, tc.wantReadyNoSpace)
+			}
+			st := f.Stats()
+			if st.DiskFull != tc.wantDiskFullAfter || (st.NoSpace > 0) != tc.refused {
+				t.Fatalf("Stats: disk full %v, no-space batches %d; want %v, refused %v", st.DiskFull, st.NoSpace, tc.wantDiskFullAfter, tc.refused)
+			}
+			if tc.refused {
+				if lines := readLines(t, dir); len(lines) != 0 {
+					t.Fatalf("a refused batch left lines: %q", lines)
+				}
+			}
+			// Space comes back: the next batch goes through, nothing reopened.
+			mu.Lock()
+			free = 500 * MiB
+			mu.Unlock()
+			next := batchOf(2, 3)
+			mustWrite(t, f, next)
+			if err := f.Ready(context.Background()); err != nil {
+				t.Fatalf("Ready after space came back: %v", err)
+			}
+			if f.Stats().DiskFull {
+				t.Fatal("still disk full after a batch was written")
+			}
+			want := linesOf(next)
+			if !tc.refused {
+				want = linesOf(b, next)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readLines(t, dir); !slices.Equal(got, want) {
+				t.Fatalf("lines:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}

@@ -46,5 +46,11 @@ var ErrBackpressure = errors.New("downstream backpressure")
 // guards against a failing sink, does not count it.
 var ErrBatchTooLarge = errors.New("batch too large for the downstream")
 
+// ErrNoSpace marks a batch the file sink refused because its filesystem is
+// (nearly) full: a write failed with ENOSPC or EDQUOT, or the batch would
+// have taken the free space below the sink's floor. Nothing of the batch is
+// kept. The sink takes batches again, by itself, once there is room.
+var ErrNoSpace = errors.New("no space left on the sink's filesystem")
+
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("sink closed")

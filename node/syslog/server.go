@@ -48,6 +48,12 @@ type Config struct {
 	// IdleTimeout closes a TCP connection that sends nothing for this long.
 	// Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// FrameTimeout closes a TCP connection that has begun a message and
+	// not finished it within this much time spent waiting for its bytes (a
+	// sender that stops, or trickles, mid-frame). Time the server itself
+	// does not read (backpressure) does not count. Default
+	// DefaultFrameTimeout.
+	FrameTimeout time.Duration
 	// Logger receives problems (rate-limited to one line per second per
 	// reason) and, at debug level, connection events. Default slog.Default().
 	Logger *slog.Logger
@@ -58,6 +64,7 @@ const (
 	DefaultMaxMessageBytes = 64 << 10
 	DefaultMaxConnections  = 1024
 	DefaultIdleTimeout     = 5 * time.Minute
+	DefaultFrameTimeout    = 30 * time.Second
 )
 
 // ErrServerClosed is returned by Listen and Serve once Close has been called.
@@ -118,6 +125,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = DefaultFrameTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -365,7 +375,9 @@ func (s *Server) serveConn(c net.Conn) {
 	}()
 	s.log.Debug("syslog connection opened", "remote", remote)
 
-	fr := newFrameReader(&idleReader{conn: c, timeout: s.cfg.IdleTimeout}, s.cfg.MaxMessageBytes)
+	ir := &idleReader{conn: c, timeout: s.cfg.IdleTimeout, frameTimeout: s.cfg.FrameTimeout}
+	fr := newFrameReader(ir, s.cfg.MaxMessageBytes)
+	ir.partial = fr.buffered
 	pipe := s.newConnPipeline(remote)
 	defer pipe.close()
 	for {
@@ -395,6 +407,10 @@ func (s *Server) serveConn(c net.Conn) {
 				slog.String("remote", remote), slog.String("framing", fr.Mode().String()), slog.String("error", err.Error()))
 		case err == io.EOF || s.isClosed():
 			s.log.Debug("syslog connection closed", "remote", remote)
+		case isTimeout(err) && fr.buffered() > 0:
+			s.malformed.Add(1)
+			s.warn(reasonTruncated, "syslog: sender stopped inside a message, closing connection",
+				slog.String("remote", remote), slog.Int("bytes", fr.buffered()), slog.Duration("frame_timeout", s.cfg.FrameTimeout))
 		case isTimeout(err):
 			s.log.Debug("syslog connection idle, closing", "remote", remote, "idle_timeout", s.cfg.IdleTimeout)
 		default:
@@ -507,15 +523,32 @@ func (s *Server) warn(r reason, msg string, attrs ...slog.Attr) {
 	s.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
-// idleReader reads from a connection with a read deadline IdleTimeout ahead.
+// idleReader reads from a connection with a read deadline IdleTimeout
+// ahead, or nearer while a message is unfinished: the time spent waiting
+// for one message's bytes adds up to at most frameTimeout.
 type idleReader struct {
-	conn    net.Conn
-	timeout time.Duration
+	conn         net.Conn
+	timeout      time.Duration
+	frameTimeout time.Duration
+	partial      func() int    // bytes of an unfinished message, buffered
+	waited       time.Duration // waiting for the unfinished message so far
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
-	if err := r.conn.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
+	now := time.Now()
+	wait := r.timeout
+	inFrame := r.partial != nil && r.partial() > 0
+	if inFrame {
+		wait = min(wait, max(0, r.frameTimeout-r.waited))
+	} else {
+		r.waited = 0 // the wait for a message to begin is idle time
+	}
+	if err := r.conn.SetReadDeadline(now.Add(wait)); err != nil {
 		return 0, err
 	}
-	return r.conn.Read(p)
+	n, err := r.conn.Read(p)
+	if inFrame {
+		r.waited += time.Since(now)
+	}
+	return n, err
 }
