@@ -1,0 +1,117 @@
+package tuner
+
+import (
+	"math"
+)
+
+// observeArrival updates the arrival-rate estimate and reports a regime
+// change when the rate jumps by RegimeFactor.
+func (g *Gradient) observeArrival(rate, iv float64) string {
+	if !g.lamSeen {
+		g.lam, g.lamSeen = rate, true
+		return ""
+	}
+	if rf := g.cfg.RegimeFactor; math.Max(rate, g.lam)*iv >= 50 && (rate > rf*g.lam || rate*rf < g.lam) {
+		// Sizes far from those measured are worth trying at once when the
+		// load itself jumped that far.
+		g.boost = math.Min(64, rate/math.Max(g.lam, 1e-9))
+		g.lam = rate
+		return "arrival"
+	}
+	g.lam += 0.3 * (rate - g.lam)
+	return ""
+}
+
+// modelTarget is the size the model recommends for arrival rate λ plus
+// draining drain records per second: the largest size whose fill time is
+// within FillBudget of the SLO and whose predicted latency is within
+// LatencyBudget of it; failing that, the size with the lowest predicted
+// latency that meets the latency budget; failing that, the lowest
+// predicted latency (or the most capacity) of all.
+func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 {
+	cfg := &g.cfg
+	if g.lam <= 0 {
+		return g.base
+	}
+	hi := 20000.0
+	if maxSize > 0 {
+		hi = float64(maxSize)
+	}
+	lo := float64(cfg.Min)
+	fillCap := math.Max(lo, math.Min(hi, g.lam*cfg.FillBudget*slo))
+	if !g.model {
+		return fillCap
+	}
+	// Trust region: never more than twice the largest size measured, nor
+	// less than a quarter of the smallest unless the fill time asks for it.
+	if len(g.mem) > 0 {
+		minN, maxN := math.Inf(1), 0.0
+		for _, p := range g.mem {
+			minN, maxN = math.Min(minN, p.n), math.Max(maxN, p.n)
+		}
+		reach := 2.0
+		if drain > 0 {
+			reach = 4 // a backlog: grow faster
+		}
+		reach = math.Max(reach, g.boost)
+		hi = math.Max(lo, math.Min(hi, reach*maxN))
+		lo = math.Min(hi, math.Max(lo, math.Min(minN/4, fillCap)))
+	}
+	lamH := g.lam*cfg.Headroom + drain
+	// Sakasegawa's approximation of the mean wait in a G/G/K queue:
+	// Wq ≈ B · ρ^(√(2(K+1))−1) / (K(1−ρ)) · (ca²+cs²)/2, taking the
+	// variability term as ½.
+	expo := math.Sqrt(2*(g.k+1)) - 1
+	const points = 96
+	best := 0.0 // the largest size meeting both budgets
+	fallback, fallbackLat := 0.0, math.Inf(1)
+	caps := make([]float64, points)
+	sizes := make([]float64, points)
+	for i := 0; i < points; i++ {
+		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(points-1)))
+		fill := n / g.lam
+		if linger > 0 {
+			fill = math.Min(fill, linger)
+		}
+		eff := math.Max(1, math.Min(n, g.lam*fill)) // records a batch really holds
+		b := g.cost(eff)
+		rho := lamH * b / (g.k * eff)
+		sizes[i] = n
+		if b <= slo {
+			caps[i] = g.k * eff / b
+		}
+		if rho >= 1 {
+			continue
+		}
+		lat := fill + b + b*math.Pow(rho, expo)/(g.k*(1-rho))*0.5
+		if lat <= cfg.LatencyBudget*slo && fill <= cfg.FillBudget*slo {
+			best = n
+		}
+		if lat < fallbackLat {
+			fallback, fallbackLat = n, lat
+		}
+	}
+	switch {
+	case best > 0:
+		return best
+	case fallback > 0:
+		return fallback
+	}
+	// Overloaded at every size: of the sizes with 90 % of the most capacity
+	// any size whose write fits in the SLO offers, the nearest to the
+	// current one (the model is least wrong near what it has measured).
+	most := 0.0
+	for _, c := range caps {
+		most = math.Max(most, c)
+	}
+	if most == 0 {
+		return lo
+	}
+	pick, dist := g.base, math.Inf(1)
+	for i, c := range caps {
+		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= 0.9*most && d < dist {
+			pick, dist = sizes[i], d
+		}
+	}
+	return pick
+}
