@@ -15,17 +15,65 @@ type costPoint struct {
 	at   int // tick of the last measurement
 }
 
+// The cost model's constants. "Design choice": set by hand on the
+// simulator's shifting scenario (tuner/sim) and pinned by
+// TestGradientReplaysItsGoldenDecisions; none is measured from a system.
 const (
-	costWindow = 12   // intervals in the linear fit
-	bandRatio  = 1.15 // width of a cost-memory band
-	memMaxAge  = 45   // intervals a cost measurement is trusted
+	// costWindow (intervals) is the linear fit's memory: a dozen seconds of
+	// batches, enough points for two parameters under 10 % noise, short
+	// enough to follow a downstream that changes. Design choice.
+	costWindow = 12
+	// bandRatio is the width of a cost-memory band: sizes within 15 % of
+	// each other share one measured cost. Design choice, about three
+	// times the probe's ±2 % swing so that probing does not split bands.
+	bandRatio = 1.15
+	// memMaxAge (intervals) is how long a band's cost is kept at all;
+	// memRecent how long it counts as measured lately (for the best
+	// measured size, exploring down, the fixed-cost test and the span in
+	// which regime changes are detected). Design choices.
+	memMaxAge = 45
+	memRecent = 30
+	// fixedCostShare: a size at most 80 % of n that took at least 80 % as
+	// long shows the write time is mostly per batch. Design choice.
+	fixedCostShare = 0.8
+	// leftoverFill: batches fuller than 110 % of the larger of the sizes in
+	// force now and before are leftovers of larger ones, not this size's.
+	leftoverFill = 1.1
+	// regimeBatches: a cost regime change is judged on intervals of at
+	// least three batches; regimeQuiet (intervals) follows one without
+	// detection while the memory refills. Design choices.
+	regimeBatches = 3
+	regimeQuiet   = 3
+	// memAlpha is the EWMA weight of a band's newest measurement.
+	memAlpha = 0.5
+	// fitMaxWeight caps an interval's weight in the fit at 20 batches, so
+	// that one busy interval does not outweigh the window.
+	fitMaxWeight = 20
+	// fitKernel is the width, in log size, of the fit's Gaussian kernel
+	// around the current size (a sample at ×1.65 weighs e^-½ of one at the
+	// current size); fitRecency the weight lost per interval of age.
+	// fitPrior is the pseudo-points' share of the weight, fitPriorSpread
+	// their distance either side of the mean size (±50 %): a ridge that
+	// keeps the fit well posed when sizes barely vary. Design choices.
+	fitKernel      = 0.5
+	fitRecency     = 0.8
+	fitPrior       = 0.05
+	fitPriorSpread = 0.5
+	// costFloor (seconds) keeps predicted write times positive.
+	costFloor = 1e-6
+	// elasticitySpan: the local elasticity d log B / d log n is measured
+	// between remembered sizes at least 30 % apart (closer ones give mostly
+	// noise); beyond the memory it is bounded to [0, maxElasticity] going
+	// up (a knee may be steep, but not arbitrarily) and [0, 1] going down.
+	elasticitySpan = 1.3
+	maxElasticity  = 3
 )
 
 // bestMeasured is the remembered size (of the last 30 intervals) with the
 // most measured capacity K·n/B(n), and that capacity.
 func (g *Gradient) bestMeasured() (n, capacity float64) {
 	for _, p := range g.mem {
-		if c := g.k * p.n / p.b; g.tick-p.at <= 30 && c > capacity {
+		if c := g.k * p.n / p.b; g.tick-p.at <= memRecent && c > capacity {
 			n, capacity = p.n, c
 		}
 	}
@@ -36,7 +84,7 @@ func (g *Gradient) bestMeasured() (n, capacity float64) {
 // intervals.
 func (g *Gradient) measured(lo, hi float64) bool {
 	for _, p := range g.mem {
-		if p.n >= lo && p.n <= hi && g.tick-p.at <= 30 {
+		if p.n >= lo && p.n <= hi && g.tick-p.at <= memRecent {
 			return true
 		}
 	}
@@ -48,7 +96,7 @@ func (g *Gradient) measured(lo, hi float64) bool {
 func (g *Gradient) inMemory(n float64) bool {
 	lo, hi := math.Inf(1), 0.0
 	for _, p := range g.mem {
-		if g.tick-p.at <= 30 {
+		if g.tick-p.at <= memRecent {
 			lo, hi = math.Min(lo, p.n), math.Max(hi, p.n)
 		}
 	}
@@ -60,7 +108,7 @@ func (g *Gradient) inMemory(n float64) bool {
 // batch and shrinking would not shorten it.
 func (g *Gradient) fixedCostBound(n, bt float64) bool {
 	for _, p := range g.mem {
-		if p.n <= 0.8*n && p.b >= 0.8*bt && g.tick-p.at <= 30 {
+		if p.n <= fixedCostShare*n && p.b >= fixedCostShare*bt && g.tick-p.at <= memRecent {
 			return true
 		}
 	}
@@ -79,14 +127,14 @@ func (g *Gradient) observeCost(obs Observation) bool {
 	}
 	n, b := obs.MeanBatchFill, obs.MeanBatchTime.Seconds()
 	cur := float64(obs.BatchSize)
-	if cur > 0 && n > 1.1*math.Max(cur, g.prevSize) {
+	if cur > 0 && n > leftoverFill*math.Max(cur, g.prevSize) {
 		// Leftovers of larger batches from before: not this size's cost.
 		return false
 	}
 	band := int(math.Floor(math.Log(n) / math.Log(bandRatio)))
 	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].band >= band })
 	regime := false
-	if g.model && g.inMemory(n) && obs.Batches >= 3 && g.quiet == 0 {
+	if g.model && g.inMemory(n) && obs.Batches >= regimeBatches && g.quiet == 0 {
 		ratio := b / g.cost(n)
 		rf := g.cfg.RegimeFactor
 		switch {
@@ -110,7 +158,7 @@ func (g *Gradient) observeCost(obs Observation) bool {
 			g.costs = g.costs[:0]
 			g.mem = g.mem[:0]
 			g.ceiling = 0
-			g.quiet = 3
+			g.quiet = regimeQuiet
 			i = 0
 		}
 		g.lastRatio = ratio
@@ -118,8 +166,8 @@ func (g *Gradient) observeCost(obs Observation) bool {
 	// Remember the band's cost (an EWMA) and drop stale bands.
 	if i < len(g.mem) && g.mem[i].band == band {
 		p := &g.mem[i]
-		p.n += 0.5 * (n - p.n)
-		p.b += 0.5 * (b - p.b)
+		p.n += memAlpha * (n - p.n)
+		p.b += memAlpha * (b - p.b)
 		p.at = g.tick
 	} else {
 		g.mem = append(g.mem, costPoint{})
@@ -138,7 +186,7 @@ func (g *Gradient) observeCost(obs Observation) bool {
 		copy(g.costs, g.costs[1:])
 		g.costs = g.costs[:costWindow-1]
 	}
-	g.costs = append(g.costs, csample{n: n, b: b, w: math.Min(float64(obs.Batches), 20)})
+	g.costs = append(g.costs, csample{n: n, b: b, w: math.Min(float64(obs.Batches), fitMaxWeight)})
 	g.fitCost(n)
 	return regime
 }
@@ -156,8 +204,8 @@ func (g *Gradient) fitCost(center float64) {
 	}
 	weight := func(i int) float64 {
 		s := g.costs[i]
-		z := math.Log(s.n/center) / 0.5
-		return s.w * math.Pow(0.8, float64(len(g.costs)-1-i)) * math.Exp(-z*z/2)
+		z := math.Log(s.n/center) / fitKernel
+		return s.w * math.Pow(fitRecency, float64(len(g.costs)-1-i)) * math.Exp(-z*z/2)
 	}
 	var sw, sn float64
 	for i, s := range g.costs {
@@ -184,8 +232,8 @@ func (g *Gradient) fitCost(center float64) {
 	for i, s := range g.costs {
 		add(s.n, s.b, weight(i))
 	}
-	prior := 0.05 * sw
-	for _, n := range []float64{0.5 * mean, 1.5 * mean} {
+	prior := fitPrior * sw
+	for _, n := range []float64{(1 - fitPriorSpread) * mean, (1 + fitPriorSpread) * mean} {
 		add(n, f0+c0*n, prior)
 	}
 	det := w*xx - x*x
@@ -209,7 +257,7 @@ func (g *Gradient) fitCost(center float64) {
 // local elasticity d log B / d log n — measured between the two outermost
 // sizes far enough apart, or else the linear fit's c·n/(F+c·n).
 func (g *Gradient) cost(n float64) float64 {
-	lin := func(n float64) float64 { return math.Max(1e-6, g.f+g.c*n) }
+	lin := func(n float64) float64 { return math.Max(costFloor, g.f+g.c*n) }
 	if len(g.mem) == 0 {
 		return lin(n)
 	}
@@ -226,18 +274,18 @@ func (g *Gradient) cost(n float64) float64 {
 		top := m[len(m)-1]
 		e := g.c * top.n / lin(top.n)
 		for j := len(m) - 2; j >= 0; j-- {
-			if m[j].n*1.3 <= top.n {
+			if m[j].n*elasticitySpan <= top.n {
 				e = math.Log(top.b/m[j].b) / math.Log(top.n/m[j].n)
 				break
 			}
 		}
-		e = math.Max(0, math.Min(3, e))
+		e = math.Max(0, math.Min(maxElasticity, e))
 		return top.b * math.Pow(n/top.n, e)
 	default: // below every remembered size
 		bot := m[0]
 		e := g.c * bot.n / lin(bot.n)
 		for j := 1; j < len(m); j++ {
-			if m[j].n >= bot.n*1.3 {
+			if m[j].n >= bot.n*elasticitySpan {
 				e = math.Log(m[j].b/bot.b) / math.Log(m[j].n/bot.n)
 				break
 			}

@@ -70,6 +70,12 @@ import (
 //     model's size excepted); moves smaller than DeadBand are not made.
 //
 // Gradient is deterministic: it reads only its observations.
+//
+// Its parts live in files named for them: the policy (this file: the
+// guards, the saturation climb and the decision reasons), the cost model B(n)
+// and its memory (costmodel.go), the arrival rate and the queueing model
+// that turns B into a size (queueing.go), and the objective and its slope
+// fit (slopefit.go).
 type Gradient struct {
 	cfg GradientConfig
 
@@ -133,6 +139,12 @@ type GradientConfig struct {
 	MemLimit     float64 // 90: used when the observation has none
 }
 
+// defaults fills zero fields. The defaults are design choices set by hand
+// on the simulator (see the constants below). FillBudget and LatencyBudget
+// split the SLO so that filling (a tenth) and the predicted mean latency
+// (half) leave the rest to the tail that p99 measures; DrainTime is ten
+// SLOs at the default 500 ms; RegimeFactor 2 is well outside the
+// simulator's 10 % write-time noise.
 func (c *GradientConfig) defaults() {
 	def := func(v *float64, d float64) {
 		if *v <= 0 {
@@ -165,9 +177,130 @@ func (c *GradientConfig) defaults() {
 	def(&c.MemLimit, 90)
 }
 
+// The policy's thresholds and factors. Where a comment says "design
+// choice", the value was set by hand on the simulator's shifting scenario
+// (tuner/sim, commits 642727e and ea29d19) and on `batchpilot bench
+// shifting` (077cf37), not derived: it is a knob with a reason, and
+// TestGradientReplaysItsGoldenDecisions pins it.
 const (
-	refusedMaxAge = 60 // intervals a size the sink refused is remembered
-	p99ImmuneFor  = 30 // intervals without shrinks for p99 after one that did not help
+	// refusedMaxAge (intervals) is how long a size the sink refused is
+	// remembered: a minute at the node's 1 s interval, long enough for the
+	// breaker to close and the model to try growing again, which is what
+	// walked back into a 1 MiB body limit four times in 077cf37's bench.
+	refusedMaxAge = 60
+	// refusedShare caps the size at this share of a refused batch's fill:
+	// design choice (077cf37), room below a body limit for records that
+	// vary in size.
+	refusedShare = 0.7
+	// refusedBytesChange: records this many times larger or smaller than
+	// when a size was refused forget it, since a body limit then holds a
+	// different count of them (077cf37).
+	refusedBytesChange = 2
+	// hardFailures and hardFailShare: an interval with at least this many
+	// failed batches that were not back pressure, and at least this share
+	// of its batches, is a refusal of the batches themselves (a 413), not a
+	// stray error. Design choice: one failure is noise, most is a rule.
+	hardFailures  = 2
+	hardFailShare = 0.5
+	// p99ImmuneFor (intervals) stops shrinks for p99 after one that did not
+	// bring p99 under the SLO: the tail was a Retry-After's, not the
+	// size's (077cf37). Half a minute: design choice.
+	p99ImmuneFor = 30
+	// p99VerdictWindow (intervals) is how long after a shrink for p99 its
+	// effect is judged: a batch or two of the old size may still be in
+	// flight for an interval. p99ShrinkTook: the size in force is below
+	// this share of the size shrunk from, so the shrink did take effect.
+	p99VerdictWindow = 3
+	p99ShrinkTook    = 0.95
+	// overridden: a size in force below this share of the size last asked
+	// for was imposed (a breaker, the leader's grant); the probe moves the
+	// size only ±Probe (2 %), so 3 % tells them apart.
+	overridden = 0.97
+	// backlogRounds and backlogSLOShare: a backlog is more than this many
+	// rounds of K batches and more than this share of the SLO's worth of
+	// arrivals waiting (both, so that neither tiny batches nor a light load
+	// call a few queued records a backlog). queuedBatches: a queue growing
+	// by more than this many batches while throughput stays below
+	// keepingUp of arrivals is a node that does not keep up. Design choices.
+	backlogRounds   = 2
+	backlogSLOShare = 0.25
+	queuedBatches   = 2
+	keepingUp       = 0.98
+	// pressureShare: back pressure acts when it answers more than this
+	// share of the interval's attempts, so one stray 429 in a thousand
+	// writes does not shrink. Design choice.
+	pressureShare = 0.02
+	// kneeGrowth and kneeLoss: under saturation, a size grown by more than
+	// 5 % whose throughput fell by more than 3 % passed a knee. The margins
+	// sit above the simulator's 10 % write-time noise averaged over an
+	// interval's batches. Design choice.
+	kneeGrowth = 1.05
+	kneeLoss   = 0.97
+	// kneeLongJump: a jump back from a knee longer than this factor goes
+	// only half way in log space (the geometric mean): the optimum lies
+	// below, not necessarily at the size before.
+	kneeLongJump = 1.5
+	// ceilingRelax is the factor a ceiling rises by each interval without
+	// back pressure (2 %: a ceiling set a third too low is gone in about
+	// 15 s), and ceilingGone the height above which it is dropped.
+	ceilingRelax = 1.02
+	ceilingGone  = 1e9
+	// ceilingBelow sets a ceiling just under the size a guard left.
+	ceilingBelow = 0.9
+	// modelSmoothing is the EWMA weight of the newest model size (in log
+	// space) against the noise of the measured rates. Design choice.
+	modelSmoothing = 0.3
+	// stallCut halves the size when no batch finished in a whole interval:
+	// a multiplicative decrease as in TCP's congestion avoidance (RFC 5681
+	// halves the window on loss).
+	stallCut = 0.5
+	// slowMargin aims a cut for write time at 90 % of the latency budget;
+	// slowMinCut bounds one such cut to halving. fullLow and fullHigh: the
+	// batches measured were full (80-110 % of the size in force), so their
+	// write time is this size's. Design choices.
+	slowMargin = 0.9
+	slowMinCut = 0.5
+	fullLow    = 0.8
+	fullHigh   = 1.1
+	// backoff is the multiplicative decrease for back pressure and for p99
+	// above the SLO: gentler than TCP's halving because a batch size acts
+	// on every request at once, harsher than Vector's ARC concurrency
+	// decrease_ratio (0.9), which is applied once per RTT, not per second.
+	// Design choice.
+	backoff = 0.8
+	// costExplore: after writes got dearer, try this much smaller first;
+	// per-batch and per-record cost tell apart by their answer to it.
+	costExplore = 0.6
+	// bestMeasuredGain: under saturation move to the remembered size with
+	// the most measured capacity when it has 10 % more than the size now,
+	// more than the noise of one interval's measurement. Design choice.
+	bestMeasuredGain = 1.1
+	// draining: a queue that shrank by 10 % in an interval is draining at
+	// the size in force; hold it.
+	draining = 0.9
+	// ceilingRoom: under saturation grow only if the ceiling leaves 20 %
+	// room; exploreDown is the step down when it does not and sizes from
+	// half the current one up to a band below it are unmeasured.
+	ceilingRoom  = 1.2
+	exploreDown  = 0.7
+	exploreReach = 2
+	// slowBatches: a write time is judged on at least two batches, not
+	// one that met a hiccup.
+	slowBatches = 2
+	// kForget: without a given flush concurrency, K is estimated as the
+	// busiest interval's batch-seconds per second, forgotten 1 % an
+	// interval (half-life about 70 s) so that a past burst of parallel
+	// writes does not count forever. Design choice.
+	kForget = 0.99
+	// corrStep bounds one interval's gradient correction (log space, about
+	// ±16 %); corrMax bounds the total to about ×2 either way (ln 2 ≈
+	// 0.69); corrDecay lets an unconfirmed correction fade (half-life about
+	// 35 intervals); corrShown is the correction above which the reason
+	// says "model+gradient". Design choices.
+	corrStep  = 0.15
+	corrMax   = 0.7
+	corrDecay = 0.98
+	corrShown = 0.05
 )
 
 // NewGradient returns a Gradient controller starting at cfg.Initial.
@@ -196,7 +329,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 	if cur <= 0 {
 		cur = g.base
 	}
-	if g.asked > 0 && obs.BatchSize > 0 && cur < 0.97*float64(g.asked) {
+	if g.asked > 0 && obs.BatchSize > 0 && cur < overridden*float64(g.asked) {
 		g.base = cur // a breaker or the grant overrode the last decision
 	}
 	if obs.ArrivalRate <= 0 && obs.Batches == 0 && obs.QueueDepth == 0 {
@@ -222,16 +355,16 @@ func (g *Gradient) Next(obs Observation) Decision {
 	rb := recordBytes(obs)
 	if g.refused > 0 {
 		g.refusedAge++
-		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > 2*g.refusedBytes || 2*rb < g.refusedBytes)) {
+		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > refusedBytesChange*g.refusedBytes || refusedBytesChange*rb < g.refusedBytes)) {
 			g.refused = 0
 		}
 	}
-	if hard := obs.SinkErrors - obs.Backpressure; hard >= 2 && float64(hard) >= 0.5*float64(obs.Batches) {
+	if hard := obs.SinkErrors - obs.Backpressure; hard >= hardFailures && float64(hard) >= hardFailShare*float64(obs.Batches) {
 		n := cur
 		if obs.MeanBatchFill > 0 {
 			n = math.Min(n, obs.MeanBatchFill)
 		}
-		if v := math.Max(float64(cfg.Min), 0.7*n); g.refused == 0 || v < g.refused {
+		if v := math.Max(float64(cfg.Min), refusedShare*n); g.refused == 0 || v < g.refused {
 			g.refused = v
 		}
 		g.refusedAge, g.refusedBytes = 0, rb
@@ -240,15 +373,15 @@ func (g *Gradient) Next(obs Observation) Decision {
 		g.k = float64(obs.FlushConcurrency)
 	} else {
 		busy := float64(obs.Batches) * obs.MeanBatchTime.Seconds() / iv
-		g.k = math.Max(1, math.Max(g.k*0.99, busy))
+		g.k = math.Max(1, math.Max(g.k*kForget, busy))
 	}
 
 	// A backlog: more than two rounds of batches and more than a quarter
 	// of the SLO's worth of arrivals waiting, or records refused.
-	backlog := float64(obs.QueueDepth) > math.Max(2*g.k*cur, 0.25*slo*g.lam)
+	backlog := float64(obs.QueueDepth) > math.Max(backlogRounds*g.k*cur, backlogSLOShare*slo*g.lam)
 	// Or a queue building up: the node is not keeping up.
-	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > 2*cur &&
-		obs.Throughput < 0.98*obs.ArrivalRate
+	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > queuedBatches*cur &&
+		obs.Throughput < keepingUp*obs.ArrivalRate
 	sat := obs.Rejected > 0 || backlog || growing
 	// Only clean intervals feed the slope: while a backlog builds or drains
 	// the objective moves with it, not with the size.
@@ -258,11 +391,11 @@ func (g *Gradient) Next(obs Observation) Decision {
 		significant = g.fitSlope()
 	}
 	attempts := obs.Batches + obs.Backpressure
-	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > 0.02*float64(attempts)
-	knee := sat && g.prevSat && cur > 1.05*g.prevSize && obs.Throughput < 0.97*g.prevThroughput
+	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > pressureShare*float64(attempts)
+	knee := sat && g.prevSat && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput
 	if g.ceiling > 0 && !pressure && !knee {
-		g.ceiling *= 1.02
-		if g.ceiling > 1e9 {
+		g.ceiling *= ceilingRelax
+		if g.ceiling > ceilingGone {
 			g.ceiling = 0
 		}
 	}
@@ -271,8 +404,8 @@ func (g *Gradient) Next(obs Observation) Decision {
 	// the tail is not the size's (writes that waited out a Retry-After, a
 	// stall downstream), and smaller batches only send more requests.
 	// Stop shrinking for p99, and lift the ceiling it left, for a while.
-	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= 3 && !sat {
-		if cur < 0.95*g.p99ShrinkFrom && obs.P99.Seconds() > slo {
+	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= p99VerdictWindow && !sat {
+		if cur < p99ShrinkTook*g.p99ShrinkFrom && obs.P99.Seconds() > slo {
 			g.p99Immune, g.p99ShrinkAt = g.tick+p99ImmuneFor, 0
 			if g.ceilingSoft {
 				g.ceiling = 0
@@ -295,7 +428,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 	if g.ltSmooth == 0 || regime != "" || sat {
 		g.ltSmooth = lt
 	} else {
-		g.ltSmooth += 0.3 * (lt - g.ltSmooth)
+		g.ltSmooth += modelSmoothing * (lt - g.ltSmooth)
 	}
 	var d float64
 	var reason string
@@ -306,36 +439,36 @@ func (g *Gradient) Next(obs Observation) Decision {
 	// batch would not shorten): cut in proportion.
 	bt := obs.MeanBatchTime.Seconds()
 	budget := cfg.LatencyBudget * slo
-	slowCut := math.Max(0.5, 0.9*budget/math.Max(bt, 1e-9))
-	slow := obs.Batches >= 2 && bt > budget && obs.MeanBatchFill >= 0.8*cur &&
-		obs.MeanBatchFill <= 1.1*cur && !g.fixedCostBound(cur, bt)
+	slowCut := math.Max(slowMinCut, slowMargin*budget/math.Max(bt, 1e-9))
+	slow := obs.Batches >= slowBatches && bt > budget && obs.MeanBatchFill >= fullLow*cur &&
+		obs.MeanBatchFill <= fullHigh*cur && !g.fixedCostBound(cur, bt)
 	switch {
 	case stalled && cur >= g.prevSize:
 		// Not one batch finished in a whole interval while a full one
 		// waits: the batches take far too long. (Once smaller batches are
 		// asked for, wait for the big ones in flight to finish.)
-		d, reason, fast = lb+math.Log(0.5), "shrink:stalled", true
+		d, reason, fast = lb+math.Log(stallCut), "shrink:stalled", true
 	case slow && !pressure:
 		d, reason, fast = lb+math.Log(slowCut), "shrink:write-time", true
-		g.setCeiling(0.9*cur, true)
+		g.setCeiling(ceilingBelow*cur, true)
 	case pressure:
-		d, reason = lb+math.Log(0.8), "shrink:backpressure"
-		g.setCeiling(0.9*cur, true)
+		d, reason = lb+math.Log(backoff), "shrink:backpressure"
+		g.setCeiling(ceilingBelow*cur, true)
 	case knee:
 		// Back towards the last size, but a long jump only half way (in
 		// log space): the optimum lies below here, not necessarily at the
 		// size before.
 		back := g.prevSize
-		if cur > 1.5*g.prevSize {
+		if cur > kneeLongJump*g.prevSize {
 			back = math.Sqrt(g.prevSize * cur)
 		}
 		d, reason, fast = math.Log(back), "shrink:knee", true
-		g.setCeiling(math.Max(back, 0.9*cur), false)
+		g.setCeiling(math.Max(back, ceilingBelow*cur), false)
 	case regime == "cost" && g.lastRatio > 1 && !sat:
 		// Writes got dearer and the model cannot yet tell whether per
 		// batch or per record: try smaller, which is the safer guess and
 		// tells the two apart.
-		d, reason, fast = lb+math.Log(0.6), "regime:cost:explore", true
+		d, reason, fast = lb+math.Log(costExplore), "regime:cost:explore", true
 	case regime != "" && (!sat || math.Abs(lt-lb) > math.Log(1+cfg.DeadBand)):
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
@@ -345,35 +478,35 @@ func (g *Gradient) Next(obs Observation) Decision {
 		switch {
 		case lt > lb+math.Log(1+cfg.DeadBand):
 			d, reason, fast = lt, "saturated:model", true
-		case best > 0 && bestCap > 1.1*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
+		case best > 0 && bestCap > bestMeasuredGain*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
 			d, reason, fast = math.Log(best), "saturated:best-measured", true
-		case float64(obs.QueueDepth) < 0.9*float64(g.prevQueue):
+		case float64(obs.QueueDepth) < draining*float64(g.prevQueue):
 			d, reason = lb, "hold:draining"
-		case g.ceiling == 0 || g.ceiling > 1.2*cur:
+		case g.ceiling == 0 || g.ceiling > ceilingRoom*cur:
 			// Bigger batches amortise the per-batch cost: grow quickly
 			// and let the knee guard catch an overshoot.
 			d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
-		case !g.measured(cur/2, cur/1.15):
+		case !g.measured(cur/exploreReach, cur/bandRatio):
 			// Growing is ruled out and smaller sizes are unexplored.
-			d, reason, fast = lb+math.Log(0.7), "explore:down", true
+			d, reason, fast = lb+math.Log(exploreDown), "explore:down", true
 		default:
 			d, reason = lb, "hold:saturated"
 		}
 	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune:
 		// (After a backlog the latency is the backlog's, not the size's.)
-		d, reason = lb+math.Log(0.8), "shrink:p99"
+		d, reason = lb+math.Log(backoff), "shrink:p99"
 		g.p99ShrinkAt, g.p99ShrinkFrom = g.tick, cur
-		g.setCeiling(0.9*cur, true)
+		g.setCeiling(ceilingBelow*cur, true)
 	default:
 		if significant {
-			g.corr += math.Max(-0.15, math.Min(0.15, cfg.Gain*g.slope))
-			g.corr = math.Max(-0.7, math.Min(0.7, g.corr))
+			g.corr += math.Max(-corrStep, math.Min(corrStep, cfg.Gain*g.slope))
+			g.corr = math.Max(-corrMax, math.Min(corrMax, g.corr))
 		} else {
-			g.corr *= 0.98
+			g.corr *= corrDecay
 		}
 		lt = g.ltSmooth
 		d, reason = lt+g.corr, "model"
-		if g.corr < -0.05 || g.corr > 0.05 {
+		if g.corr < -corrShown || g.corr > corrShown {
 			reason = "model+gradient"
 		}
 		// Down to the model's size (light load: small batches at once)

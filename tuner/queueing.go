@@ -6,19 +6,57 @@ import (
 
 // observeArrival updates the arrival-rate estimate and reports a regime
 // change when the rate jumps by RegimeFactor.
+// The load model's constants.
+const (
+	// jumpRecords: a change of the arrival rate counts as a regime change
+	// only when at least this many records arrive in an interval (at the
+	// rate before or after); below it Poisson noise alone doubles rates.
+	// Design choice.
+	jumpRecords = 50
+	// maxBoost bounds how far past the measured sizes the model may reach
+	// after a load jump (×64). Design choice.
+	maxBoost = 64
+	// arrivalAlpha is the EWMA weight of the newest arrival rate: a time
+	// constant of about three intervals. Design choice.
+	arrivalAlpha = 0.3
+	// searchTop is the largest size the model searches when nothing bounds
+	// it: the node's default maximum batch size (20 000 records).
+	searchTop = 20000.0
+	// trustReach and backlogReach: the model's size stays within twice the
+	// largest size measured (four times with a backlog); trustBelow: not
+	// under a quarter of the smallest unless the fill time asks for it.
+	// A trust region, as in trust-region optimisation: the cost model is
+	// extrapolated no further than it can be believed. Design choices.
+	trustReach   = 2.0
+	backlogReach = 4
+	trustBelow   = 4
+	// modelPoints is how many sizes, spaced evenly in log size over the
+	// trust region, the model evaluates (about 5 % apart over ×100, the
+	// order of DeadBand).
+	modelPoints = 96
+	// variability is Sakasegawa's (ca²+cs²)/2 (Sakasegawa 1977, "An
+	// approximation formula L_q ≈ α·ρ^β/(1−ρ)", Annals of the Institute of
+	// Statistical Mathematics 29), taken as ½: Poisson arrivals (ca² = 1)
+	// and a steady write time (cs² ≈ 0), an M/D/K queue.
+	variability = 0.5
+	// capacityShare: overloaded at every size, any size with 90 % of the
+	// most capacity qualifies, and the nearest to the current one wins.
+	capacityShare = 0.9
+)
+
 func (g *Gradient) observeArrival(rate, iv float64) string {
 	if !g.lamSeen {
 		g.lam, g.lamSeen = rate, true
 		return ""
 	}
-	if rf := g.cfg.RegimeFactor; math.Max(rate, g.lam)*iv >= 50 && (rate > rf*g.lam || rate*rf < g.lam) {
+	if rf := g.cfg.RegimeFactor; math.Max(rate, g.lam)*iv >= jumpRecords && (rate > rf*g.lam || rate*rf < g.lam) {
 		// Sizes far from those measured are worth trying at once when the
 		// load itself jumped that far.
-		g.boost = math.Min(64, rate/math.Max(g.lam, 1e-9))
+		g.boost = math.Min(maxBoost, rate/math.Max(g.lam, 1e-9))
 		g.lam = rate
 		return "arrival"
 	}
-	g.lam += 0.3 * (rate - g.lam)
+	g.lam += arrivalAlpha * (rate - g.lam)
 	return ""
 }
 
@@ -33,7 +71,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 	if g.lam <= 0 {
 		return g.base
 	}
-	hi := 20000.0
+	hi := searchTop
 	if maxSize > 0 {
 		hi = float64(maxSize)
 	}
@@ -49,26 +87,25 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		for _, p := range g.mem {
 			minN, maxN = math.Min(minN, p.n), math.Max(maxN, p.n)
 		}
-		reach := 2.0
+		reach := trustReach
 		if drain > 0 {
-			reach = 4 // a backlog: grow faster
+			reach = backlogReach // a backlog: grow faster
 		}
 		reach = math.Max(reach, g.boost)
 		hi = math.Max(lo, math.Min(hi, reach*maxN))
-		lo = math.Min(hi, math.Max(lo, math.Min(minN/4, fillCap)))
+		lo = math.Min(hi, math.Max(lo, math.Min(minN/trustBelow, fillCap)))
 	}
 	lamH := g.lam*cfg.Headroom + drain
 	// Sakasegawa's approximation of the mean wait in a G/G/K queue:
 	// Wq ≈ B · ρ^(√(2(K+1))−1) / (K(1−ρ)) · (ca²+cs²)/2, taking the
 	// variability term as ½.
 	expo := math.Sqrt(2*(g.k+1)) - 1
-	const points = 96
 	best := 0.0 // the largest size meeting both budgets
 	fallback, fallbackLat := 0.0, math.Inf(1)
-	caps := make([]float64, points)
-	sizes := make([]float64, points)
-	for i := 0; i < points; i++ {
-		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(points-1)))
+	caps := make([]float64, modelPoints)
+	sizes := make([]float64, modelPoints)
+	for i := 0; i < modelPoints; i++ {
+		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(modelPoints-1)))
 		fill := n / g.lam
 		if linger > 0 {
 			fill = math.Min(fill, linger)
@@ -83,7 +120,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		if rho >= 1 {
 			continue
 		}
-		lat := fill + b + b*math.Pow(rho, expo)/(g.k*(1-rho))*0.5
+		lat := fill + b + b*math.Pow(rho, expo)/(g.k*(1-rho))*variability
 		if lat <= cfg.LatencyBudget*slo && fill <= cfg.FillBudget*slo {
 			best = n
 		}
@@ -109,7 +146,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 	}
 	pick, dist := g.base, math.Inf(1)
 	for i, c := range caps {
-		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= 0.9*most && d < dist {
+		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= capacityShare*most && d < dist {
 			pick, dist = sizes[i], d
 		}
 	}

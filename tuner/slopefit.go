@@ -9,6 +9,42 @@ type gsample struct{ x, j float64 }
 // objective is the quantity the gradient climbs, per interval: goodput as a
 // fraction of what was written, penalised above the SLO and the resource
 // limits, with a slight preference for lower latency.
+// The objective's and the slope fit's constants. "Design choice": set by
+// hand on the simulator (tuner/sim) and pinned by
+// TestGradientReplaysItsGoldenDecisions.
+const (
+	// limitPenalty: each percentage point of CPU or memory over its limit
+	// costs a tenth of the objective (zero at ten points over). Design
+	// choice: steep enough that no goodput gain pays for a host over its
+	// limit.
+	limitPenalty = 10
+	// latencyPreference: the objective loses up to 5 % with p99 rising to
+	// latencyPreferenceCap (twice) the SLO, a tie-breaker between sizes of
+	// equal goodput, too small to move the slope past minElasticity.
+	latencyPreference    = 0.05
+	latencyPreferenceCap = 2
+	// minSlopeSamples: a slope is fitted on at least five intervals.
+	minSlopeSamples = 5
+	// slopeRecency is the weight lost per interval of age in the fit
+	// (half-life about 4 intervals). Design choice.
+	slopeRecency = 0.85
+	// minSpread: sizes whose log varies by less than this (about 1 %)
+	// carry no information about the slope.
+	minSpread = 1e-4
+	// significantT is the |t| a slope must exceed to count: a two-sided
+	// test at roughly the 5 % level for the few degrees of freedom of a
+	// 10-interval window (Student's t, 8 d.f.: 2.31). noErrorT is the t
+	// given a slope fitted without residual.
+	significantT = 2.5
+	noErrorT     = 100
+	// minElasticity: a 10 % change of size must move the objective by at
+	// least 0.2 % to be acted on. Design choice.
+	minElasticity = 0.02
+	// objectiveFloor keeps the elasticity finite when the objective is
+	// near zero.
+	objectiveFloor = 0.05
+)
+
 func (g *Gradient) objective(obs Observation, slo float64) float64 {
 	// Goodput as a share of what was written: it is only measured in
 	// intervals without a backlog, where the node writes what arrives, and
@@ -29,12 +65,12 @@ func (g *Gradient) objective(obs Observation, slo float64) float64 {
 		memLimit = g.cfg.MemLimit
 	}
 	if over := obs.CPUPercent - cpuLimit; over > 0 {
-		j *= math.Max(0, 1-over/10)
+		j *= math.Max(0, 1-over/limitPenalty)
 	}
 	if over := obs.MemPercent - memLimit; over > 0 {
-		j *= math.Max(0, 1-over/10)
+		j *= math.Max(0, 1-over/limitPenalty)
 	}
-	return j * (1 - 0.05*math.Min(p99/slo, 2))
+	return j * (1 - latencyPreference*math.Min(p99/slo, latencyPreferenceCap))
 }
 
 func (g *Gradient) addSample(x, j float64) {
@@ -50,10 +86,10 @@ func (g *Gradient) addSample(x, j float64) {
 // whether the slope is significant (|t| > 2.5) and large enough to act on.
 func (g *Gradient) fitSlope() bool {
 	n := len(g.samples)
-	if n < 5 {
+	if n < minSlopeSamples {
 		return false
 	}
-	w := func(i int) float64 { return math.Pow(0.85, float64(n-1-i)) }
+	w := func(i int) float64 { return math.Pow(slopeRecency, float64(n-1-i)) }
 	var sw, sx, sj float64
 	for i, s := range g.samples {
 		sw += w(i)
@@ -66,7 +102,7 @@ func (g *Gradient) fitSlope() bool {
 		sxx += w(i) * (s.x - mx) * (s.x - mx)
 		sxj += w(i) * (s.x - mx) * (s.j - mj)
 	}
-	if sxx/sw < 1e-4 { // sizes within about 1 %: no information
+	if sxx/sw < minSpread { // sizes within about 1 %: no information
 		return false
 	}
 	b := sxj / sxx
@@ -76,14 +112,14 @@ func (g *Gradient) fitSlope() bool {
 		rss += w(i) * r * r
 	}
 	se := math.Sqrt(rss / math.Max(sw-2, 0.5) / sxx)
-	t := math.Copysign(100, b)
+	t := math.Copysign(noErrorT, b)
 	if se > 0 {
 		t = b / se
 	}
-	e := b / math.Max(mj, 0.05)
+	e := b / math.Max(mj, objectiveFloor)
 	g.slope = g.cfg.SlopeAlpha*e + (1-g.cfg.SlopeAlpha)*g.slope
 	// Significant, and big enough to matter: a 10 % change of size moving
 	// the objective by at least 0.2 % (the latency preference alone does
 	// not, so on a plateau the model decides).
-	return b != 0 && math.Abs(t) > 2.5 && math.Abs(g.slope) > 0.02
+	return b != 0 && math.Abs(t) > significantT && math.Abs(g.slope) > minElasticity
 }
