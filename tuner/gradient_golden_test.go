@@ -197,7 +197,7 @@ func TestGradientReplaysItsGoldenDecisions(t *testing.T) {
 		}
 	}
 	if bad > 0 {
-		t.Fatalf("%d of %d decisions differ from the golden run", bad, len(steps))
+		t.Fatalf("%d of %d decisions differ from the golden run (a deliberate change of Gradient's behaviour rewrites the file with -update-golden, and says so in its commit)", bad, len(steps))
 	}
 	t.Logf("%d decisions replayed identically; reasons: %v", len(steps), reasons)
 }

@@ -17,15 +17,16 @@ import (
 // Sampler reads them.
 type Resources struct {
 	// CPUPercent is this process's CPU use since the previous sample as a
-	// share of what it may use (CPULimit: a cgroup quota, or the host's
+	// share of what it may use (CPUAllowance: a cgroup quota, or the host's
 	// CPUs), 0-100. 100 means the process uses all the CPU it is allowed,
 	// whatever the rest of the host does.
 	CPUPercent float64
 	MemPercent float64 // whole-host memory in use, 0-100
 	RSSBytes   uint64  // this process's resident memory
 
-	// CPULimit is the limit CPUPercent is a share of, and which one acts.
-	CPULimit CPULimit
+	// CPUAllowance is the CPU CPUPercent is a share of, and which limit
+	// sets it (the host's CPUs or a cgroup quota): the one that acts.
+	CPUAllowance CPUAllowance
 	// ProcessCPUSeconds is the CPU time (user + system) this process has
 	// used since it started.
 	ProcessCPUSeconds float64
@@ -115,11 +116,11 @@ func (s *Sampler) Sample(ctx context.Context) (Resources, error) {
 	if s.cgroupErr != nil {
 		note(s.cgroupErr)
 	}
-	lim, err := readCPULimit(s.cgroup, s.hostCores)
+	lim, err := readCPUAllowance(s.cgroup, s.hostCores)
 	if err != nil {
 		note(fmt.Errorf("sampler: cgroup cpu: %w", err))
 	}
-	r.CPULimit = lim
+	r.CPUAllowance = lim
 	if t, err := s.proc.TimesWithContext(ctx); err != nil {
 		note(fmt.Errorf("sampler: process cpu times: %w", err))
 	} else {

@@ -12,27 +12,29 @@ import (
 	"strings"
 )
 
-// The sources of a CPULimit.
+// The sources of a CPUAllowance: the limit that acts.
 const (
-	// CPULimitHost: no cgroup quota bounds the process below the CPUs it
+	// AllowanceHost: no cgroup quota bounds the process below the CPUs it
 	// may run on (runtime.NumCPU, which honours its affinity mask, so a
 	// cpuset counts).
-	CPULimitHost = "host"
-	// CPULimitCgroupV2: a cgroup v2 quota, cpu.max ("$MAX $PERIOD").
-	CPULimitCgroupV2 = "cgroup-v2"
-	// CPULimitCgroupV1: a cgroup v1 CFS quota, cpu.cfs_quota_us over
+	AllowanceHost = "host"
+	// AllowanceCgroupV2: a cgroup v2 quota, cpu.max ("$MAX $PERIOD").
+	AllowanceCgroupV2 = "cgroup-v2"
+	// AllowanceCgroupV1: a cgroup v1 CFS quota, cpu.cfs_quota_us over
 	// cpu.cfs_period_us.
-	CPULimitCgroupV1 = "cgroup-v1"
+	AllowanceCgroupV1 = "cgroup-v1"
 )
 
-// CPULimit is how much CPU this process may use, and what sets it.
-type CPULimit struct {
+// CPUAllowance is how much CPU this process may use, and which limit sets
+// it. (Not Observation.CPULimit, the percentage of it the breaker holds the
+// node to.)
+type CPUAllowance struct {
 	// Cores is the CPU time, in seconds per second, the process may use:
 	// the tightest of the host's CPUs and the quota over the period of
 	// every cgroup from the process's own up to the hierarchy's root.
 	Cores float64 `json:"cores"`
-	// Source is the limit in force: CPULimitHost, CPULimitCgroupV2 or
-	// CPULimitCgroupV1.
+	// Source is the limit in force: AllowanceHost, AllowanceCgroupV2 or
+	// AllowanceCgroupV1.
 	Source string `json:"source"`
 	// File is the cgroup file the quota in force was read from; "" when
 	// the host's CPUs are the limit.
@@ -40,7 +42,7 @@ type CPULimit struct {
 }
 
 // String reads like "cgroup-v2: 1.50 cores (/sys/fs/cgroup/app/cpu.max)".
-func (l CPULimit) String() string {
+func (l CPUAllowance) String() string {
 	if l.File == "" {
 		return fmt.Sprintf("%s: %.2f cores", l.Source, l.Cores)
 	}
@@ -344,33 +346,33 @@ func parseCFSQuota(quota, period string) (cores float64, limited bool, err error
 	return float64(q) / float64(p), true, nil
 }
 
-// readCPULimit is the CPU limit in force for a process under cg on a host
+// readCPUAllowance is the CPU limit in force for a process under cg on a host
 // whose process may run on hostCores CPUs. On an error it returns the host
 // limit and the error.
-func readCPULimit(cg cgroupCPU, hostCores int) (CPULimit, error) {
-	host := CPULimit{Cores: float64(max(1, hostCores)), Source: CPULimitHost}
+func readCPUAllowance(cg cgroupCPU, hostCores int) (CPUAllowance, error) {
+	host := CPUAllowance{Cores: float64(max(1, hostCores)), Source: AllowanceHost}
 	cores, file, ok, err := cg.quota()
 	if err != nil || !ok || cores >= host.Cores {
 		return host, err
 	}
-	src := CPULimitCgroupV2
+	src := AllowanceCgroupV2
 	if cg.version == 1 {
-		src = CPULimitCgroupV1
+		src = AllowanceCgroupV1
 	}
-	return CPULimit{Cores: cores, Source: src, File: file}, nil
+	return CPUAllowance{Cores: cores, Source: src, File: file}, nil
 }
 
-// ReadCPULimit is the CPU limit in force for this process: the tightest of
+// ReadCPUAllowance is the CPU limit in force for this process: the tightest of
 // its CPUs (hostCores, runtime.NumCPU outside tests) and the cgroup CPU
 // quotas of its cgroup and its ancestors, found under root ("/" outside
 // tests). A cgroup file it cannot make sense of is an error naming it; the
 // host's CPUs are then returned as the limit.
-func ReadCPULimit(root string, hostCores int) (CPULimit, error) {
+func ReadCPUAllowance(root string, hostCores int) (CPUAllowance, error) {
 	cg, err := findCgroupCPU(root)
 	if err != nil {
-		return CPULimit{Cores: float64(max(1, hostCores)), Source: CPULimitHost}, fmt.Errorf("cgroup cpu: %w", err)
+		return CPUAllowance{Cores: float64(max(1, hostCores)), Source: AllowanceHost}, fmt.Errorf("cgroup cpu: %w", err)
 	}
-	l, err := readCPULimit(cg, hostCores)
+	l, err := readCPUAllowance(cg, hostCores)
 	if err != nil {
 		return l, fmt.Errorf("cgroup cpu: %w", err)
 	}

@@ -34,7 +34,7 @@ func fakeRoot(t *testing.T, files map[string]string) string {
 	return root
 }
 
-func TestReadCPULimitFromCgroupFiles(t *testing.T) {
+func TestReadCPUAllowanceFromCgroupFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		hostCores int
@@ -46,7 +46,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 	}{
 		{
 			name: "no /proc/self/cgroup (not Linux) is bounded by the host's CPUs", hostCores: 4,
-			cores: 4, source: CPULimitHost,
+			cores: 4, source: AllowanceHost,
 		},
 		{
 			name: "a cgroup v2 without a quota (cpu.max max) is bounded by the host's CPUs", hostCores: 4,
@@ -54,7 +54,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "0::/app.slice/batchpilot.service\n", "proc/self/mountinfo": mountProc + mountV2,
 				"sys/fs/cgroup/app.slice/batchpilot.service/cpu.max": "max 100000\n",
 			},
-			cores: 4, source: CPULimitHost,
+			cores: 4, source: AllowanceHost,
 		},
 		{
 			name: "a cgroup v2 quota of 150 ms per 100 ms is 1.5 cores", hostCores: 4,
@@ -62,7 +62,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "0::/app.slice/batchpilot.service\n", "proc/self/mountinfo": mountProc + mountV2,
 				"sys/fs/cgroup/app.slice/batchpilot.service/cpu.max": "150000 100000\n",
 			},
-			cores: 1.5, source: CPULimitCgroupV2, file: "sys/fs/cgroup/app.slice/batchpilot.service/cpu.max",
+			cores: 1.5, source: AllowanceCgroupV2, file: "sys/fs/cgroup/app.slice/batchpilot.service/cpu.max",
 		},
 		{
 			name: "a parent's tighter cgroup v2 quota bounds the child", hostCores: 8,
@@ -72,7 +72,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"sys/fs/cgroup/kubepods/pod1/cpu.max":    "50000 100000\n",
 				"sys/fs/cgroup/kubepods/cpu.max":         "max 100000\n",
 			},
-			cores: 0.5, source: CPULimitCgroupV2, file: "sys/fs/cgroup/kubepods/pod1/cpu.max",
+			cores: 0.5, source: AllowanceCgroupV2, file: "sys/fs/cgroup/kubepods/pod1/cpu.max",
 		},
 		{
 			name: "a cgroup v2 quota above the host's CPUs leaves the host as the limit", hostCores: 2,
@@ -80,7 +80,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "0::/big\n", "proc/self/mountinfo": mountV2,
 				"sys/fs/cgroup/big/cpu.max": "400000 100000\n",
 			},
-			cores: 2, source: CPULimitHost,
+			cores: 2, source: AllowanceHost,
 		},
 		{
 			name: "in a cgroup namespace the process's cgroup is the mount point itself", hostCores: 4,
@@ -88,7 +88,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "0::/\n", "proc/self/mountinfo": mountV2,
 				"sys/fs/cgroup/cpu.max": "200000 100000\n",
 			},
-			cores: 2, source: CPULimitCgroupV2, file: "sys/fs/cgroup/cpu.max",
+			cores: 2, source: AllowanceCgroupV2, file: "sys/fs/cgroup/cpu.max",
 		},
 		{
 			name: "a container's cgroup mounted at its own root is found from the mount's root", hostCores: 4,
@@ -97,7 +97,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/mountinfo":   "30 23 0:26 /system.slice/docker-abc.scope /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n",
 				"sys/fs/cgroup/cpu.max": "25000 100000\n",
 			},
-			cores: 0.25, source: CPULimitCgroupV2, file: "sys/fs/cgroup/cpu.max",
+			cores: 0.25, source: AllowanceCgroupV2, file: "sys/fs/cgroup/cpu.max",
 		},
 		{
 			name: "a cgroup v1 CFS quota of 50 ms per 100 ms is half a core", hostCores: 2,
@@ -108,7 +108,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
 				"sys/fs/cgroup/unified/cpu.max":                          "10000 100000\n",
 			},
-			cores: 0.5, source: CPULimitCgroupV1, file: "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
+			cores: 0.5, source: AllowanceCgroupV1, file: "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
 		},
 		{
 			name: "a cgroup v1 quota of -1 is no limit", hostCores: 2,
@@ -116,7 +116,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "1:cpu:/\n", "proc/self/mountinfo": "31 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
 				"sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n", "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
 			},
-			cores: 2, source: CPULimitHost,
+			cores: 2, source: AllowanceHost,
 		},
 		{
 			name: "a cpuacct-only v1 hierarchy is not the cpu controller", hostCores: 2,
@@ -125,7 +125,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/mountinfo":                      "32 30 0:29 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n",
 				"sys/fs/cgroup/cpuacct/x/cpu.cfs_quota_us": "10000\n", "sys/fs/cgroup/cpuacct/x/cpu.cfs_period_us": "100000\n",
 			},
-			cores: 2, source: CPULimitHost,
+			cores: 2, source: AllowanceHost,
 		},
 		{
 			name: "a mount point with an escaped space is unescaped", hostCores: 4,
@@ -134,7 +134,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/mountinfo": `30 23 0:26 / /cg\040root rw - cgroup2 cgroup2 rw` + "\n",
 				"cg root/a/cpu.max":   "100000 100000\n",
 			},
-			cores: 1, source: CPULimitCgroupV2, file: "cg root/a/cpu.max",
+			cores: 1, source: AllowanceCgroupV2, file: "cg root/a/cpu.max",
 		},
 		{
 			name: "a malformed cpu.max is an error naming the file, and the host is the limit", hostCores: 4,
@@ -142,7 +142,7 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": mountV2,
 				"sys/fs/cgroup/a/cpu.max": "lots 100000\n",
 			},
-			cores: 4, source: CPULimitHost, err: "a/cpu.max: quota \"lots\"",
+			cores: 4, source: AllowanceHost, err: "a/cpu.max: quota \"lots\"",
 		},
 		{
 			name: "a zero period is an error", hostCores: 4,
@@ -150,29 +150,29 @@ func TestReadCPULimitFromCgroupFiles(t *testing.T) {
 				"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": mountV2,
 				"sys/fs/cgroup/a/cpu.max": "50000 0\n",
 			},
-			cores: 4, source: CPULimitHost, err: "period \"0\"",
+			cores: 4, source: AllowanceHost, err: "period \"0\"",
 		},
 		{
 			name: "a malformed /proc/self/cgroup line is an error naming the line", hostCores: 4,
 			files: map[string]string{"proc/self/cgroup": "0::/a\nnonsense\n", "proc/self/mountinfo": mountV2},
-			cores: 4, source: CPULimitHost, err: "line 2",
+			cores: 4, source: AllowanceHost, err: "line 2",
 		},
 		{
 			name: "a malformed mountinfo line is an error naming the line", hostCores: 4,
 			files: map[string]string{"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": mountProc + "30 23 0:26\n"},
-			cores: 4, source: CPULimitHost, err: "mountinfo: line 2",
+			cores: 4, source: AllowanceHost, err: "mountinfo: line 2",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := fakeRoot(t, tc.files)
-			got, err := ReadCPULimit(root, tc.hostCores)
+			got, err := ReadCPUAllowance(root, tc.hostCores)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Fatalf("error %v", err)
 			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Fatalf("error %v, want one containing %q", err, tc.err)
 			}
-			want := CPULimit{Cores: tc.cores, Source: tc.source}
+			want := CPUAllowance{Cores: tc.cores, Source: tc.source}
 			if tc.file != "" {
 				want.File = filepath.Join(root, tc.file)
 			}
@@ -195,15 +195,15 @@ func TestSamplerReadsTheQuotaAgainAtEverySample(t *testing.T) {
 		t.Skipf("no process figures on this platform: %v", err)
 	}
 	r, _ := s.Sample(t.Context())
-	if r.CPULimit.Source != CPULimitHost || r.CPULimit.Cores != 4 {
-		t.Fatalf("limit %v, want the host's 4 cores", r.CPULimit)
+	if r.CPUAllowance.Source != AllowanceHost || r.CPUAllowance.Cores != 4 {
+		t.Fatalf("limit %v, want the host's 4 cores", r.CPUAllowance)
 	}
 	if err := os.WriteFile(filepath.Join(root, "sys/fs/cgroup/a/cpu.max"), []byte("50000 100000\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, _ = s.Sample(t.Context())
-	if r.CPULimit.Source != CPULimitCgroupV2 || r.CPULimit.Cores != 0.5 {
-		t.Errorf("limit %v, want the cgroup's 0.5 cores", r.CPULimit)
+	if r.CPUAllowance.Source != AllowanceCgroupV2 || r.CPUAllowance.Cores != 0.5 {
+		t.Errorf("limit %v, want the cgroup's 0.5 cores", r.CPUAllowance)
 	}
 }
 

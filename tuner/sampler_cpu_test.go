@@ -71,11 +71,11 @@ func TestSamplerMeasuresThisProcessCPU(t *testing.T) {
 			t.Fatalf("process cpu %.3f s, getrusage said %.3f s before and %.3f s after", r.ProcessCPUSeconds, before, after)
 		}
 		if r.CPUPercent < 0 || r.CPUPercent > 100 {
-			t.Fatalf("cpu %.1f%% of %v, want 0-100", r.CPUPercent, r.CPULimit)
+			t.Fatalf("cpu %.1f%% of %v, want 0-100", r.CPUPercent, r.CPUAllowance)
 		}
 		sawShare = sawShare || r.CPUPercent > 0
 		if sawShare && r.ProcessCPUSeconds-first.ProcessCPUSeconds >= 0.3 {
-			t.Logf("busy loop: %.2f s of CPU, last share %.1f%% of %v", r.ProcessCPUSeconds-first.ProcessCPUSeconds, r.CPUPercent, r.CPULimit)
+			t.Logf("busy loop: %.2f s of CPU, last share %.1f%% of %v", r.ProcessCPUSeconds-first.ProcessCPUSeconds, r.CPUPercent, r.CPUAllowance)
 			return
 		}
 	}

@@ -36,8 +36,8 @@ func TestSamplerReadsThisHost(t *testing.T) {
 	if r.HostCPUPercent < 0 || r.HostCPUPercent > 100 {
 		t.Errorf("host cpu %.1f%%, want 0-100", r.HostCPUPercent)
 	}
-	if r.CPULimit.Cores <= 0 || r.CPULimit.Source == "" {
-		t.Errorf("cpu limit %v, want some cores and a source", r.CPULimit)
+	if r.CPUAllowance.Cores <= 0 || r.CPUAllowance.Source == "" {
+		t.Errorf("cpu limit %v, want some cores and a source", r.CPUAllowance)
 	}
 	var obs Observation
 	r.ApplyTo(&obs)
