@@ -6,6 +6,8 @@ import (
 	"time"
 )
 
+// csample is one interval of the linear cost fit: the mean batch fill,
+// its mean write time in seconds, and its weight (the batches behind it).
 type csample struct{ n, b, w float64 }
 
 // costPoint is the measured write time of batches in one size band.

@@ -344,37 +344,8 @@ func (g *Gradient) Next(obs Observation) Decision {
 		g.samples, g.slope, g.corr, g.ceiling = g.samples[:0], 0, 0, 0
 		g.p99Immune, g.p99ShrinkAt = 0, 0
 	}
-	// Most of the interval's batches failed, and not from back pressure:
-	// the sink refuses the batches themselves (a body or entry limit,
-	// answered 413), which a smaller batch passes and a retry does not.
-	// The breaker shrinks at once; remember the size, so that the model
-	// does not grow back into the limit once the breaker closes. A new
-	// Records of another size forget it (a body limit holds other counts
-	// of them), and so does a minute. (Not a jump in arrivals: while the
-	// breaker refuses records, clients retry in waves.)
-	rb := recordBytes(obs)
-	if g.refused > 0 {
-		g.refusedAge++
-		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > refusedBytesChange*g.refusedBytes || refusedBytesChange*rb < g.refusedBytes)) {
-			g.refused = 0
-		}
-	}
-	if hard := obs.SinkErrors - obs.Backpressure; hard >= hardFailures && float64(hard) >= hardFailShare*float64(obs.Batches) {
-		n := cur
-		if obs.MeanBatchFill > 0 {
-			n = math.Min(n, obs.MeanBatchFill)
-		}
-		if v := math.Max(float64(cfg.Min), refusedShare*n); g.refused == 0 || v < g.refused {
-			g.refused = v
-		}
-		g.refusedAge, g.refusedBytes = 0, rb
-	}
-	if obs.FlushConcurrency > 0 {
-		g.k = float64(obs.FlushConcurrency)
-	} else {
-		busy := float64(obs.Batches) * obs.MeanBatchTime.Seconds() / iv
-		g.k = math.Max(1, math.Max(g.k*kForget, busy))
-	}
+	g.rememberRefusals(obs, cur)
+	g.observeConcurrency(obs, iv)
 
 	// A backlog: more than two rounds of batches and more than a quarter
 	// of the SLO's worth of arrivals waiting, or records refused.
@@ -400,20 +371,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 		}
 	}
 
-	// A shrink for p99 that left p99 above the SLO at the smaller size:
-	// the tail is not the size's (writes that waited out a Retry-After, a
-	// stall downstream), and smaller batches only send more requests.
-	// Stop shrinking for p99, and lift the ceiling it left, for a while.
-	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= p99VerdictWindow && !sat {
-		if cur < p99ShrinkTook*g.p99ShrinkFrom && obs.P99.Seconds() > slo {
-			g.p99Immune, g.p99ShrinkAt = g.tick+p99ImmuneFor, 0
-			if g.ceilingSoft {
-				g.ceiling = 0
-			}
-		}
-	} else {
-		g.p99ShrinkAt = 0
-	}
+	g.judgeP99Shrink(cur, obs.P99.Seconds(), slo, sat)
 
 	drain := 0.0
 	if sat {
@@ -472,26 +430,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 	case regime != "" && (!sat || math.Abs(lt-lb) > math.Log(1+cfg.DeadBand)):
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
-		// A hill-climb on measured capacity, with the model as a guide.
-		best, bestCap := g.bestMeasured()
-		curCap := g.k * cur / g.cost(cur)
-		switch {
-		case lt > lb+math.Log(1+cfg.DeadBand):
-			d, reason, fast = lt, "saturated:model", true
-		case best > 0 && bestCap > bestMeasuredGain*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
-			d, reason, fast = math.Log(best), "saturated:best-measured", true
-		case float64(obs.QueueDepth) < draining*float64(g.prevQueue):
-			d, reason = lb, "hold:draining"
-		case g.ceiling == 0 || g.ceiling > ceilingRoom*cur:
-			// Bigger batches amortise the per-batch cost: grow quickly
-			// and let the knee guard catch an overshoot.
-			d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
-		case !g.measured(cur/exploreReach, cur/bandRatio):
-			// Growing is ruled out and smaller sizes are unexplored.
-			d, reason, fast = lb+math.Log(exploreDown), "explore:down", true
-		default:
-			d, reason = lb, "hold:saturated"
-		}
+		d, reason, fast = g.climbSaturated(obs, cur, lb, lt)
 	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune:
 		// (After a backlog the latency is the backlog's, not the size's.)
 		d, reason = lb+math.Log(backoff), "shrink:p99"
@@ -547,6 +486,79 @@ func (g *Gradient) Next(obs Observation) Decision {
 	}
 	g.base = math.Exp(lb + step)
 	return g.emit(reason, maxSize, true)
+}
+
+// rememberRefusals notes an interval in which most batches failed, and not
+// from back pressure: the sink refuses the batches themselves (a body or
+// entry limit, answered 413), which a smaller batch passes and a retry does
+// not. The breaker shrinks at once; remembering the size keeps the model
+// from growing back into the limit once the breaker closes. Records of
+// another size forget it (a body limit holds other counts of them), and so
+// does a minute. (Not a jump in arrivals: while the breaker refuses
+// records, clients retry in waves.)
+func (g *Gradient) rememberRefusals(obs Observation, cur float64) {
+	rb := recordBytes(obs)
+	if g.refused > 0 {
+		g.refusedAge++
+		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > refusedBytesChange*g.refusedBytes || refusedBytesChange*rb < g.refusedBytes)) {
+			g.refused = 0
+		}
+	}
+	if hard := obs.SinkErrors - obs.Backpressure; hard >= hardFailures && float64(hard) >= hardFailShare*float64(obs.Batches) {
+		n := cur
+		if obs.MeanBatchFill > 0 {
+			n = math.Min(n, obs.MeanBatchFill)
+		}
+		if v := math.Max(float64(g.cfg.Min), refusedShare*n); g.refused == 0 || v < g.refused {
+			g.refused = v
+		}
+		g.refusedAge, g.refusedBytes = 0, rb
+	}
+}
+
+// judgeP99Shrink looks at the intervals after a shrink for p99: if p99 is
+// still above the SLO at the smaller size, the tail is not the size's
+// (writes that waited out a Retry-After, a stall downstream), and smaller
+// batches only send more requests. Shrinks for p99 stop, and a soft ceiling
+// is lifted, for a while.
+func (g *Gradient) judgeP99Shrink(cur, p99, slo float64, sat bool) {
+	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= p99VerdictWindow && !sat {
+		if cur < p99ShrinkTook*g.p99ShrinkFrom && p99 > slo {
+			g.p99Immune, g.p99ShrinkAt = g.tick+p99ImmuneFor, 0
+			if g.ceilingSoft {
+				g.ceiling = 0
+			}
+		}
+	} else {
+		g.p99ShrinkAt = 0
+	}
+}
+
+// climbSaturated decides under saturation: a hill-climb on measured
+// capacity, with the model as a guide. lb and lt are the logs of the base
+// size and of the model's size.
+func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt float64) (d float64, reason string, fast bool) {
+	cfg := &g.cfg
+	best, bestCap := g.bestMeasured()
+	curCap := g.k * cur / g.cost(cur)
+	switch {
+	case lt > lb+math.Log(1+cfg.DeadBand):
+		d, reason, fast = lt, "saturated:model", true
+	case best > 0 && bestCap > bestMeasuredGain*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
+		d, reason, fast = math.Log(best), "saturated:best-measured", true
+	case float64(obs.QueueDepth) < draining*float64(g.prevQueue):
+		d, reason = lb, "hold:draining"
+	case g.ceiling == 0 || g.ceiling > ceilingRoom*cur:
+		// Bigger batches amortise the per-batch cost: grow quickly
+		// and let the knee guard catch an overshoot.
+		d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
+	case !g.measured(cur/exploreReach, cur/bandRatio):
+		// Growing is ruled out and smaller sizes are unexplored.
+		d, reason, fast = lb+math.Log(exploreDown), "explore:down", true
+	default:
+		d, reason = lb, "hold:saturated"
+	}
+	return d, reason, fast
 }
 
 // emit bounds the base size, applies the probe and remembers the decision.

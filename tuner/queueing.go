@@ -4,8 +4,6 @@ import (
 	"math"
 )
 
-// observeArrival updates the arrival-rate estimate and reports a regime
-// change when the rate jumps by RegimeFactor.
 // The load model's constants.
 const (
 	// jumpRecords: a change of the arrival rate counts as a regime change
@@ -44,6 +42,20 @@ const (
 	capacityShare = 0.9
 )
 
+// observeConcurrency sets K, the batches written at once: the flush
+// concurrency when the node reports it, else the batch-seconds per second
+// of the busiest recent interval.
+func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
+	if obs.FlushConcurrency > 0 {
+		g.k = float64(obs.FlushConcurrency)
+	} else {
+		busy := float64(obs.Batches) * obs.MeanBatchTime.Seconds() / iv
+		g.k = math.Max(1, math.Max(g.k*kForget, busy))
+	}
+}
+
+// observeArrival updates the arrival-rate estimate and reports a regime
+// change when the rate jumps by RegimeFactor.
 func (g *Gradient) observeArrival(rate, iv float64) string {
 	if !g.lamSeen {
 		g.lam, g.lamSeen = rate, true

@@ -4,11 +4,10 @@ import (
 	"math"
 )
 
+// gsample is one clean interval of the slope fit: the log of the size in
+// force and the objective measured at it.
 type gsample struct{ x, j float64 }
 
-// objective is the quantity the gradient climbs, per interval: goodput as a
-// fraction of what was written, penalised above the SLO and the resource
-// limits, with a slight preference for lower latency.
 // The objective's and the slope fit's constants. "Design choice": set by
 // hand on the simulator (tuner/sim) and pinned by
 // TestGradientReplaysItsGoldenDecisions.
@@ -45,6 +44,9 @@ const (
 	objectiveFloor = 0.05
 )
 
+// objective is the quantity the gradient climbs, per interval: goodput as a
+// fraction of what was written, penalised above the SLO and the resource
+// limits, with a slight preference for lower latency.
 func (g *Gradient) objective(obs Observation, slo float64) float64 {
 	// Goodput as a share of what was written: it is only measured in
 	// intervals without a backlog, where the node writes what arrives, and
