@@ -2,7 +2,6 @@ package tuner
 
 import (
 	"math"
-	"sort"
 	"time"
 )
 
@@ -71,6 +70,12 @@ import (
 //     model's size excepted); moves smaller than DeadBand are not made.
 //
 // Gradient is deterministic: it reads only its observations.
+//
+// Its parts live in files named for them: the policy (this file: the
+// guards, the saturation climb and the decision reasons), the cost model B(n)
+// and its memory (costmodel.go), the arrival rate and the queueing model
+// that turns B into a size (queueing.go), and the objective and its slope
+// fit (slopefit.go).
 type Gradient struct {
 	cfg GradientConfig
 
@@ -134,6 +139,12 @@ type GradientConfig struct {
 	MemLimit     float64 // 90: used when the observation has none
 }
 
+// defaults fills zero fields. The defaults are design choices set by hand
+// on the simulator (see the constants below). FillBudget and LatencyBudget
+// split the SLO so that filling (a tenth) and the predicted mean latency
+// (half) leave the rest to the tail that p99 measures; DrainTime is ten
+// SLOs at the default 500 ms; RegimeFactor 2 is well outside the
+// simulator's 10 % write-time noise.
 func (c *GradientConfig) defaults() {
 	def := func(v *float64, d float64) {
 		if *v <= 0 {
@@ -166,22 +177,130 @@ func (c *GradientConfig) defaults() {
 	def(&c.MemLimit, 90)
 }
 
-type gsample struct{ x, j float64 }
-type csample struct{ n, b, w float64 }
-
-// costPoint is the measured write time of batches in one size band.
-type costPoint struct {
-	band int
-	n, b float64
-	at   int // tick of the last measurement
-}
-
+// The policy's thresholds and factors. Where a comment says "design
+// choice", the value was set by hand on the simulator's shifting scenario
+// (tuner/sim, commits 642727e and ea29d19) and on `batchpilot bench
+// shifting` (077cf37), not derived: it is a knob with a reason, and
+// TestGradientReplaysItsGoldenDecisions pins it.
 const (
-	refusedMaxAge = 60   // intervals a size the sink refused is remembered
-	p99ImmuneFor  = 30   // intervals without shrinks for p99 after one that did not help
-	costWindow    = 12   // intervals in the linear fit
-	bandRatio     = 1.15 // width of a cost-memory band
-	memMaxAge     = 45   // intervals a cost measurement is trusted
+	// refusedMaxAge (intervals) is how long a size the sink refused is
+	// remembered: a minute at the node's 1 s interval, long enough for the
+	// breaker to close and the model to try growing again, which is what
+	// walked back into a 1 MiB body limit four times in 077cf37's bench.
+	refusedMaxAge = 60
+	// refusedShare caps the size at this share of a refused batch's fill:
+	// design choice (077cf37), room below a body limit for records that
+	// vary in size.
+	refusedShare = 0.7
+	// refusedBytesChange: records this many times larger or smaller than
+	// when a size was refused forget it, since a body limit then holds a
+	// different count of them (077cf37).
+	refusedBytesChange = 2
+	// hardFailures and hardFailShare: an interval with at least this many
+	// failed batches that were not back pressure, and at least this share
+	// of its batches, is a refusal of the batches themselves (a 413), not a
+	// stray error. Design choice: one failure is noise, most is a rule.
+	hardFailures  = 2
+	hardFailShare = 0.5
+	// p99ImmuneFor (intervals) stops shrinks for p99 after one that did not
+	// bring p99 under the SLO: the tail was a Retry-After's, not the
+	// size's (077cf37). Half a minute: design choice.
+	p99ImmuneFor = 30
+	// p99VerdictWindow (intervals) is how long after a shrink for p99 its
+	// effect is judged: a batch or two of the old size may still be in
+	// flight for an interval. p99ShrinkTook: the size in force is below
+	// this share of the size shrunk from, so the shrink did take effect.
+	p99VerdictWindow = 3
+	p99ShrinkTook    = 0.95
+	// overridden: a size in force below this share of the size last asked
+	// for was imposed (a breaker, the leader's grant); the probe moves the
+	// size only ±Probe (2 %), so 3 % tells them apart.
+	overridden = 0.97
+	// backlogRounds and backlogSLOShare: a backlog is more than this many
+	// rounds of K batches and more than this share of the SLO's worth of
+	// arrivals waiting (both, so that neither tiny batches nor a light load
+	// call a few queued records a backlog). queuedBatches: a queue growing
+	// by more than this many batches while throughput stays below
+	// keepingUp of arrivals is a node that does not keep up. Design choices.
+	backlogRounds   = 2
+	backlogSLOShare = 0.25
+	queuedBatches   = 2
+	keepingUp       = 0.98
+	// pressureShare: back pressure acts when it answers more than this
+	// share of the interval's attempts, so one stray 429 in a thousand
+	// writes does not shrink. Design choice.
+	pressureShare = 0.02
+	// kneeGrowth and kneeLoss: under saturation, a size grown by more than
+	// 5 % whose throughput fell by more than 3 % passed a knee. The margins
+	// sit above the simulator's 10 % write-time noise averaged over an
+	// interval's batches. Design choice.
+	kneeGrowth = 1.05
+	kneeLoss   = 0.97
+	// kneeLongJump: a jump back from a knee longer than this factor goes
+	// only half way in log space (the geometric mean): the optimum lies
+	// below, not necessarily at the size before.
+	kneeLongJump = 1.5
+	// ceilingRelax is the factor a ceiling rises by each interval without
+	// back pressure (2 %: a ceiling set a third too low is gone in about
+	// 15 s), and ceilingGone the height above which it is dropped.
+	ceilingRelax = 1.02
+	ceilingGone  = 1e9
+	// ceilingBelow sets a ceiling just under the size a guard left.
+	ceilingBelow = 0.9
+	// modelSmoothing is the EWMA weight of the newest model size (in log
+	// space) against the noise of the measured rates. Design choice.
+	modelSmoothing = 0.3
+	// stallCut halves the size when no batch finished in a whole interval:
+	// a multiplicative decrease as in TCP's congestion avoidance (RFC 5681
+	// halves the window on loss).
+	stallCut = 0.5
+	// slowMargin aims a cut for write time at 90 % of the latency budget;
+	// slowMinCut bounds one such cut to halving. fullLow and fullHigh: the
+	// batches measured were full (80-110 % of the size in force), so their
+	// write time is this size's. Design choices.
+	slowMargin = 0.9
+	slowMinCut = 0.5
+	fullLow    = 0.8
+	fullHigh   = 1.1
+	// backoff is the multiplicative decrease for back pressure and for p99
+	// above the SLO: gentler than TCP's halving because a batch size acts
+	// on every request at once, harsher than Vector's ARC concurrency
+	// decrease_ratio (0.9), which is applied once per RTT, not per second.
+	// Design choice.
+	backoff = 0.8
+	// costExplore: after writes got dearer, try this much smaller first;
+	// per-batch and per-record cost tell apart by their answer to it.
+	costExplore = 0.6
+	// bestMeasuredGain: under saturation move to the remembered size with
+	// the most measured capacity when it has 10 % more than the size now,
+	// more than the noise of one interval's measurement. Design choice.
+	bestMeasuredGain = 1.1
+	// draining: a queue that shrank by 10 % in an interval is draining at
+	// the size in force; hold it.
+	draining = 0.9
+	// ceilingRoom: under saturation grow only if the ceiling leaves 20 %
+	// room; exploreDown is the step down when it does not and sizes from
+	// half the current one up to a band below it are unmeasured.
+	ceilingRoom  = 1.2
+	exploreDown  = 0.7
+	exploreReach = 2
+	// slowBatches: a write time is judged on at least two batches, not
+	// one that met a hiccup.
+	slowBatches = 2
+	// kForget: without a given flush concurrency, K is estimated as the
+	// busiest interval's batch-seconds per second, forgotten 1 % an
+	// interval (half-life about 70 s) so that a past burst of parallel
+	// writes does not count forever. Design choice.
+	kForget = 0.99
+	// corrStep bounds one interval's gradient correction (log space, about
+	// ±16 %); corrMax bounds the total to about ×2 either way (ln 2 ≈
+	// 0.69); corrDecay lets an unconfirmed correction fade (half-life about
+	// 35 intervals); corrShown is the correction above which the reason
+	// says "model+gradient". Design choices.
+	corrStep  = 0.15
+	corrMax   = 0.7
+	corrDecay = 0.98
+	corrShown = 0.05
 )
 
 // NewGradient returns a Gradient controller starting at cfg.Initial.
@@ -210,7 +329,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 	if cur <= 0 {
 		cur = g.base
 	}
-	if g.asked > 0 && obs.BatchSize > 0 && cur < 0.97*float64(g.asked) {
+	if g.asked > 0 && obs.BatchSize > 0 && cur < overridden*float64(g.asked) {
 		g.base = cur // a breaker or the grant overrode the last decision
 	}
 	if obs.ArrivalRate <= 0 && obs.Batches == 0 && obs.QueueDepth == 0 {
@@ -225,44 +344,15 @@ func (g *Gradient) Next(obs Observation) Decision {
 		g.samples, g.slope, g.corr, g.ceiling = g.samples[:0], 0, 0, 0
 		g.p99Immune, g.p99ShrinkAt = 0, 0
 	}
-	// Most of the interval's batches failed, and not from back pressure:
-	// the sink refuses the batches themselves (a body or entry limit,
-	// answered 413), which a smaller batch passes and a retry does not.
-	// The breaker shrinks at once; remember the size, so that the model
-	// does not grow back into the limit once the breaker closes. A new
-	// Records of another size forget it (a body limit holds other counts
-	// of them), and so does a minute. (Not a jump in arrivals: while the
-	// breaker refuses records, clients retry in waves.)
-	rb := recordBytes(obs)
-	if g.refused > 0 {
-		g.refusedAge++
-		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > 2*g.refusedBytes || 2*rb < g.refusedBytes)) {
-			g.refused = 0
-		}
-	}
-	if hard := obs.SinkErrors - obs.Backpressure; hard >= 2 && float64(hard) >= 0.5*float64(obs.Batches) {
-		n := cur
-		if obs.MeanBatchFill > 0 {
-			n = math.Min(n, obs.MeanBatchFill)
-		}
-		if v := math.Max(float64(cfg.Min), 0.7*n); g.refused == 0 || v < g.refused {
-			g.refused = v
-		}
-		g.refusedAge, g.refusedBytes = 0, rb
-	}
-	if obs.FlushConcurrency > 0 {
-		g.k = float64(obs.FlushConcurrency)
-	} else {
-		busy := float64(obs.Batches) * obs.MeanBatchTime.Seconds() / iv
-		g.k = math.Max(1, math.Max(g.k*0.99, busy))
-	}
+	g.rememberRefusals(obs, cur)
+	g.observeConcurrency(obs, iv)
 
 	// A backlog: more than two rounds of batches and more than a quarter
 	// of the SLO's worth of arrivals waiting, or records refused.
-	backlog := float64(obs.QueueDepth) > math.Max(2*g.k*cur, 0.25*slo*g.lam)
+	backlog := float64(obs.QueueDepth) > math.Max(backlogRounds*g.k*cur, backlogSLOShare*slo*g.lam)
 	// Or a queue building up: the node is not keeping up.
-	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > 2*cur &&
-		obs.Throughput < 0.98*obs.ArrivalRate
+	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > queuedBatches*cur &&
+		obs.Throughput < keepingUp*obs.ArrivalRate
 	sat := obs.Rejected > 0 || backlog || growing
 	// Only clean intervals feed the slope: while a backlog builds or drains
 	// the objective moves with it, not with the size.
@@ -272,29 +362,16 @@ func (g *Gradient) Next(obs Observation) Decision {
 		significant = g.fitSlope()
 	}
 	attempts := obs.Batches + obs.Backpressure
-	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > 0.02*float64(attempts)
-	knee := sat && g.prevSat && cur > 1.05*g.prevSize && obs.Throughput < 0.97*g.prevThroughput
+	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > pressureShare*float64(attempts)
+	knee := sat && g.prevSat && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput
 	if g.ceiling > 0 && !pressure && !knee {
-		g.ceiling *= 1.02
-		if g.ceiling > 1e9 {
+		g.ceiling *= ceilingRelax
+		if g.ceiling > ceilingGone {
 			g.ceiling = 0
 		}
 	}
 
-	// A shrink for p99 that left p99 above the SLO at the smaller size:
-	// the tail is not the size's (writes that waited out a Retry-After, a
-	// stall downstream), and smaller batches only send more requests.
-	// Stop shrinking for p99, and lift the ceiling it left, for a while.
-	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= 3 && !sat {
-		if cur < 0.95*g.p99ShrinkFrom && obs.P99.Seconds() > slo {
-			g.p99Immune, g.p99ShrinkAt = g.tick+p99ImmuneFor, 0
-			if g.ceilingSoft {
-				g.ceiling = 0
-			}
-		}
-	} else {
-		g.p99ShrinkAt = 0
-	}
+	g.judgeP99Shrink(cur, obs.P99.Seconds(), slo, sat)
 
 	drain := 0.0
 	if sat {
@@ -309,7 +386,7 @@ func (g *Gradient) Next(obs Observation) Decision {
 	if g.ltSmooth == 0 || regime != "" || sat {
 		g.ltSmooth = lt
 	} else {
-		g.ltSmooth += 0.3 * (lt - g.ltSmooth)
+		g.ltSmooth += modelSmoothing * (lt - g.ltSmooth)
 	}
 	var d float64
 	var reason string
@@ -320,74 +397,55 @@ func (g *Gradient) Next(obs Observation) Decision {
 	// batch would not shorten): cut in proportion.
 	bt := obs.MeanBatchTime.Seconds()
 	budget := cfg.LatencyBudget * slo
-	slowCut := math.Max(0.5, 0.9*budget/math.Max(bt, 1e-9))
-	slow := obs.Batches >= 2 && bt > budget && obs.MeanBatchFill >= 0.8*cur &&
-		obs.MeanBatchFill <= 1.1*cur && !g.fixedCostBound(cur, bt)
+	slowCut := math.Max(slowMinCut, slowMargin*budget/math.Max(bt, 1e-9))
+	slow := obs.Batches >= slowBatches && bt > budget && obs.MeanBatchFill >= fullLow*cur &&
+		obs.MeanBatchFill <= fullHigh*cur && !g.fixedCostBound(cur, bt)
 	switch {
 	case stalled && cur >= g.prevSize:
 		// Not one batch finished in a whole interval while a full one
 		// waits: the batches take far too long. (Once smaller batches are
 		// asked for, wait for the big ones in flight to finish.)
-		d, reason, fast = lb+math.Log(0.5), "shrink:stalled", true
+		d, reason, fast = lb+math.Log(stallCut), "shrink:stalled", true
 	case slow && !pressure:
 		d, reason, fast = lb+math.Log(slowCut), "shrink:write-time", true
-		g.setCeiling(0.9*cur, true)
+		g.setCeiling(ceilingBelow*cur, true)
 	case pressure:
-		d, reason = lb+math.Log(0.8), "shrink:backpressure"
-		g.setCeiling(0.9*cur, true)
+		d, reason = lb+math.Log(backoff), "shrink:backpressure"
+		g.setCeiling(ceilingBelow*cur, true)
 	case knee:
 		// Back towards the last size, but a long jump only half way (in
 		// log space): the optimum lies below here, not necessarily at the
 		// size before.
 		back := g.prevSize
-		if cur > 1.5*g.prevSize {
+		if cur > kneeLongJump*g.prevSize {
 			back = math.Sqrt(g.prevSize * cur)
 		}
 		d, reason, fast = math.Log(back), "shrink:knee", true
-		g.setCeiling(math.Max(back, 0.9*cur), false)
+		g.setCeiling(math.Max(back, ceilingBelow*cur), false)
 	case regime == "cost" && g.lastRatio > 1 && !sat:
 		// Writes got dearer and the model cannot yet tell whether per
 		// batch or per record: try smaller, which is the safer guess and
 		// tells the two apart.
-		d, reason, fast = lb+math.Log(0.6), "regime:cost:explore", true
+		d, reason, fast = lb+math.Log(costExplore), "regime:cost:explore", true
 	case regime != "" && (!sat || math.Abs(lt-lb) > math.Log(1+cfg.DeadBand)):
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
-		// A hill-climb on measured capacity, with the model as a guide.
-		best, bestCap := g.bestMeasured()
-		curCap := g.k * cur / g.cost(cur)
-		switch {
-		case lt > lb+math.Log(1+cfg.DeadBand):
-			d, reason, fast = lt, "saturated:model", true
-		case best > 0 && bestCap > 1.1*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
-			d, reason, fast = math.Log(best), "saturated:best-measured", true
-		case float64(obs.QueueDepth) < 0.9*float64(g.prevQueue):
-			d, reason = lb, "hold:draining"
-		case g.ceiling == 0 || g.ceiling > 1.2*cur:
-			// Bigger batches amortise the per-batch cost: grow quickly
-			// and let the knee guard catch an overshoot.
-			d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
-		case !g.measured(cur/2, cur/1.15):
-			// Growing is ruled out and smaller sizes are unexplored.
-			d, reason, fast = lb+math.Log(0.7), "explore:down", true
-		default:
-			d, reason = lb, "hold:saturated"
-		}
+		d, reason, fast = g.climbSaturated(obs, cur, lb, lt)
 	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune:
 		// (After a backlog the latency is the backlog's, not the size's.)
-		d, reason = lb+math.Log(0.8), "shrink:p99"
+		d, reason = lb+math.Log(backoff), "shrink:p99"
 		g.p99ShrinkAt, g.p99ShrinkFrom = g.tick, cur
-		g.setCeiling(0.9*cur, true)
+		g.setCeiling(ceilingBelow*cur, true)
 	default:
 		if significant {
-			g.corr += math.Max(-0.15, math.Min(0.15, cfg.Gain*g.slope))
-			g.corr = math.Max(-0.7, math.Min(0.7, g.corr))
+			g.corr += math.Max(-corrStep, math.Min(corrStep, cfg.Gain*g.slope))
+			g.corr = math.Max(-corrMax, math.Min(corrMax, g.corr))
 		} else {
-			g.corr *= 0.98
+			g.corr *= corrDecay
 		}
 		lt = g.ltSmooth
 		d, reason = lt+g.corr, "model"
-		if g.corr < -0.05 || g.corr > 0.05 {
+		if g.corr < -corrShown || g.corr > corrShown {
 			reason = "model+gradient"
 		}
 		// Down to the model's size (light load: small batches at once)
@@ -430,6 +488,79 @@ func (g *Gradient) Next(obs Observation) Decision {
 	return g.emit(reason, maxSize, true)
 }
 
+// rememberRefusals notes an interval in which most batches failed, and not
+// from back pressure: the sink refuses the batches themselves (a body or
+// entry limit, answered 413), which a smaller batch passes and a retry does
+// not. The breaker shrinks at once; remembering the size keeps the model
+// from growing back into the limit once the breaker closes. Records of
+// another size forget it (a body limit holds other counts of them), and so
+// does a minute. (Not a jump in arrivals: while the breaker refuses
+// records, clients retry in waves.)
+func (g *Gradient) rememberRefusals(obs Observation, cur float64) {
+	rb := recordBytes(obs)
+	if g.refused > 0 {
+		g.refusedAge++
+		if g.refusedAge > refusedMaxAge || (rb > 0 && g.refusedBytes > 0 && (rb > refusedBytesChange*g.refusedBytes || refusedBytesChange*rb < g.refusedBytes)) {
+			g.refused = 0
+		}
+	}
+	if hard := obs.SinkErrors - obs.Backpressure; hard >= hardFailures && float64(hard) >= hardFailShare*float64(obs.Batches) {
+		n := cur
+		if obs.MeanBatchFill > 0 {
+			n = math.Min(n, obs.MeanBatchFill)
+		}
+		if v := math.Max(float64(g.cfg.Min), refusedShare*n); g.refused == 0 || v < g.refused {
+			g.refused = v
+		}
+		g.refusedAge, g.refusedBytes = 0, rb
+	}
+}
+
+// judgeP99Shrink looks at the intervals after a shrink for p99: if p99 is
+// still above the SLO at the smaller size, the tail is not the size's
+// (writes that waited out a Retry-After, a stall downstream), and smaller
+// batches only send more requests. Shrinks for p99 stop, and a soft ceiling
+// is lifted, for a while.
+func (g *Gradient) judgeP99Shrink(cur, p99, slo float64, sat bool) {
+	if g.p99ShrinkAt > 0 && g.tick-g.p99ShrinkAt <= p99VerdictWindow && !sat {
+		if cur < p99ShrinkTook*g.p99ShrinkFrom && p99 > slo {
+			g.p99Immune, g.p99ShrinkAt = g.tick+p99ImmuneFor, 0
+			if g.ceilingSoft {
+				g.ceiling = 0
+			}
+		}
+	} else {
+		g.p99ShrinkAt = 0
+	}
+}
+
+// climbSaturated decides under saturation: a hill-climb on measured
+// capacity, with the model as a guide. lb and lt are the logs of the base
+// size and of the model's size.
+func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt float64) (d float64, reason string, fast bool) {
+	cfg := &g.cfg
+	best, bestCap := g.bestMeasured()
+	curCap := g.k * cur / g.cost(cur)
+	switch {
+	case lt > lb+math.Log(1+cfg.DeadBand):
+		d, reason, fast = lt, "saturated:model", true
+	case best > 0 && bestCap > bestMeasuredGain*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
+		d, reason, fast = math.Log(best), "saturated:best-measured", true
+	case float64(obs.QueueDepth) < draining*float64(g.prevQueue):
+		d, reason = lb, "hold:draining"
+	case g.ceiling == 0 || g.ceiling > ceilingRoom*cur:
+		// Bigger batches amortise the per-batch cost: grow quickly
+		// and let the knee guard catch an overshoot.
+		d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
+	case !g.measured(cur/exploreReach, cur/bandRatio):
+		// Growing is ruled out and smaller sizes are unexplored.
+		d, reason, fast = lb+math.Log(exploreDown), "explore:down", true
+	default:
+		d, reason = lb, "hold:saturated"
+	}
+	return d, reason, fast
+}
+
 // emit bounds the base size, applies the probe and remembers the decision.
 func (g *Gradient) emit(reason string, maxSize int, probe bool) Decision {
 	hi := math.Inf(1)
@@ -462,430 +593,4 @@ func recordBytes(obs Observation) float64 {
 		return float64(obs.QueueBytes) / float64(obs.QueueDepth)
 	}
 	return obs.AvgRecordBytes
-}
-
-// bestMeasured is the remembered size (of the last 30 intervals) with the
-// most measured capacity K·n/B(n), and that capacity.
-func (g *Gradient) bestMeasured() (n, capacity float64) {
-	for _, p := range g.mem {
-		if c := g.k * p.n / p.b; g.tick-p.at <= 30 && c > capacity {
-			n, capacity = p.n, c
-		}
-	}
-	return n, capacity
-}
-
-// measured reports whether a size in [lo, hi] was measured in the last 30
-// intervals.
-func (g *Gradient) measured(lo, hi float64) bool {
-	for _, p := range g.mem {
-		if p.n >= lo && p.n <= hi && g.tick-p.at <= 30 {
-			return true
-		}
-	}
-	return false
-}
-
-// inMemory reports whether size n lies within the sizes measured in the
-// last 30 intervals (give or take a band).
-func (g *Gradient) inMemory(n float64) bool {
-	lo, hi := math.Inf(1), 0.0
-	for _, p := range g.mem {
-		if g.tick-p.at <= 30 {
-			lo, hi = math.Min(lo, p.n), math.Max(hi, p.n)
-		}
-	}
-	return n >= lo/bandRatio && n <= hi*bandRatio
-}
-
-// fixedCostBound reports whether the cost memory shows that smaller batches
-// than n were not much quicker than bt: the write time is then mostly per
-// batch and shrinking would not shorten it.
-func (g *Gradient) fixedCostBound(n, bt float64) bool {
-	for _, p := range g.mem {
-		if p.n <= 0.8*n && p.b >= 0.8*bt && g.tick-p.at <= 30 {
-			return true
-		}
-	}
-	return false
-}
-
-// observeArrival updates the arrival-rate estimate and reports a regime
-// change when the rate jumps by RegimeFactor.
-func (g *Gradient) observeArrival(rate, iv float64) string {
-	if !g.lamSeen {
-		g.lam, g.lamSeen = rate, true
-		return ""
-	}
-	if rf := g.cfg.RegimeFactor; math.Max(rate, g.lam)*iv >= 50 && (rate > rf*g.lam || rate*rf < g.lam) {
-		// Sizes far from those measured are worth trying at once when the
-		// load itself jumped that far.
-		g.boost = math.Min(64, rate/math.Max(g.lam, 1e-9))
-		g.lam = rate
-		return "arrival"
-	}
-	g.lam += 0.3 * (rate - g.lam)
-	return ""
-}
-
-// observeCost adds the interval's batches to the cost model and reports a
-// regime change: a size measured recently now costs RegimeFactor more or
-// less.
-func (g *Gradient) observeCost(obs Observation) bool {
-	if obs.Batches == 0 || obs.MeanBatchFill <= 0 || obs.MeanBatchTime <= 0 {
-		return false
-	}
-	if g.quiet > 0 {
-		g.quiet--
-	}
-	n, b := obs.MeanBatchFill, obs.MeanBatchTime.Seconds()
-	cur := float64(obs.BatchSize)
-	if cur > 0 && n > 1.1*math.Max(cur, g.prevSize) {
-		// Leftovers of larger batches from before: not this size's cost.
-		return false
-	}
-	band := int(math.Floor(math.Log(n) / math.Log(bandRatio)))
-	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].band >= band })
-	regime := false
-	if g.model && g.inMemory(n) && obs.Batches >= 3 && g.quiet == 0 {
-		ratio := b / g.cost(n)
-		rf := g.cfg.RegimeFactor
-		switch {
-		case ratio > rf*rf || ratio*rf*rf < 1:
-			g.votes += 2 // too far off for noise: one interval is enough
-		case ratio > rf || ratio*rf < 1:
-			g.votes++
-		default:
-			g.votes = 0
-		}
-		if g.votes >= 2 {
-			// Sizes measured recently cost a different amount now: a new
-			// regime.
-			if g.lastRatio > 0 && g.votes == 2 && (ratio > 1) == (g.lastRatio > 1) {
-				ratio = math.Sqrt(ratio * g.lastRatio)
-			}
-			regime = true
-			g.votes = 0
-			g.f *= ratio
-			g.c *= ratio
-			g.costs = g.costs[:0]
-			g.mem = g.mem[:0]
-			g.ceiling = 0
-			g.quiet = 3
-			i = 0
-		}
-		g.lastRatio = ratio
-	}
-	// Remember the band's cost (an EWMA) and drop stale bands.
-	if i < len(g.mem) && g.mem[i].band == band {
-		p := &g.mem[i]
-		p.n += 0.5 * (n - p.n)
-		p.b += 0.5 * (b - p.b)
-		p.at = g.tick
-	} else {
-		g.mem = append(g.mem, costPoint{})
-		copy(g.mem[i+1:], g.mem[i:])
-		g.mem[i] = costPoint{band: band, n: n, b: b, at: g.tick}
-	}
-	kept := g.mem[:0]
-	for _, p := range g.mem {
-		if g.tick-p.at <= memMaxAge {
-			kept = append(kept, p)
-		}
-	}
-	g.mem = kept
-
-	if len(g.costs) == costWindow {
-		copy(g.costs, g.costs[1:])
-		g.costs = g.costs[:costWindow-1]
-	}
-	g.costs = append(g.costs, csample{n: n, b: b, w: math.Min(float64(obs.Batches), 20)})
-	g.fitCost(n)
-	return regime
-}
-
-// fitCost fits B(n) = F + c·n by weighted least squares around size
-// center: a sample weighs more the more recent it is, the more batches it
-// covers and the closer its size is to center (a Gaussian kernel in log
-// size), so that the line is the local one — a knee far above does not
-// tilt it. Two pseudo-points on the previous fit (at first, on an even
-// split of the first measurement between F and c·n) keep it well posed
-// when the sizes barely vary.
-func (g *Gradient) fitCost(center float64) {
-	if len(g.costs) == 0 {
-		return
-	}
-	weight := func(i int) float64 {
-		s := g.costs[i]
-		z := math.Log(s.n/center) / 0.5
-		return s.w * math.Pow(0.8, float64(len(g.costs)-1-i)) * math.Exp(-z*z/2)
-	}
-	var sw, sn float64
-	for i, s := range g.costs {
-		sw += weight(i)
-		sn += weight(i) * s.n
-	}
-	if sw <= 0 {
-		return
-	}
-	mean := sn / sw
-	f0, c0 := g.f, g.c
-	if !g.model {
-		last := g.costs[len(g.costs)-1]
-		f0, c0 = last.b/2, last.b/2/last.n
-	}
-	var w, x, y, xx, xy float64
-	add := func(n, b, wt float64) {
-		w += wt
-		x += wt * n
-		y += wt * b
-		xx += wt * n * n
-		xy += wt * n * b
-	}
-	for i, s := range g.costs {
-		add(s.n, s.b, weight(i))
-	}
-	prior := 0.05 * sw
-	for _, n := range []float64{0.5 * mean, 1.5 * mean} {
-		add(n, f0+c0*n, prior)
-	}
-	det := w*xx - x*x
-	if det <= 0 {
-		return
-	}
-	c := (w*xy - x*y) / det
-	f := (y - c*x) / w
-	if c < 0 {
-		c, f = 0, y/w
-	}
-	if f < 0 {
-		f, c = 0, xy/xx
-	}
-	g.f, g.c, g.model = f, c, true
-}
-
-// cost predicts the write time of a batch of n. Between remembered sizes
-// it interpolates them (in log-log space, so a knee the node has seen is
-// honoured); beyond them it extrapolates from the nearest one with the
-// local elasticity d log B / d log n — measured between the two outermost
-// sizes far enough apart, or else the linear fit's c·n/(F+c·n).
-func (g *Gradient) cost(n float64) float64 {
-	lin := func(n float64) float64 { return math.Max(1e-6, g.f+g.c*n) }
-	if len(g.mem) == 0 {
-		return lin(n)
-	}
-	m := g.mem
-	i := sort.Search(len(m), func(i int) bool { return m[i].n >= n })
-	switch {
-	case i < len(m) && m[i].n == n:
-		return m[i].b
-	case i > 0 && i < len(m):
-		lo, hi := m[i-1], m[i]
-		t := math.Log(n/lo.n) / math.Log(hi.n/lo.n)
-		return math.Exp(math.Log(lo.b) + t*(math.Log(math.Max(hi.b, lo.b))-math.Log(lo.b)))
-	case i == len(m): // above every remembered size
-		top := m[len(m)-1]
-		e := g.c * top.n / lin(top.n)
-		for j := len(m) - 2; j >= 0; j-- {
-			if m[j].n*1.3 <= top.n {
-				e = math.Log(top.b/m[j].b) / math.Log(top.n/m[j].n)
-				break
-			}
-		}
-		e = math.Max(0, math.Min(3, e))
-		return top.b * math.Pow(n/top.n, e)
-	default: // below every remembered size
-		bot := m[0]
-		e := g.c * bot.n / lin(bot.n)
-		for j := 1; j < len(m); j++ {
-			if m[j].n >= bot.n*1.3 {
-				e = math.Log(m[j].b/bot.b) / math.Log(m[j].n/bot.n)
-				break
-			}
-		}
-		e = math.Max(0, math.Min(1, e)) // per-record cost at most: B/n grows no faster going down
-		return bot.b * math.Pow(n/bot.n, e)
-	}
-}
-
-// modelTarget is the size the model recommends for arrival rate λ plus
-// draining drain records per second: the largest size whose fill time is
-// within FillBudget of the SLO and whose predicted latency is within
-// LatencyBudget of it; failing that, the size with the lowest predicted
-// latency that meets the latency budget; failing that, the lowest
-// predicted latency (or the most capacity) of all.
-func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 {
-	cfg := &g.cfg
-	if g.lam <= 0 {
-		return g.base
-	}
-	hi := 20000.0
-	if maxSize > 0 {
-		hi = float64(maxSize)
-	}
-	lo := float64(cfg.Min)
-	fillCap := math.Max(lo, math.Min(hi, g.lam*cfg.FillBudget*slo))
-	if !g.model {
-		return fillCap
-	}
-	// Trust region: never more than twice the largest size measured, nor
-	// less than a quarter of the smallest unless the fill time asks for it.
-	if len(g.mem) > 0 {
-		minN, maxN := math.Inf(1), 0.0
-		for _, p := range g.mem {
-			minN, maxN = math.Min(minN, p.n), math.Max(maxN, p.n)
-		}
-		reach := 2.0
-		if drain > 0 {
-			reach = 4 // a backlog: grow faster
-		}
-		reach = math.Max(reach, g.boost)
-		hi = math.Max(lo, math.Min(hi, reach*maxN))
-		lo = math.Min(hi, math.Max(lo, math.Min(minN/4, fillCap)))
-	}
-	lamH := g.lam*cfg.Headroom + drain
-	// Sakasegawa's approximation of the mean wait in a G/G/K queue:
-	// Wq ≈ B · ρ^(√(2(K+1))−1) / (K(1−ρ)) · (ca²+cs²)/2, taking the
-	// variability term as ½.
-	expo := math.Sqrt(2*(g.k+1)) - 1
-	const points = 96
-	best := 0.0 // the largest size meeting both budgets
-	fallback, fallbackLat := 0.0, math.Inf(1)
-	caps := make([]float64, points)
-	sizes := make([]float64, points)
-	for i := 0; i < points; i++ {
-		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(points-1)))
-		fill := n / g.lam
-		if linger > 0 {
-			fill = math.Min(fill, linger)
-		}
-		eff := math.Max(1, math.Min(n, g.lam*fill)) // records a batch really holds
-		b := g.cost(eff)
-		rho := lamH * b / (g.k * eff)
-		sizes[i] = n
-		if b <= slo {
-			caps[i] = g.k * eff / b
-		}
-		if rho >= 1 {
-			continue
-		}
-		lat := fill + b + b*math.Pow(rho, expo)/(g.k*(1-rho))*0.5
-		if lat <= cfg.LatencyBudget*slo && fill <= cfg.FillBudget*slo {
-			best = n
-		}
-		if lat < fallbackLat {
-			fallback, fallbackLat = n, lat
-		}
-	}
-	switch {
-	case best > 0:
-		return best
-	case fallback > 0:
-		return fallback
-	}
-	// Overloaded at every size: of the sizes with 90 % of the most capacity
-	// any size whose write fits in the SLO offers, the nearest to the
-	// current one (the model is least wrong near what it has measured).
-	most := 0.0
-	for _, c := range caps {
-		most = math.Max(most, c)
-	}
-	if most == 0 {
-		return lo
-	}
-	pick, dist := g.base, math.Inf(1)
-	for i, c := range caps {
-		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= 0.9*most && d < dist {
-			pick, dist = sizes[i], d
-		}
-	}
-	return pick
-}
-
-// objective is the quantity the gradient climbs, per interval: goodput as a
-// fraction of what was written, penalised above the SLO and the resource
-// limits, with a slight preference for lower latency.
-func (g *Gradient) objective(obs Observation, slo float64) float64 {
-	// Goodput as a share of what was written: it is only measured in
-	// intervals without a backlog, where the node writes what arrives, and
-	// it is free of the Poisson noise of the arrival count.
-	if obs.Throughput <= 0 {
-		return 0
-	}
-	j := obs.Goodput / obs.Throughput
-	p99 := obs.P99.Seconds()
-	if p99 > slo {
-		j *= slo / p99
-	}
-	cpuLimit, memLimit := obs.CPULimit, obs.MemLimit
-	if cpuLimit <= 0 {
-		cpuLimit = g.cfg.CPULimit
-	}
-	if memLimit <= 0 {
-		memLimit = g.cfg.MemLimit
-	}
-	if over := obs.CPUPercent - cpuLimit; over > 0 {
-		j *= math.Max(0, 1-over/10)
-	}
-	if over := obs.MemPercent - memLimit; over > 0 {
-		j *= math.Max(0, 1-over/10)
-	}
-	return j * (1 - 0.05*math.Min(p99/slo, 2))
-}
-
-func (g *Gradient) addSample(x, j float64) {
-	if len(g.samples) == g.cfg.Window {
-		copy(g.samples, g.samples[1:])
-		g.samples = g.samples[:g.cfg.Window-1]
-	}
-	g.samples = append(g.samples, gsample{x: x, j: j})
-}
-
-// fitSlope fits the objective against log size over the window (newer
-// samples weigh more), folds the elasticity into the EWMA and reports
-// whether the slope is significant (|t| > 2.5) and large enough to act on.
-func (g *Gradient) fitSlope() bool {
-	n := len(g.samples)
-	if n < 5 {
-		return false
-	}
-	w := func(i int) float64 { return math.Pow(0.85, float64(n-1-i)) }
-	var sw, sx, sj float64
-	for i, s := range g.samples {
-		sw += w(i)
-		sx += w(i) * s.x
-		sj += w(i) * s.j
-	}
-	mx, mj := sx/sw, sj/sw
-	var sxx, sxj float64
-	for i, s := range g.samples {
-		sxx += w(i) * (s.x - mx) * (s.x - mx)
-		sxj += w(i) * (s.x - mx) * (s.j - mj)
-	}
-	if sxx/sw < 1e-4 { // sizes within about 1 %: no information
-		return false
-	}
-	b := sxj / sxx
-	var rss float64
-	for i, s := range g.samples {
-		r := s.j - mj - b*(s.x-mx)
-		rss += w(i) * r * r
-	}
-	se := math.Sqrt(rss / math.Max(sw-2, 0.5) / sxx)
-	t := math.Copysign(100, b)
-	if se > 0 {
-		t = b / se
-	}
-	e := b / math.Max(mj, 0.05)
-	g.slope = g.cfg.SlopeAlpha*e + (1-g.cfg.SlopeAlpha)*g.slope
-	// Significant, and big enough to matter: a 10 % change of size moving
-	// the objective by at least 0.2 % (the latency preference alone does
-	// not, so on a plateau the model decides).
-	return b != 0 && math.Abs(t) > 2.5 && math.Abs(g.slope) > 0.02
-}
-
-// Model returns the cost model's current estimates — the fixed cost per
-// batch and the cost per record — and whether there is a model yet.
-func (g *Gradient) Model() (perBatch, perRecord time.Duration, ok bool) {
-	return time.Duration(g.f * float64(time.Second)), time.Duration(g.c * float64(time.Second)), g.model
 }

@@ -2,6 +2,7 @@ package tuner
 
 import (
 	"context"
+	"math"
 	"testing"
 
 	"github.com/shirou/gopsutil/v4/cpu"
@@ -32,6 +33,12 @@ func TestSamplerReadsThisHost(t *testing.T) {
 	if r.RSSBytes == 0 {
 		t.Error("rss 0")
 	}
+	if r.HostCPUPercent < 0 || r.HostCPUPercent > 100 {
+		t.Errorf("host cpu %.1f%%, want 0-100", r.HostCPUPercent)
+	}
+	if r.CPUAllowance.Cores <= 0 || r.CPUAllowance.Source == "" {
+		t.Errorf("cpu limit %v, want some cores and a source", r.CPUAllowance)
+	}
 	var obs Observation
 	r.ApplyTo(&obs)
 	if obs.RSSBytes != r.RSSBytes || obs.MemPercent != r.MemPercent || obs.CPUPercent != r.CPUPercent {
@@ -48,5 +55,26 @@ func TestBusyPercentCountsIdleAndIowaitAsIdle(t *testing.T) {
 	}
 	if got := busyPercent(b, b); got != 0 {
 		t.Errorf("no time passed: %.2f%%, want 0", got)
+	}
+}
+
+func TestCPUShareIsTheShareOfTheCPUTheProcessMayUse(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		used, wall, cores float64
+		want              float64
+	}{
+		{"one core busy on a 2-CPU host is half", 1, 1, 2, 50},
+		{"half a core used under a half-core quota is all of it", 0.5, 1, 0.5, 100},
+		{"a quarter core over two seconds under one core", 0.5, 2, 1, 25},
+		{"tick rounding above the limit reads 100", 1.01, 1, 1, 100},
+		{"no wall time reads 0", 1, 0, 2, 0},
+		{"CPU time read out of order (concurrent samples) reads 0", -0.01, 1, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cpuShare(tc.used, tc.wall, tc.cores); math.Abs(got-tc.want) > 1e-9 {
+				t.Errorf("cpuShare(%v, %v, %v) = %v, want %v", tc.used, tc.wall, tc.cores, got, tc.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,166 @@
+package tuner
+
+import (
+	"math"
+)
+
+// The load model's constants.
+const (
+	// jumpRecords: a change of the arrival rate counts as a regime change
+	// only when at least this many records arrive in an interval (at the
+	// rate before or after); below it Poisson noise alone doubles rates.
+	// Design choice.
+	jumpRecords = 50
+	// maxBoost bounds how far past the measured sizes the model may reach
+	// after a load jump (×64). Design choice.
+	maxBoost = 64
+	// arrivalAlpha is the EWMA weight of the newest arrival rate: a time
+	// constant of about three intervals. Design choice.
+	arrivalAlpha = 0.3
+	// searchTop is the largest size the model searches when nothing bounds
+	// it: the node's default maximum batch size (20 000 records).
+	searchTop = 20000.0
+	// trustReach and backlogReach: the model's size stays within twice the
+	// largest size measured (four times with a backlog); trustBelow: not
+	// under a quarter of the smallest unless the fill time asks for it.
+	// A trust region, as in trust-region optimisation: the cost model is
+	// extrapolated no further than it can be believed. Design choices.
+	trustReach   = 2.0
+	backlogReach = 4
+	trustBelow   = 4
+	// modelPoints is how many sizes, spaced evenly in log size over the
+	// trust region, the model evaluates (about 5 % apart over ×100, the
+	// order of DeadBand).
+	modelPoints = 96
+	// variability is Sakasegawa's (ca²+cs²)/2 (Sakasegawa 1977, "An
+	// approximation formula L_q ≈ α·ρ^β/(1−ρ)", Annals of the Institute of
+	// Statistical Mathematics 29), taken as ½: Poisson arrivals (ca² = 1)
+	// and a steady write time (cs² ≈ 0), an M/D/K queue.
+	variability = 0.5
+	// capacityShare: overloaded at every size, any size with 90 % of the
+	// most capacity qualifies, and the nearest to the current one wins.
+	capacityShare = 0.9
+)
+
+// observeConcurrency sets K, the batches written at once: the flush
+// concurrency when the node reports it, else the batch-seconds per second
+// of the busiest recent interval.
+func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
+	if obs.FlushConcurrency > 0 {
+		g.k = float64(obs.FlushConcurrency)
+	} else {
+		busy := float64(obs.Batches) * obs.MeanBatchTime.Seconds() / iv
+		g.k = math.Max(1, math.Max(g.k*kForget, busy))
+	}
+}
+
+// observeArrival updates the arrival-rate estimate and reports a regime
+// change when the rate jumps by RegimeFactor.
+func (g *Gradient) observeArrival(rate, iv float64) string {
+	if !g.lamSeen {
+		g.lam, g.lamSeen = rate, true
+		return ""
+	}
+	if rf := g.cfg.RegimeFactor; math.Max(rate, g.lam)*iv >= jumpRecords && (rate > rf*g.lam || rate*rf < g.lam) {
+		// Sizes far from those measured are worth trying at once when the
+		// load itself jumped that far.
+		g.boost = math.Min(maxBoost, rate/math.Max(g.lam, 1e-9))
+		g.lam = rate
+		return "arrival"
+	}
+	g.lam += arrivalAlpha * (rate - g.lam)
+	return ""
+}
+
+// modelTarget is the size the model recommends for arrival rate λ plus
+// draining drain records per second: the largest size whose fill time is
+// within FillBudget of the SLO and whose predicted latency is within
+// LatencyBudget of it; failing that, the size with the lowest predicted
+// latency that meets the latency budget; failing that, the lowest
+// predicted latency (or the most capacity) of all.
+func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 {
+	cfg := &g.cfg
+	if g.lam <= 0 {
+		return g.base
+	}
+	hi := searchTop
+	if maxSize > 0 {
+		hi = float64(maxSize)
+	}
+	lo := float64(cfg.Min)
+	fillCap := math.Max(lo, math.Min(hi, g.lam*cfg.FillBudget*slo))
+	if !g.model {
+		return fillCap
+	}
+	// Trust region: never more than twice the largest size measured, nor
+	// less than a quarter of the smallest unless the fill time asks for it.
+	if len(g.mem) > 0 {
+		minN, maxN := math.Inf(1), 0.0
+		for _, p := range g.mem {
+			minN, maxN = math.Min(minN, p.n), math.Max(maxN, p.n)
+		}
+		reach := trustReach
+		if drain > 0 {
+			reach = backlogReach // a backlog: grow faster
+		}
+		reach = math.Max(reach, g.boost)
+		hi = math.Max(lo, math.Min(hi, reach*maxN))
+		lo = math.Min(hi, math.Max(lo, math.Min(minN/trustBelow, fillCap)))
+	}
+	lamH := g.lam*cfg.Headroom + drain
+	// Sakasegawa's approximation of the mean wait in a G/G/K queue:
+	// Wq ≈ B · ρ^(√(2(K+1))−1) / (K(1−ρ)) · (ca²+cs²)/2, taking the
+	// variability term as ½.
+	expo := math.Sqrt(2*(g.k+1)) - 1
+	best := 0.0 // the largest size meeting both budgets
+	fallback, fallbackLat := 0.0, math.Inf(1)
+	caps := make([]float64, modelPoints)
+	sizes := make([]float64, modelPoints)
+	for i := 0; i < modelPoints; i++ {
+		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(modelPoints-1)))
+		fill := n / g.lam
+		if linger > 0 {
+			fill = math.Min(fill, linger)
+		}
+		eff := math.Max(1, math.Min(n, g.lam*fill)) // records a batch really holds
+		b := g.cost(eff)
+		rho := lamH * b / (g.k * eff)
+		sizes[i] = n
+		if b <= slo {
+			caps[i] = g.k * eff / b
+		}
+		if rho >= 1 {
+			continue
+		}
+		lat := fill + b + b*math.Pow(rho, expo)/(g.k*(1-rho))*variability
+		if lat <= cfg.LatencyBudget*slo && fill <= cfg.FillBudget*slo {
+			best = n
+		}
+		if lat < fallbackLat {
+			fallback, fallbackLat = n, lat
+		}
+	}
+	switch {
+	case best > 0:
+		return best
+	case fallback > 0:
+		return fallback
+	}
+	// Overloaded at every size: of the sizes with 90 % of the most capacity
+	// any size whose write fits in the SLO offers, the nearest to the
+	// current one (the model is least wrong near what it has measured).
+	most := 0.0
+	for _, c := range caps {
+		most = math.Max(most, c)
+	}
+	if most == 0 {
+		return lo
+	}
+	pick, dist := g.base, math.Inf(1)
+	for i, c := range caps {
+		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= capacityShare*most && d < dist {
+			pick, dist = sizes[i], d
+		}
+	}
+	return pick
+}
