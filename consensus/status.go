@@ -7,19 +7,28 @@ import (
 )
 
 // Status is the cluster as this node sees it: the body of
-// GET /api/v1/cluster.
+// GET /api/v1/cluster. The leader has every node's health and lease (they
+// come with the lease requests); other nodes have the membership, the
+// limits and their own.
 type Status struct {
 	ClusterID string         `json:"cluster_id"`
 	Leader    LeaderInfo     `json:"leader"`
 	Term      uint64         `json:"term"`
 	Members   []MemberStatus `json:"members"`
 	Limits    Limits         `json:"limits"`
-	// The latest applied allocation.
+	// ServedBy is "leader" when the leader made this status (health and
+	// leases of every node), "local" otherwise.
+	View string `json:"view"`
+	// The lease table on the leader: the epoch (the leader's term), whether
+	// it is learning, the budget, and the sum of what the nodes may hold.
 	Epoch        uint64 `json:"epoch"`
 	Learning     bool   `json:"learning"`
 	BudgetBytes  int64  `json:"budget_bytes"`
 	GrantedBytes int64  `json:"granted_bytes"`
 	FloorBytes   int64  `json:"floor_bytes"`
+	// Servers and Workers count the members alive in gossip by role.
+	Servers int `json:"servers"`
+	Workers int `json:"workers"`
 }
 
 // LeaderInfo names the leader; empty fields when there is none.
@@ -29,84 +38,108 @@ type LeaderInfo struct {
 	HTTPAddr string `json:"http_addr"`
 }
 
-// MemberStatus is one member: gossip status, Raft role, health and budget.
+// MemberStatus is one member: gossip status, role, Raft role, health and
+// budget.
 type MemberStatus struct {
 	ID         string         `json:"id"`
 	Name       string         `json:"name"`
+	Role       cluster.Role   `json:"role"`
 	Status     cluster.Status `json:"status"`
 	RaftRole   string         `json:"raft_role"`
 	HTTPAddr   string         `json:"http_addr"`
 	GossipAddr string         `json:"gossip_addr"`
 	RaftAddr   string         `json:"raft_addr"`
+	Version    string         `json:"version"`
 	Health     cluster.Health `json:"health"`
 	Budget     MemberBudget   `json:"budget"`
 }
 
 // MemberBudget is a member's share of the cluster budget.
 type MemberBudget struct {
-	GrantBytes int64 `json:"grant_bytes"` // in the latest allocation (0 if none)
-	WantBytes  int64 `json:"want_bytes"`
-	HasBytes   int64 `json:"has_bytes"`
+	GrantBytes    int64 `json:"grant_bytes"` // its last grant, on the leader (0 if none)
+	WantBytes     int64 `json:"want_bytes"`
+	HasBytes      int64 `json:"has_bytes"`
+	BaselineBytes int64 `json:"baseline_bytes"`
+	LeaseFresh    bool  `json:"lease_fresh"`
 	// Lease is set for this node only: its own view of its grant.
 	Lease *LeaseInfo `json:"lease,omitempty"`
 }
 
 // Status describes the cluster at now (pass time.Now()).
 func (s *Server) Status(now time.Time) Status {
-	a := s.fsm.allocation()
+	limits := s.Limits()
 	st := Status{
-		ClusterID:    s.fsm.clusterID(),
-		Term:         s.raft.CurrentTerm(),
-		Limits:       s.fsm.limits(),
-		Epoch:        a.Epoch,
-		Learning:     a.Learning,
-		BudgetBytes:  a.Budget,
-		GrantedBytes: a.Grants.Sum(),
-		FloorBytes:   a.Floor,
+		ClusterID:   s.ClusterID(),
+		Term:        s.Term(),
+		Limits:      limits,
+		View:        "local",
+		BudgetBytes: limits.ClusterBudgetBytes,
 	}
-	cfg, _ := s.configuration()
-	_, lid := s.raft.LeaderWithID()
-	leaderID := string(lid)
-	members := s.gossip.Members()
+	lid, lname, laddr := s.Leader()
+	st.Leader = LeaderInfo{ID: lid, Name: lname, HTTPAddr: laddr}
+	leases := map[string]LeaseState{}
+	if t := s.table.Load(); t != nil {
+		ls, held := t.Snapshot(now)
+		for _, l := range ls {
+			leases[l.ID] = l
+		}
+		st.View, st.Epoch, st.Learning, st.GrantedBytes = "leader", t.epoch, t.Learning(now), held
+	} else if ans, ok := s.client.answer(); ok {
+		st.Epoch, st.Learning, st.FloorBytes = ans.Epoch, ans.Learning, ans.Baseline
+	}
+	var cfgServers map[string]string
+	if cfg, err := s.configuration(); err == nil {
+		cfgServers = map[string]string{}
+		for _, srv := range cfg.Servers {
+			cfgServers[string(srv.ID)] = roleIn(cfg, lid, string(srv.ID))
+		}
+	}
 	byID := map[string]bool{}
-	for _, m := range members {
+	for _, m := range s.gossip.Members() {
 		if m.ID != "" {
 			byID[m.ID] = true
 		}
+		if m.Status == cluster.StatusAlive || m.Status == cluster.StatusSuspect {
+			if m.Role == cluster.RoleServer {
+				st.Servers++
+			} else {
+				st.Workers++
+			}
+		}
 		ms := MemberStatus{
-			ID:         m.ID,
-			Name:       m.Name,
-			Status:     m.Status,
-			RaftRole:   roleIn(cfg, leaderID, m.ID),
-			HTTPAddr:   m.HTTPAddr,
-			GossipAddr: m.Addr,
-			RaftAddr:   m.Raft.Addr,
-			Health:     m.Health,
-			Budget: MemberBudget{
-				GrantBytes: a.Grants[m.ID],
-				WantBytes:  m.Health.WantBytes,
-				HasBytes:   m.Health.HasBytes,
-			},
+			ID: m.ID, Name: m.Name, Role: m.Role, Status: m.Status, RaftRole: "none",
+			HTTPAddr: m.HTTPAddr, GossipAddr: m.Addr, RaftAddr: m.Raft.Addr, Version: m.Version,
+		}
+		if r, ok := cfgServers[m.ID]; ok {
+			ms.RaftRole = r
+		}
+		if l, ok := leases[m.ID]; ok {
+			ms.Health = l.Health
+			ms.Budget = MemberBudget{GrantBytes: l.Grant, WantBytes: l.Want, HasBytes: l.Has, BaselineBytes: l.Baseline, LeaseFresh: l.Fresh}
 		}
 		if m.ID == s.id {
+			if s.cfg.Health != nil {
+				ms.Health = s.cfg.Health()
+				ms.Budget.WantBytes = ms.Health.WantBytes
+				ms.Budget.HasBytes = ms.Health.HasBytes
+			}
 			info := s.lease.Info(now)
 			ms.Budget.Lease = &info
-		}
-		if m.ID == leaderID {
-			st.Leader = LeaderInfo{ID: m.ID, Name: m.Name, HTTPAddr: m.HTTPAddr}
+			ms.Budget.LeaseFresh = info.Fresh
+			ms.Budget.BaselineBytes = info.Baseline
+			if _, onLeader := leases[m.ID]; !onLeader {
+				ms.Budget.GrantBytes = info.GrantBytes
+			}
 		}
 		st.Members = append(st.Members, ms)
 	}
-	if st.Leader.ID == "" && leaderID != "" {
-		st.Leader.ID = leaderID
+	if st.FloorBytes == 0 {
+		st.FloorBytes = Baseline(limits, st.Servers+st.Workers)
 	}
 	// Raft servers gossip does not know (yet, or any more) are shown dead.
-	for _, srv := range cfg.Servers {
-		if id := string(srv.ID); !byID[id] {
-			st.Members = append(st.Members, MemberStatus{
-				ID: id, Status: cluster.StatusDead, RaftRole: roleIn(cfg, leaderID, id),
-				RaftAddr: string(srv.Address), Budget: MemberBudget{GrantBytes: a.Grants[id]},
-			})
+	for id, role := range cfgServers {
+		if !byID[id] {
+			st.Members = append(st.Members, MemberStatus{ID: id, Role: cluster.RoleServer, Status: cluster.StatusDead, RaftRole: role})
 		}
 	}
 	return st

@@ -11,12 +11,24 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/batchpilot/batchpilot/cluster"
+	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/node"
 )
 
-// getCluster serves GET /api/v1/cluster: the cluster as this node sees it,
-// from gossip and its copy of the FSM.
+// getCluster serves GET /api/v1/cluster. The leader has every node's health
+// and lease (they come with the lease requests), so another node asks it;
+// when the leader cannot be reached it answers with what it has itself
+// (membership, limits, its own health and lease; "view": "local").
 func (a *api) getCluster(c *gin.Context) {
+	if !a.raft.IsLeader() && !isForwarded(c) {
+		if addr := a.raft.LeaderHTTPAddr(); addr != "" {
+			var st consensus.Status
+			if err := a.peers.getJSON(c.Request.Context(), addr, "/api/v1/cluster", nil, &st); err == nil {
+				c.JSON(http.StatusOK, st)
+				return
+			}
+		}
+	}
 	c.JSON(http.StatusOK, a.raft.Status(time.Now()))
 }
 

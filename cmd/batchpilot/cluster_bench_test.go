@@ -38,8 +38,8 @@ import (
 //     cluster budget, and the goodput: records written within the latency
 //     SLO, per second.
 //   - TestClusterBenchScale: `batchpilot dev --nodes N --load none` for
-//     growing N, each measured for the time to converge and the leader's
-//     epoch commit time.
+//     growing N (3 servers, the rest workers), each measured for the time to
+//     converge and the lease requests the leader answers per second.
 func benchOut(t *testing.T) string {
 	out := os.Getenv("BATCHPILOT_BENCH_CLUSTER")
 	if out == "" {
@@ -68,8 +68,8 @@ type coordinationRun struct {
 	ThroughputRPS   float64 `json:"throughput_rps"`
 	OfferedRPS      float64 `json:"offered_rps"`
 	ClientP99ms     float64 `json:"client_p99_ms"`
-	Epochs          uint64  `json:"epochs"`
-	MaxGrantedBytes int64   `json:"max_epoch_granted_bytes"`
+	Epochs          uint64  `json:"lease_requests"`
+	MaxGrantedBytes int64   `json:"max_held_bytes"`
 	Samples         int     `json:"samples"`
 }
 
@@ -100,7 +100,7 @@ func TestClusterBenchCoordination(t *testing.T) {
 }
 
 func logRun(t *testing.T, r coordinationRun) {
-	t.Logf("coordination %-5v budget %s: peak in flight %s (p99 %s, mean %s), %.2f%% of samples over the budget, %d with a node over its grant; goodput %.0f/s, throughput %.0f/s of %.0f/s offered, client p99 %.0fms; %d epochs, at most %s granted",
+	t.Logf("coordination %-5v budget %s: peak in flight %s (p99 %s, mean %s), %.2f%% of samples over the budget, %d with a node over its grant; goodput %.0f/s, throughput %.0f/s of %.0f/s offered, client p99 %.0fms; %d lease requests, at most %s held",
 		r.Coordination, formatBytes(r.BudgetBytes), formatBytes(r.PeakInflight), formatBytes(r.P99Inflight), formatBytes(r.MeanInflight),
 		100*r.OverBudget, r.NodeOverGrant, r.GoodputRPS, r.ThroughputRPS, r.OfferedRPS, r.ClientP99ms, r.Epochs, formatBytes(r.MaxGrantedBytes))
 }
@@ -150,7 +150,7 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 			LogLevel: "error", InitialLimits: limits, ignoreGrant: !coordination,
 		}
 		if i < 3 {
-			cfg.BootstrapExpect = 3
+			cfg.Server, cfg.BootstrapExpect = true, 3
 		}
 		if i > 0 {
 			cfg.Join = agents[0].gossip.Addr()
@@ -161,13 +161,22 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 		}
 		agents = append(agents, a)
 	}
-	pollFor(t, "five nodes in Raft with fresh leases", func() bool {
+	var leader *agent
+	pollFor(t, "five nodes with fresh leases from one leader", func() bool {
+		leader = nil
 		for _, a := range agents {
-			if _, fresh := a.raft.Grant(time.Now()); !fresh || a.raft.Role(a.raft.ID()) == "none" || len(a.raft.Allocation().Grants) != 5 {
+			if a.raft.IsLeader() {
+				leader = a
+			}
+			if _, fresh := a.raft.Grant(time.Now()); !fresh {
 				return false
 			}
 		}
-		return true
+		if leader == nil {
+			return false
+		}
+		ls, _ := leader.raft.Leases(time.Now())
+		return len(ls) == 5
 	})
 
 	var targets []string
@@ -194,12 +203,12 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 	var samples []int64
 	var nodeOver int64
 	var written0, good0 float64
-	var epoch0 uint64
+	var leases0 uint64
 	for time.Since(started) < warm {
 		time.Sleep(10 * time.Millisecond)
 	}
 	written0, good0 = clusterCounts(t, agents)
-	epoch0 = agents[0].raft.Allocation().Epoch
+	leases0 = leader.raft.LeaseRequests()
 	stepStart := time.Now()
 	var maxGranted int64
 	// A node starts no batch above the grant it was given; the batches in
@@ -232,12 +241,13 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 			}
 		}
 		samples = append(samples, agg)
-		maxGranted = max(maxGranted, agents[0].raft.Allocation().Grants.Sum())
+		_, held := leader.raft.Leases(time.Now())
+		maxGranted = max(maxGranted, held)
 		time.Sleep(2 * time.Millisecond)
 	}
 	secs := time.Since(stepStart).Seconds()
 	written1, good1 := clusterCounts(t, agents)
-	epochs := agents[0].raft.Allocation().Epoch - epoch0
+	epochs := leader.raft.LeaseRequests() - leases0
 	if err := <-loadDone; err != nil {
 		t.Fatal(err)
 	}
@@ -292,18 +302,17 @@ func clusterCounts(t *testing.T, agents []*agent) (written, good float64) {
 }
 
 type scaleRun struct {
-	Nodes          int     `json:"nodes"`
-	Converged      bool    `json:"converged"`
-	ConvergeS      float64 `json:"converge_s"`
-	EpochCommitMS  float64 `json:"epoch_commit_ms_mean"`
-	EpochCommitMax float64 `json:"epoch_commit_ms_max"`
-	RSSMiB         float64 `json:"rss_mib"`
-	IdleCPUCores   float64 `json:"idle_cpu_cores"`
-	Note           string  `json:"note,omitempty"`
+	Nodes        int     `json:"nodes"`
+	Converged    bool    `json:"converged"`
+	ConvergeS    float64 `json:"converge_s"`
+	LeaseRPS     float64 `json:"lease_requests_per_s"`
+	RSSMiB       float64 `json:"rss_mib"`
+	IdleCPUCores float64 `json:"idle_cpu_cores"`
+	Note         string  `json:"note,omitempty"`
 }
 
 var (
-	convergedRE = regexp.MustCompile(`^converged in (\S+): .*epoch commit (\S+)`)
+	convergedRE = regexp.MustCompile(`^converged in (\S+): `)
 	devNodeRE   = regexp.MustCompile(`^\s+node-\d+\s+(http://\S+)`)
 )
 
@@ -321,8 +330,8 @@ func TestClusterBenchScale(t *testing.T) {
 		}
 		r := runScale(t, bin, n)
 		runs = append(runs, r)
-		t.Logf("%2d nodes: converged %v in %.1fs; epoch commit mean %.1fms max %.1fms; RSS %.0f MiB; idle CPU %.2f cores %s",
-			r.Nodes, r.Converged, r.ConvergeS, r.EpochCommitMS, r.EpochCommitMax, r.RSSMiB, r.IdleCPUCores, r.Note)
+		t.Logf("%2d nodes: converged %v in %.1fs; %.0f lease requests/s on the leader; RSS %.0f MiB; idle CPU %.2f cores %s",
+			r.Nodes, r.Converged, r.ConvergeS, r.LeaseRPS, r.RSSMiB, r.IdleCPUCores, r.Note)
 		if !r.Converged {
 			break
 		}
@@ -394,30 +403,22 @@ wait:
 		for range lines {
 		}
 	}()
-	// The leader's epoch commit time over ten epochs (2s each by default),
-	// and what the idle cluster costs.
-	cpu0, at0 := procCPU(cmd.Process.Pid), time.Now()
-	var commits []float64
+	// The lease requests the leader answers, and what the idle cluster
+	// costs, over 20 s.
 	var leader string
-	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
-		if leader == "" {
-			for _, u := range urls {
-				if s, err := scrape(u); err == nil && s["batchpilot_raft_leader"] == 1 {
-					leader = u
-				}
-			}
-		}
-		if s, err := scrape(leader); err == nil && s["batchpilot_raft_leader"] == 1 {
-			commits = append(commits, 1000*s["batchpilot_epoch_commit_seconds"])
-		} else {
-			leader = ""
+	for _, u := range urls {
+		if s, err := scrape(u); err == nil && s["batchpilot_raft_leader"] == 1 {
+			leader = u
 		}
 	}
-	r.IdleCPUCores = (procCPU(cmd.Process.Pid) - cpu0) / time.Since(at0).Seconds()
+	s0, _ := scrape(leader)
+	cpu0, at0 := procCPU(cmd.Process.Pid), time.Now()
+	<-time.After(20 * time.Second) // the measuring window
+	secs := time.Since(at0).Seconds()
+	r.IdleCPUCores = (procCPU(cmd.Process.Pid) - cpu0) / secs
 	r.RSSMiB = procRSS(cmd.Process.Pid) / (1 << 20)
-	for _, c := range commits {
-		r.EpochCommitMS += c / float64(len(commits))
-		r.EpochCommitMax = max(r.EpochCommitMax, c)
+	if s1, err := scrape(leader); err == nil && s0 != nil {
+		r.LeaseRPS = (s1["batchpilot_lease_requests_total"] - s0["batchpilot_lease_requests_total"]) / secs
 	}
 	return r
 }
