@@ -32,8 +32,11 @@ func (g Grants) Sum() int64 {
 const MaxBaselineSharePercent = 50
 
 // InitialBaseline is what a node holds before its first lease, and what the
-// leader reserves for a member it has not heard from yet.
-const InitialBaseline = 64 << 10
+// leader reserves for a member it has not heard from yet: one byte, which
+// the node reads as one record at a time (a batch of one may always start
+// when nothing is in flight). The node does not know the budget before a
+// leader tells it, so nothing larger would be safe for any budget.
+const InitialBaseline = 1
 
 // Baseline is the safe baseline of each of n nodes: the node floor, but
 // never so much that n baselines exceed MaxBaselineSharePercent of the

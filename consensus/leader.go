@@ -73,6 +73,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
+	newCluster := s.fsm.clusterID() == ""
 	for s.fsm.clusterID() == "" {
 		limits := DefaultLimits()
 		if s.cfg.InitialLimits != nil {
@@ -90,9 +91,14 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	// The lease table starts empty, in learning mode: this leader does not
 	// know the grants the last one gave.
 	now := time.Now()
-	s.table.Store(NewLeaseTable(now, s.raft.CurrentTerm(), s.fsm.limits().LeaseTTL()))
+	table := NewLeaseTable(now, s.raft.CurrentTerm(), s.fsm.limits().LeaseTTL())
+	if newCluster {
+		table.endLearning(now) // nothing was granted before the first leader
+	} else {
+		s.log.Info("lease table in learning mode", "for", s.fsm.limits().LeaseTTL()+SkewMargin(s.fsm.limits().LeaseTTL()))
+	}
+	s.table.Store(table)
 	defer s.table.Store(nil)
-	s.log.Info("lease table in learning mode", "for", s.fsm.limits().LeaseTTL()+SkewMargin(s.fsm.limits().LeaseTTL()))
 	s.pilot.Start(ctx)
 	defer func() { <-s.pilot.Stop() }()
 	s.reconcileLoop(ctx)

@@ -106,6 +106,9 @@ func (c *leaseClient) refresh(stop <-chan struct{}) (time.Duration, error) {
 		ans, err = c.s.RequestLease(now, req)
 	} else {
 		ans, err = c.remote(ctx, req)
+		if obs := c.s.cfg.LeaseObserver; obs != nil {
+			obs(time.Since(now), err)
+		}
 	}
 	if err != nil {
 		return c.s.timing.LeaseRetry, err

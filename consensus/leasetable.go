@@ -41,6 +41,12 @@ type leaseEntry struct {
 	grant    int64
 	baseline int64     // the baseline it was last given
 	expires  time.Time // on the leader's clock, skew margin included
+	// lowered is a larger grant the node may still obey: the leader lowered
+	// it, and the node has not yet asked again reporting that it obeys
+	// the lower one. It counts as held until then, or until its lease
+	// (loweredUntil) expires.
+	lowered      int64
+	loweredUntil time.Time
 	seen     time.Time
 	health   cluster.Health
 }
@@ -48,10 +54,14 @@ type leaseEntry struct {
 // held is what the node may be holding at now: its grant while its lease
 // is unexpired, its baseline after.
 func (e *leaseEntry) held(now time.Time) int64 {
+	h := e.baseline
 	if now.Before(e.expires) {
-		return max(e.grant, e.baseline)
+		h = max(h, e.grant)
 	}
-	return e.baseline
+	if now.Before(e.loweredUntil) {
+		h = max(h, e.lowered)
+	}
+	return h
 }
 
 // LeaseTable is the leader's table of leases, in memory only (nothing per
@@ -66,8 +76,10 @@ func (e *leaseEntry) held(now time.Time) int64 {
 //     (plus the margin) it is in learning mode: it gives a node no more
 //     than the node says it has;
 //   - every node's safe baseline, which a node without a fresh lease falls
-//     back to, stays reserved; members that have not asked yet are counted
-//     at InitialBaseline.
+//     back to, stays reserved: the leader counts every member it has not
+//     heard from (alive, suspect or dead in gossip: a node cut off runs on
+//     its baseline) at the baseline, and never answers a grant, or a
+//     baseline, that does not fit beside what the others may hold.
 //
 // The time is always passed in. All methods are safe for concurrent use.
 type LeaseTable struct {
@@ -76,6 +88,11 @@ type LeaseTable struct {
 	epoch      uint64
 	learnUntil time.Time
 }
+
+// joinHeadroom is what the leader keeps free for nodes that joined so
+// recently that its gossip view does not show them yet: each runs on
+// InitialBaseline (one byte) until its first lease.
+const joinHeadroom = 64 * InitialBaseline
 
 // SkewMargin is how long after a lease's TTL the leader still counts its
 // grant as held: room for the node's clock to run slow.
@@ -87,6 +104,14 @@ func NewLeaseTable(now time.Time, epoch uint64, ttl time.Duration) *LeaseTable {
 	return &LeaseTable{entries: map[string]*leaseEntry{}, epoch: epoch, learnUntil: now.Add(ttl + SkewMargin(ttl))}
 }
 
+// endLearning ends learning mode at once: for the first leader of a new
+// cluster, which knows that no grant was handed out before it.
+func (t *LeaseTable) endLearning(now time.Time) {
+	t.mu.Lock()
+	t.learnUntil = now
+	t.mu.Unlock()
+}
+
 // Learning reports whether the table is in learning mode at now.
 func (t *LeaseTable) Learning(now time.Time) bool {
 	t.mu.Lock()
@@ -95,9 +120,9 @@ func (t *LeaseTable) Learning(now time.Time) bool {
 }
 
 // Request answers one lease request at now (the moment it arrived), given
-// the limits in force and the ids of the members gossip shows alive (the
-// nodes that may be running without having asked yet). The caller fills in
-// Leader and ClusterID.
+// the limits in force and the ids of the members gossip knows and that did
+// not leave (the nodes that may be running without having asked this
+// leader). The caller fills in Leader and ClusterID.
 func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []string) LeaseAnswer {
 	ttl := l.LeaseTTL()
 	t.mu.Lock()
@@ -108,6 +133,9 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 		t.entries[req.ID] = e
 	}
 	e.name, e.want, e.has, e.health, e.seen = req.Name, max(req.Want, 0), max(req.Has, 0), req.Health, now
+	if e.lowered > 0 && e.has <= e.grant {
+		e.lowered = 0 // it obeys the lowered grant now
+	}
 
 	n := len(t.entries)
 	unknown := 0
@@ -130,7 +158,7 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 		}
 		demands = append(demands, Demand{ID: id, Want: want, Baseline: base})
 	}
-	others += int64(unknown) * InitialBaseline
+	others += int64(unknown)*base + joinHeadroom
 	for _, id := range alive {
 		if _, ok := t.entries[id]; !ok {
 			demands = append(demands, Demand{ID: id, Baseline: base})
@@ -139,9 +167,9 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 	learning := now.Before(t.learnUntil)
 	var grant int64
 	if learning {
-		// Only what the node already had from the old leader, within what
-		// is free; never less than the baseline, which is reserved.
-		grant = max(min(e.has, l.ClusterBudgetBytes-others), base)
+		// Only what the node already had from the old leader (their sum
+		// was within the budget), within what is free.
+		grant = max(min(e.has, l.ClusterBudgetBytes-others), min(base, e.has))
 	} else {
 		shares := FairShares(l.ClusterBudgetBytes, demands)
 		grant = Grant(GrantInput{
@@ -149,8 +177,19 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 			Prev: e.held(now), OthersHeld: others, MaxGrowthPercent: l.MaxGrowthPercent,
 		})
 	}
-	// A grant below what the node holds under its unexpired lease lowers
-	// it at once: the node obeys the newest answer.
+	// Nothing answered may exceed what is free beside the others' holdings:
+	// not the grant, nor the baseline the node falls back to (which is
+	// then what stays reserved for it). One byte is the least: the node
+	// reads it as one record at a time.
+	free := l.ClusterBudgetBytes - others
+	grant = max(min(grant, free), 1)
+	base = min(base, grant)
+	// A grant below what the node holds under its unexpired lease binds
+	// the node once the answer reaches it; until it says so, the larger
+	// one stays counted (Doorman: never hand out what may still be held).
+	if old := e.held(now); grant < old && now.Before(e.expires) {
+		e.lowered, e.loweredUntil = old, e.expires
+	}
 	e.grant, e.baseline, e.expires = grant, base, now.Add(ttl+SkewMargin(ttl))
 	return LeaseAnswer{
 		Grant: grant, TTLms: ttl.Milliseconds(), RefreshMS: (ttl / 3).Milliseconds(),

@@ -46,21 +46,28 @@ func TestLeaseTableAnswersWithTheRulesOfDoorman(t *testing.T) {
 	t.Run("capacity under an unexpired lease is not handed out again", func(t *testing.T) {
 		tab, now := learned(start, l)
 		a := tab.Request(now, LeaseRequest{ID: "a", Want: 90 * mib}, l, []string{"a", "b"})
-		if a.Grant != 90*mib {
-			t.Fatalf("a alone wanting 90 MiB got %d; want 90 MiB (b's 10 MiB baseline reserved)", a.Grant)
+		if a.Grant != 90*mib-joinHeadroom {
+			t.Fatalf("a alone wanting 90 MiB got %d; want 90 MiB (b's 10 MiB baseline and the join headroom reserved)", a.Grant)
 		}
 		// b wants as much: its fair share is half, but a holds its grant
 		// until its lease expires, so b gets only what is free.
 		b := tab.Request(now.Add(time.Second), LeaseRequest{ID: "b", Want: 90 * mib}, l, []string{"a", "b"})
 		if b.Grant != 10*mib {
-			t.Fatalf("b got %d while a holds 90 MiB; want its 10 MiB baseline", b.Grant)
+			t.Fatalf("b got %d while a holds 90 MiB; want what is free", b.Grant)
 		}
-		// a's next refresh brings it down to its fair share, and b's next
-		// one gives b the rest.
+		// a's next refresh brings it down to its fair share; until a says
+		// it obeys the lower grant, b still gets no more.
 		a = tab.Request(now.Add(2*time.Second), LeaseRequest{ID: "a", Want: 90 * mib, Has: a.Grant}, l, []string{"a", "b"})
-		b = tab.Request(now.Add(3*time.Second), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"})
-		if a.Grant != 50*mib || b.Grant != 50*mib {
-			t.Fatalf("after refreshes a %d b %d, want 50 MiB each", a.Grant, b.Grant)
+		if a.Grant != 50*mib {
+			t.Fatalf("a's refresh: %d, want its 50 MiB share", a.Grant)
+		}
+		if b2 := tab.Request(now.Add(2500*time.Millisecond), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"}); b2.Grant > b.Grant {
+			t.Fatalf("b got %d before a confirmed its lower grant", b2.Grant)
+		}
+		tab.Request(now.Add(3*time.Second), LeaseRequest{ID: "a", Want: 90 * mib, Has: a.Grant}, l, []string{"a", "b"})
+		b = tab.Request(now.Add(3500*time.Millisecond), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"})
+		if b.Grant != 50*mib-joinHeadroom {
+			t.Fatalf("after a confirmed, b got %d, want the other half", b.Grant)
 		}
 	})
 
@@ -73,7 +80,7 @@ func TestLeaseTableAnswersWithTheRulesOfDoorman(t *testing.T) {
 			t.Fatalf("b got %d while a's lease is unexpired", b.Grant)
 		}
 		b = tab.Request(now.Add(ttl+SkewMargin(ttl)+time.Millisecond), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"})
-		if b.Grant != 90*mib {
+		if b.Grant != 90*mib-joinHeadroom {
 			t.Fatalf("after a's lease expired b got %d, want 90 MiB (a's baseline stays reserved)", b.Grant)
 		}
 	})
@@ -87,7 +94,7 @@ func TestLeaseTableAnswersWithTheRulesOfDoorman(t *testing.T) {
 		a := tab.Request(now, LeaseRequest{ID: "a", Want: 100 * mib}, l, alive)
 		// Ten nodes: baselines of 5 MiB (half the budget shared), nine
 		// of them reserved for the members a has not heard from.
-		if a.Grant != 100*mib-9*5*mib {
+		if a.Grant != 100*mib-9*5*mib-joinHeadroom {
 			t.Fatalf("a got %d, want the budget less 9 baselines of 5 MiB", a.Grant)
 		}
 	})

@@ -65,6 +65,10 @@ type Config struct {
 	HTTPClient *http.Client
 	HTTPScheme string
 	Token      string
+	// LeaseObserver, when set, is told the round trip of every lease
+	// request sent over the network, and its error (the scale benchmark
+	// measures with it). It must be quick.
+	LeaseObserver func(rtt time.Duration, err error)
 	// DataDir is the node's data dir; Raft keeps its log, stable store and
 	// snapshots under DataDir/raft.
 	DataDir string
@@ -202,12 +206,14 @@ type Server struct {
 
 	// table is the lease table while this server leads, nil otherwise.
 	table atomic.Pointer[LeaseTable]
-	// alive caches the ids of the members gossip shows alive, for the
-	// lease table (rebuilt at most every aliveCacheFor).
+	// alive caches the ids of the members gossip knows that did not leave
+	// (alive, suspect or dead: a node cut off runs on its baseline), for
+	// the lease table (rebuilt at most every aliveCacheFor).
 	aliveMu    sync.Mutex
 	alive      []string
 	aliveAt    time.Time
 	leaseCount atomic.Uint64 // lease requests answered while leading
+	leaderView leaderStatus  // a copy of the leader's status, on other nodes
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -675,7 +681,7 @@ func (s *Server) aliveIDs(now time.Time) []string {
 	}
 	ids := make([]string, 0, len(s.alive))
 	for _, m := range s.gossip.Members() {
-		if m.ID != "" && (m.Status == cluster.StatusAlive || m.Status == cluster.StatusSuspect) {
+		if m.ID != "" && m.Status != cluster.StatusLeft {
 			ids = append(ids, m.ID)
 		}
 	}

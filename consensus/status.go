@@ -1,6 +1,12 @@
 package consensus
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
 	"time"
 
 	"github.com/batchpilot/batchpilot/cluster"
@@ -65,8 +71,91 @@ type MemberBudget struct {
 	Lease *LeaseInfo `json:"lease,omitempty"`
 }
 
-// Status describes the cluster at now (pass time.Now()).
+// Status describes the cluster at now (pass time.Now()). Only the leader
+// has every node's health and lease, so another node answers with the
+// leader's status, fetched at most once a second in the background and at
+// most statusStaleAfter old; when it has none that fresh (no leader, or
+// the leader does not answer) it answers what it knows itself ("view":
+// "local").
 func (s *Server) Status(now time.Time) Status {
+	if !s.IsLeader() {
+		if st, ok := s.leaderView.get(s, now); ok {
+			return st
+		}
+	}
+	return s.localStatus(now)
+}
+
+// statusStaleAfter is how old a copy of the leader's status may be.
+const statusStaleAfter = 3 * time.Second
+
+// leaderStatus is a node's copy of the leader's status.
+type leaderStatus struct {
+	mu       sync.Mutex
+	st       Status
+	at       time.Time
+	fetching bool
+}
+
+// get returns the copy when it is fresh enough, and starts a refresh when
+// it is more than a second old.
+func (c *leaderStatus) get(s *Server, now time.Time) (Status, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.at) > time.Second && !c.fetching {
+		if addr := s.LeaderHTTPAddr(); addr != "" {
+			c.fetching = true
+			go c.fetch(s, addr)
+		}
+	}
+	if now.Sub(c.at) > statusStaleAfter {
+		return Status{}, false
+	}
+	return c.st, true
+}
+
+// forwardedHeader marks a request one node makes to another on its own
+// behalf (the web layer's header of the same name): the leader answers it
+// from what it has and never forwards it.
+const forwardedHeader = "X-Batchpilot-Forwarded-By"
+
+func (c *leaderStatus) fetch(s *Server, addr string) {
+	st, err := func() (Status, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.HTTPScheme+"://"+addr+"/api/v1/cluster", nil)
+		if err != nil {
+			return Status{}, err
+		}
+		req.Header.Set(forwardedHeader, s.gossip.Name())
+		resp, err := s.cfg.HTTPClient.Do(req)
+		if err != nil {
+			return Status{}, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return Status{}, fmt.Errorf("GET /api/v1/cluster of %s: %s", addr, resp.Status)
+		}
+		var st Status
+		err = json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&st)
+		return st, err
+	}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetching = false
+	if err != nil {
+		s.log.Debug("cannot read the leader's status", "leader", addr, "err", err)
+		return
+	}
+	if st.View != "leader" {
+		return
+	}
+	c.st, c.at = st, time.Now()
+}
+
+// localStatus is the status from this node's own knowledge (the whole
+// picture on the leader).
+func (s *Server) localStatus(now time.Time) Status {
 	limits := s.Limits()
 	st := Status{
 		ClusterID:   s.ClusterID(),

@@ -11,24 +11,14 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/batchpilot/batchpilot/cluster"
-	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/node"
 )
 
-// getCluster serves GET /api/v1/cluster. The leader has every node's health
-// and lease (they come with the lease requests), so another node asks it;
-// when the leader cannot be reached it answers with what it has itself
-// (membership, limits, its own health and lease; "view": "local").
+// getCluster serves GET /api/v1/cluster: the leader's view of the cluster
+// (it has every node's health and lease, from the lease requests), which
+// other nodes keep a copy of; or this node's own view when it has no fresh
+// copy ("view": "local").
 func (a *api) getCluster(c *gin.Context) {
-	if !a.raft.IsLeader() && !isForwarded(c) {
-		if addr := a.raft.LeaderHTTPAddr(); addr != "" {
-			var st consensus.Status
-			if err := a.peers.getJSON(c.Request.Context(), addr, "/api/v1/cluster", nil, &st); err == nil {
-				c.JSON(http.StatusOK, st)
-				return
-			}
-		}
-	}
 	c.JSON(http.StatusOK, a.raft.Status(time.Now()))
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,15 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,9 +33,8 @@ import (
 //     grant). It measures the aggregate in-flight bytes every 2ms against the
 //     cluster budget, and the goodput: records written within the latency
 //     SLO, per second.
-//   - TestClusterBenchScale: `batchpilot dev --nodes N --load none` for
-//     growing N (3 servers, the rest workers), each measured for the time to
-//     converge and the lease requests the leader answers per second.
+//   - TestClusterBenchScale (make bench-scale, cluster_scale_test.go): three
+//     real servers and up to a thousand workers.
 func benchOut(t *testing.T) string {
 	out := os.Getenv("BATCHPILOT_BENCH_CLUSTER")
 	if out == "" {
@@ -299,128 +294,6 @@ func clusterCounts(t *testing.T, agents []*agent) (written, good float64) {
 		}
 	}
 	return written, good
-}
-
-type scaleRun struct {
-	Nodes        int     `json:"nodes"`
-	Converged    bool    `json:"converged"`
-	ConvergeS    float64 `json:"converge_s"`
-	LeaseRPS     float64 `json:"lease_requests_per_s"`
-	RSSMiB       float64 `json:"rss_mib"`
-	IdleCPUCores float64 `json:"idle_cpu_cores"`
-	Note         string  `json:"note,omitempty"`
-}
-
-var (
-	convergedRE = regexp.MustCompile(`^converged in (\S+): `)
-	devNodeRE   = regexp.MustCompile(`^\s+node-\d+\s+(http://\S+)`)
-)
-
-func TestClusterBenchScale(t *testing.T) {
-	out := benchOut(t)
-	bin := filepath.Join(t.TempDir(), "batchpilot")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, b)
-	}
-	var runs []scaleRun
-	for _, f := range strings.Split(envOr("BENCH_SCALE_NODES", "5,10,20,50,100,150"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := runScale(t, bin, n)
-		runs = append(runs, r)
-		t.Logf("%2d nodes: converged %v in %.1fs; %.0f lease requests/s on the leader; RSS %.0f MiB; idle CPU %.2f cores %s",
-			r.Nodes, r.Converged, r.ConvergeS, r.LeaseRPS, r.RSSMiB, r.IdleCPUCores, r.Note)
-		if !r.Converged {
-			break
-		}
-	}
-	mergeBenchFile(t, out, "scale", runs)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func runScale(t *testing.T, bin string, n int) scaleRun {
-	r := scaleRun{Nodes: n}
-	cmd := exec.Command(bin, "dev", "--nodes", strconv.Itoa(n), "--load", "none", "--http-port", "0",
-		"--data-dir", filepath.Join(t.TempDir(), "dev"), "--log-level", "error")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	lines := make(chan string, 256)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var urls []string
-	deadline := time.After(3 * time.Minute)
-wait:
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				r.Note = "dev exited before converging"
-				return r
-			}
-			if m := devNodeRE.FindStringSubmatch(line); m != nil {
-				urls = append(urls, m[1])
-			}
-			if m := convergedRE.FindStringSubmatch(line); m != nil {
-				d, _ := time.ParseDuration(m[1])
-				r.Converged, r.ConvergeS = true, d.Seconds()
-				break wait
-			}
-		case <-deadline:
-			r.Note = "did not converge within 3 minutes"
-			return r
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
-	// The lease requests the leader answers, and what the idle cluster
-	// costs, over 20 s.
-	var leader string
-	for _, u := range urls {
-		if s, err := scrape(u); err == nil && s["batchpilot_raft_leader"] == 1 {
-			leader = u
-		}
-	}
-	s0, _ := scrape(leader)
-	cpu0, at0 := procCPU(cmd.Process.Pid), time.Now()
-	<-time.After(20 * time.Second) // the measuring window
-	secs := time.Since(at0).Seconds()
-	r.IdleCPUCores = (procCPU(cmd.Process.Pid) - cpu0) / secs
-	r.RSSMiB = procRSS(cmd.Process.Pid) / (1 << 20)
-	if s1, err := scrape(leader); err == nil && s0 != nil {
-		r.LeaseRPS = (s1["batchpilot_lease_requests_total"] - s0["batchpilot_lease_requests_total"]) / secs
-	}
-	return r
 }
 
 // procCPU is the CPU seconds a process has used.
