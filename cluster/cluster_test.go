@@ -231,7 +231,9 @@ func TestAMemberOfAnotherClusterIDIsRefused(t *testing.T) {
 }
 
 func TestGossipKeysRotate(t *testing.T) {
-	key := func(b byte) string { return base64.StdEncoding.EncodeToString([]byte(strings.Repeat(string(rune('a'+b)), 32))) }
+	key := func(b byte) string {
+		return base64.StdEncoding.EncodeToString([]byte(strings.Repeat(string(rune('a'+b)), 32)))
+	}
 	n1, _ := startNode(t, "n1", func(c *Config) { c.EncryptKey = key(1) })
 	n2, _ := startNode(t, "n2", func(c *Config) { c.EncryptKey = key(1) }, n1.Addr())
 	waitFor(t, "n1 and n2 to see each other", func() bool { return statusOf(n1, "n2") == StatusAlive })

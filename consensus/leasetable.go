@@ -47,8 +47,8 @@ type leaseEntry struct {
 	// (loweredUntil) expires.
 	lowered      int64
 	loweredUntil time.Time
-	seen     time.Time
-	health   cluster.Health
+	seen         time.Time
+	health       cluster.Health
 }
 
 // held is what the node may be holding at now: its grant while its lease
