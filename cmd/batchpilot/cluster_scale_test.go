@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,38 +204,71 @@ func runScale(t *testing.T, bin string, n int) scaleRun {
 	rss0 := procRSS(os.Getpid())
 	joins := []string{s1.gossip, s2.gossip, s3.gossip}
 	start := time.Now()
-	var started atomic.Int64
+	// Workers start 16 at a time, each joining one of the servers.
+	var mu sync.Mutex
+	var startErr error
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
 	for i := range n {
-		name := fmt.Sprintf("w%04d", i+1)
-		g, err := cluster.New(cluster.Config{
-			NodeName: name, DataDir: filepath.Join(dir, name), Role: cluster.RoleWorker, Version: "bench",
-			BindAddr: "127.0.0.1:0", Join: []string{joins[i%3]}, Logger: discard,
-		})
-		if err != nil {
-			r.Note = fmt.Sprintf("worker %d: %v", i+1, err)
-			return r
-		}
-		srv, err := consensus.New(consensus.Config{
-			Worker: true, Gossip: g, Logger: discard, HTTPClient: hc, LeaseObserver: obs.observe,
-			Health: func() cluster.Health { return cluster.Health{BatchSize: 100, WantBytes: 1 << 20} },
-		})
-		if err != nil {
-			g.Shutdown()
-			r.Note = fmt.Sprintf("worker %d: %v", i+1, err)
-			return r
-		}
-		srv.Start()
-		workers = append(workers, worker{g, srv})
-		started.Add(1)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			name := fmt.Sprintf("w%04d", i+1)
+			g, err := cluster.New(cluster.Config{
+				NodeName: name, DataDir: filepath.Join(dir, name), Role: cluster.RoleWorker, Version: "bench",
+				BindAddr: "127.0.0.1:0", Join: []string{joins[i%3]}, Logger: discard, LANTimings: true,
+			})
+			if err != nil {
+				mu.Lock()
+				startErr = fmt.Errorf("worker %d: %w", i+1, err)
+				mu.Unlock()
+				return
+			}
+			srv, err := consensus.New(consensus.Config{
+				Worker: true, Gossip: g, Logger: discard, HTTPClient: hc, LeaseObserver: obs.observe,
+				Health: func() cluster.Health { return cluster.Health{BatchSize: 100, WantBytes: 1 << 20} },
+			})
+			if err != nil {
+				g.Shutdown()
+				mu.Lock()
+				startErr = fmt.Errorf("worker %d: %w", i+1, err)
+				mu.Unlock()
+				return
+			}
+			srv.Start()
+			mu.Lock()
+			workers = append(workers, worker{g, srv})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if startErr != nil {
+		r.Note = startErr.Error()
+		return r
 	}
 	lastJoin := time.Now()
 	r.JoinS = lastJoin.Sub(start).Seconds()
+	// Every server must see every member alive; a run where they do not
+	// within 3 minutes says how far they got.
 	want := n + 3
 	for _, s := range servers {
-		pollFor(t, fmt.Sprintf("%s to see %d members alive", s.name, want), func() bool {
+		best := 0
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
 			var st consensus.Status
-			return getJSON(s.url+"/api/v1/cluster", &st) == nil && st.Servers+st.Workers == want
-		})
+			if getJSON(s.url+"/api/v1/cluster", &st) == nil {
+				best = max(best, st.Servers+st.Workers)
+				if st.Servers+st.Workers == want {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				r.Note = fmt.Sprintf("%s saw at most %d of %d members alive within 3 minutes", s.name, best, want)
+				return r
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
 	}
 	r.AllAliveS = time.Since(lastJoin).Seconds()
 	runtime.GC()
