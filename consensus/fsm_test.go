@@ -15,11 +15,10 @@ import (
 // fakeClock is a clock the tests step by hand.
 type fakeClock struct{ t time.Time }
 
-func (c *fakeClock) now() time.Time                  { return c.t }
-func (c *fakeClock) add(d time.Duration)             { c.t = c.t.Add(d) }
-func newFakeClock() *fakeClock                       { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-func ptr[T any](v T) *T                              { return &v }
-func (c *fakeClock) since(d time.Duration) time.Time { return c.t.Add(-d) }
+func (c *fakeClock) now() time.Time      { return c.t }
+func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
+func newFakeClock() *fakeClock           { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+func ptr[T any](v T) *T                  { return &v }
 
 type fsmHarness struct {
 	t     *testing.T

@@ -213,10 +213,6 @@ func startTestNodeAt(t *testing.T, at nodeAddrs, name string, r role, join ...st
 	return n
 }
 
-func (n *testNode) addrs() nodeAddrs {
-	return nodeAddrs{dir: n.dir, gossip: n.gossip.Addr(), raft: n.srv.RaftAddr()}
-}
-
 // kill stops the node abruptly, as kill -9 would: no leave.
 func (n *testNode) kill() {
 	n.stopOnce.Do(func() {

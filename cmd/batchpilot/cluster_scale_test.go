@@ -84,12 +84,12 @@ type scaleRun struct {
 
 // scaleServer is one server process of the benchmark.
 type scaleServer struct {
-	cmd          *exec.Cmd
-	url, gossip  string
-	name         string
-	logMu        sync.Mutex
-	log          strings.Builder
-	exited, done chan struct{}
+	cmd         *exec.Cmd
+	url, gossip string
+	name        string
+	logMu       sync.Mutex
+	log         strings.Builder
+	exited      chan struct{}
 }
 
 func startScaleServer(t *testing.T, bin, dir, name string, join string) *scaleServer {
