@@ -3,7 +3,7 @@ GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 10s
 
-.PHONY: run build test unit fuzz soak bench bench-cluster lint ui clean
+.PHONY: run build test unit fuzz soak bench bench-cluster bench-scale lint ui clean
 
 ## run: a local cluster with a demo load and the dashboard
 run:
@@ -40,6 +40,13 @@ bench:
 BENCH_CLUSTER_OUT ?= $(CURDIR)/docs/bench/cluster.json
 bench-cluster:
 	BATCHPILOT_BENCH_CLUSTER=$(BENCH_CLUSTER_OUT) $(GO) test -run='^TestClusterBench' -count=1 -timeout 30m -v ./cmd/batchpilot
+
+## bench-scale: three real servers and 100, 300 and 1,000 workers (each a memberlist member and a
+## lease client over loopback): time to all alive, lease RPC latency, leader CPU, memory per worker
+## (minutes; figures to docs/bench/scale.json, read in docs/cluster.md)
+BENCH_SCALE_OUT ?= $(CURDIR)/docs/bench/scale.json
+bench-scale:
+	BATCHPILOT_BENCH_SCALE=$(BENCH_SCALE_OUT) $(GO) test -run='^TestClusterBenchScale$$' -count=1 -timeout 30m -v ./cmd/batchpilot
 
 ## lint: gofmt, go vet, and staticcheck when it is installed
 lint:

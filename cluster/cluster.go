@@ -17,16 +17,17 @@ import (
 )
 
 // Cluster is this node's membership in the gossip pool. It keeps a table of
-// every member it has heard of (with status, addresses and health), gossips
-// this node's own health every Config.HealthInterval, and hands membership
+// every member it has heard of (with status, role and addresses), gossips
+// this node's identity (id, role, addresses, cluster id, version: small and
+// static), refuses members of another cluster id, and hands membership
 // events to subscribers.
 //
 // All methods are safe for concurrent use.
 type Cluster struct {
-	cfg      Config
-	log      *slog.Logger
-	ml       *memberlist.Memberlist
-	healthFn func() Health
+	cfg     Config
+	log     *slog.Logger
+	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring
 
 	localMu sync.Mutex
 	local   meta // what this node gossips about itself
@@ -34,6 +35,9 @@ type Cluster struct {
 	mu      sync.Mutex
 	members map[string]*Member // by node name
 	leaving map[string]bool    // members whose last meta announced a leave
+
+	refusedMu sync.Mutex
+	refused   map[string]string // member name → the cluster id it was refused for
 
 	subMu      sync.Mutex
 	subs       map[int]chan Event
@@ -53,13 +57,12 @@ type Cluster struct {
 	isShut bool
 }
 
-// New starts gossip: it binds cfg.BindAddr, joins cfg.Join (retrying in the
-// background until one member answers) and gossips healthFn's answer every
-// cfg.HealthInterval. healthFn may be nil until the node has health to give;
-// it must be quick and safe to call from another goroutine.
+// New starts gossip: it binds cfg.BindAddr and joins cfg.Join (retrying in
+// the background until one member answers). The node's meta is gossiped
+// again only when it changes (SetRaft, SetClusterID, a leave).
 //
 // Call Leave and then Shutdown to stop.
-func New(cfg Config, healthFn func() Health) (*Cluster, error) {
+func New(cfg Config) (*Cluster, error) {
 	cfg.setDefaults()
 	if cfg.NodeID == "" {
 		id, err := LoadOrCreateNodeID(cfg.DataDir)
@@ -74,6 +77,13 @@ func New(cfg Config, healthFn func() Health) (*Cluster, error) {
 	if len(cfg.HTTPAddr) > maxAddrLen {
 		return nil, fmt.Errorf("cluster: HTTP address %q is longer than %d bytes", cfg.HTTPAddr, maxAddrLen)
 	}
+	if cfg.ClusterID == "" && cfg.DataDir != "" {
+		id, err := loadClusterID(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		cfg.ClusterID = id
+	}
 	mc, err := cfg.memberlistConfig()
 	if err != nil {
 		return nil, err
@@ -81,8 +91,9 @@ func New(cfg Config, healthFn func() Health) (*Cluster, error) {
 	c := &Cluster{
 		cfg:         cfg,
 		log:         cfg.Logger.With("node", cfg.NodeName),
-		healthFn:    healthFn,
-		local:       meta{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr},
+		keyring:     mc.Keyring,
+		refused:     make(map[string]string),
+		local:       meta{ID: cfg.NodeID, Role: cfg.Role, HTTPAddr: cfg.HTTPAddr, ClusterID: cfg.ClusterID, Version: cfg.Version},
 		members:     make(map[string]*Member),
 		leaving:     make(map[string]bool),
 		subs:        make(map[int]chan Event),
@@ -90,14 +101,13 @@ func New(cfg Config, healthFn func() Health) (*Cluster, error) {
 		stopRefresh: make(chan struct{}),
 		shutdownCh:  make(chan struct{}),
 	}
-	if healthFn != nil {
-		c.local.Health = healthFn()
-	}
 	if _, err := encodeMeta(c.local); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	mc.Delegate = delegate{c}
 	mc.Events = eventDelegate{c}
+	mc.Alive = clusterGuard{c}
+	mc.Merge = clusterGuard{c}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.BindAddr, err)
@@ -194,37 +204,123 @@ func (c *Cluster) reconnectLoop() {
 	}
 }
 
-// refreshLoop reads the node's health and re-advertises its meta every
-// HealthInterval, and at once after SetRaft changes something that matters.
+// refreshLoop re-advertises the node's meta when it changes (SetRaft,
+// SetClusterID). Nothing is gossiped on a timer: identity is static, and
+// health travels with the lease requests instead.
 func (c *Cluster) refreshLoop() {
 	defer c.refreshWG.Done()
-	t := time.NewTicker(c.cfg.HealthInterval)
-	defer t.Stop()
 	for {
 		select {
 		case <-c.stopRefresh:
 			return
-		case <-t.C:
 		case <-c.refreshCh:
 		}
-		c.refresh()
+		// UpdateNode waits until the update is gossiped to someone; a
+		// timeout just means nobody else is around.
+		if err := c.ml.UpdateNode(c.cfg.UpdateTimeout); err != nil {
+			c.log.Debug("gossip update not acknowledged", "err", err)
+		}
 	}
 }
 
-func (c *Cluster) refresh() {
-	var h Health
-	if c.healthFn != nil {
-		h = c.healthFn()
+func (c *Cluster) requestRefresh() {
+	select {
+	case c.refreshCh <- struct{}{}:
+	default:
+	}
+}
+
+// Role is this node's role.
+func (c *Cluster) Role() Role { return c.cfg.Role }
+
+// ClusterID is the cluster id this node belongs to ("" until it knows one).
+func (c *Cluster) ClusterID() string {
+	c.localMu.Lock()
+	defer c.localMu.Unlock()
+	return c.local.ClusterID
+}
+
+// SetClusterID sets the cluster id this node gossips, persists it in the data
+// dir, and from then on refuses members that gossip another. Servers set it
+// from their FSM; a worker adopts the first one a server gossips.
+func (c *Cluster) SetClusterID(id string) error {
+	if len(id) > maxIDLen {
+		return fmt.Errorf("cluster: cluster id %q is longer than %d bytes", id, maxIDLen)
 	}
 	c.localMu.Lock()
-	c.local.Health = h
-	c.local.Seq++
+	old := c.local.ClusterID
+	c.local.ClusterID = id
 	c.localMu.Unlock()
-	// UpdateNode waits until the update is gossiped to someone; a timeout
-	// just means nobody else is around.
-	if err := c.ml.UpdateNode(c.cfg.HealthInterval); err != nil {
-		c.log.Debug("gossip update not acknowledged", "err", err)
+	if old == id {
+		return nil
 	}
+	if old != "" {
+		c.log.Warn("cluster id changed", "old", old, "new", id)
+	}
+	if c.cfg.DataDir != "" {
+		if err := storeClusterID(c.cfg.DataDir, id); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+	}
+	c.requestRefresh()
+	return nil
+}
+
+// Refused lists the members refused for gossiping another cluster id, by
+// name, with that id.
+func (c *Cluster) Refused() map[string]string {
+	c.refusedMu.Lock()
+	defer c.refusedMu.Unlock()
+	out := make(map[string]string, len(c.refused))
+	for k, v := range c.refused {
+		out[k] = v
+	}
+	return out
+}
+
+// SetKeys replaces the gossip keyring, as a key rotation needs (see
+// docs/cluster.md): primary encrypts what this node sends, and every key in
+// keys (primary included) is tried on what it receives. Each is base64.
+// It fails, changing nothing, when gossip was started without a key.
+func (c *Cluster) SetKeys(primary string, keys []string) error {
+	if c.keyring == nil {
+		return errors.New("cluster: gossip was started without --encrypt; restart with a key to turn encryption on")
+	}
+	p, err := DecodeEncryptKey(primary)
+	if err != nil {
+		return fmt.Errorf("cluster: primary key: %w", err)
+	}
+	var decoded [][]byte
+	for i, k := range keys {
+		b, err := DecodeEncryptKey(k)
+		if err != nil {
+			return fmt.Errorf("cluster: key %d: %w", i+1, err)
+		}
+		decoded = append(decoded, b)
+	}
+	if err := c.keyring.AddKey(p); err != nil {
+		return fmt.Errorf("cluster: add primary key: %w", err)
+	}
+	if err := c.keyring.UseKey(p); err != nil {
+		return fmt.Errorf("cluster: use primary key: %w", err)
+	}
+	for _, b := range decoded {
+		if err := c.keyring.AddKey(b); err != nil {
+			return fmt.Errorf("cluster: add key: %w", err)
+		}
+	}
+	keep := map[string]bool{string(p): true}
+	for _, b := range decoded {
+		keep[string(b)] = true
+	}
+	for _, k := range c.keyring.GetKeys() {
+		if !keep[string(k)] {
+			if err := c.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("cluster: remove old key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // ID is this node's id.
@@ -248,9 +344,8 @@ func (c *Cluster) Addr() string {
 // (always true when it was given none).
 func (c *Cluster) Joined() bool { return c.joined.Load() }
 
-// SetRaft sets the Raft part of this node's meta. A change of address,
-// bootstrap expectation or HasState is gossiped at once; the log position
-// rides along with the next health refresh.
+// SetRaft sets the Raft part of this node's meta; a change is gossiped at
+// once.
 func (c *Cluster) SetRaft(r RaftMeta) error {
 	if len(r.Addr) > maxAddrLen {
 		return fmt.Errorf("cluster: raft address %q is longer than %d bytes", r.Addr, maxAddrLen)
@@ -259,16 +354,13 @@ func (c *Cluster) SetRaft(r RaftMeta) error {
 	old := c.local.Raft
 	c.local.Raft = r
 	c.localMu.Unlock()
-	if old.Addr != r.Addr || old.BootstrapExpect != r.BootstrapExpect || old.HasState != r.HasState {
-		select {
-		case c.refreshCh <- struct{}{}:
-		default:
-		}
+	if old != r {
+		c.requestRefresh()
 	}
 	return nil
 }
 
-// LocalMember is this node as the others see it, with its latest health.
+// LocalMember is this node as the others see it.
 func (c *Cluster) LocalMember() Member {
 	c.mu.Lock()
 	m := Member{Name: c.cfg.NodeName, Status: StatusAlive}
@@ -277,7 +369,8 @@ func (c *Cluster) LocalMember() Member {
 	}
 	c.mu.Unlock()
 	c.localMu.Lock()
-	m.ID, m.HTTPAddr, m.Raft, m.Health = c.local.ID, c.local.HTTPAddr, c.local.Raft, c.local.Health
+	m.ID, m.Role, m.HTTPAddr, m.Raft = c.local.ID, c.local.Role, c.local.HTTPAddr, c.local.Raft
+	m.ClusterID, m.Version = c.local.ClusterID, c.local.Version
 	c.localMu.Unlock()
 	m.Status = StatusAlive
 	m.LastHeard = time.Now()
@@ -299,11 +392,7 @@ func (c *Cluster) Members() []Member {
 		if name == c.cfg.NodeName {
 			continue
 		}
-		m := *e
-		if m.Status == StatusAlive && now.Sub(m.LastHeard) > c.cfg.SuspectAfter {
-			m.Status = StatusSuspect
-		}
-		out = append(out, m)
+		out = append(out, *e)
 	}
 	c.mu.Unlock()
 	out = append(out, c.LocalMember())
@@ -479,8 +568,7 @@ func (c *Cluster) Shutdown() error {
 }
 
 // delegate gives memberlist this node's meta and takes the leave intents
-// (the only user message). The other hooks are unused: health travels in the
-// meta.
+// (the only user message). The other hooks are unused.
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -489,11 +577,9 @@ func (d delegate) NodeMeta(limit int) []byte {
 	d.c.localMu.Unlock()
 	b, err := encodeMeta(m)
 	if err != nil || len(b) > limit {
-		// Cannot happen with the field limits New and SetRaft enforce;
-		// keep the node reachable without its health rather than panic.
-		d.c.log.Error("node meta too large; gossiping it without health", "err", err)
-		m.Health = Health{}
-		b, _ = encodeMeta(m)
+		// Cannot happen with the field limits New and SetRaft enforce.
+		d.c.log.Error("node meta does not fit; gossiping an empty one", "err", err)
+		return nil
 	}
 	return b
 }
@@ -532,7 +618,8 @@ func (c *Cluster) observe(n *memberlist.Node, typ EventType) {
 	}
 	e.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	if decErr == nil {
-		e.ID, e.HTTPAddr, e.Raft, e.Health, e.MetaError = decoded.ID, decoded.HTTPAddr, decoded.Raft, decoded.Health, ""
+		e.ID, e.Role, e.HTTPAddr, e.Raft, e.MetaError = decoded.ID, decoded.Role, decoded.HTTPAddr, decoded.Raft, ""
+		e.ClusterID, e.Version = decoded.ClusterID, decoded.Version
 		// The meta announces a leave, or a (re)join clears it; a failure
 		// that comes with an older meta keeps an intent that came by
 		// message (noteLeaving).
@@ -563,5 +650,51 @@ func (c *Cluster) observe(n *memberlist.Node, typ EventType) {
 	if decErr != nil && typ == EventJoin {
 		c.log.Warn("member meta unreadable", "member", n.Name, "err", decErr)
 	}
+	if decErr == nil && decoded.Role == RoleServer && decoded.ClusterID != "" && c.cfg.Role != RoleServer && c.ClusterID() == "" {
+		c.log.Info("joined cluster id gossiped by a server", "cluster_id", decoded.ClusterID, "server", n.Name)
+		if err := c.SetClusterID(decoded.ClusterID); err != nil {
+			c.log.Error("cannot keep the cluster id", "err", err)
+		}
+	}
 	c.publish(ev)
+}
+
+// clusterGuard refuses members of another cluster: memberlist asks it about
+// every member it hears of (NotifyAlive) and about every state exchanged on
+// a join (NotifyMerge); an error keeps the member out. A member that gossips
+// no cluster id yet (a new node) is let in.
+type clusterGuard struct{ c *Cluster }
+
+func (g clusterGuard) NotifyAlive(n *memberlist.Node) error { return g.c.check(n) }
+
+func (g clusterGuard) NotifyMerge(peers []*memberlist.Node) error {
+	for _, n := range peers {
+		if err := g.c.check(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) check(n *memberlist.Node) error {
+	if n.Name == c.cfg.NodeName {
+		return nil
+	}
+	m, err := decodeMeta(n.Meta)
+	if err != nil {
+		return nil // shown with its meta error; it cannot be a server of anything
+	}
+	own := c.ClusterID()
+	if own == "" || m.ClusterID == "" || m.ClusterID == own {
+		return nil
+	}
+	c.refusedMu.Lock()
+	first := c.refused[n.Name] != m.ClusterID
+	c.refused[n.Name] = m.ClusterID
+	c.refusedMu.Unlock()
+	if first {
+		c.log.Warn("refusing a member of another cluster", "member", n.Name, "addr", n.Address(),
+			"its_cluster_id", m.ClusterID, "cluster_id", own)
+	}
+	return fmt.Errorf("member %s belongs to cluster %s, not %s", n.Name, m.ClusterID, own)
 }

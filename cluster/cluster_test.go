@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,40 +56,26 @@ func (w *testWriter) close() {
 	w.mu.Unlock()
 }
 
-type health struct{ v atomic.Pointer[Health] }
-
-func (h *health) get() Health {
-	if p := h.v.Load(); p != nil {
-		return *p
-	}
-	return Health{}
-}
-
-func (h *health) set(v Health) { h.v.Store(&v) }
-
-func startNode(t *testing.T, name string, mutate func(*Config), join ...string) (*Cluster, *health) {
+func startNode(t *testing.T, name string, mutate func(*Config), join ...string) (*Cluster, struct{}) {
 	t.Helper()
-	h := &health{}
-	h.set(Health{BatchSize: 100, Breaker: BreakerClosed})
 	cfg := Config{
-		NodeName:       name,
-		DataDir:        t.TempDir(),
-		BindAddr:       "127.0.0.1:0",
-		HTTPAddr:       "127.0.0.1:1" + name,
-		Join:           join,
-		Logger:         testLogger(t),
-		HealthInterval: 100 * time.Millisecond,
-		SuspectAfter:   5 * time.Second,
+		NodeName: name,
+		DataDir:  t.TempDir(),
+		BindAddr: "127.0.0.1:0",
+		HTTPAddr: "127.0.0.1:1" + name,
+		Join:     join,
+		Logger:   testLogger(t),
+		Version:  "test",
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := New(cfg, h.get)
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	t.Cleanup(func() { c.Shutdown() })
-	return c, h
+	return c, struct{}{}
 }
 
 func statusOf(c *Cluster, name string) Status {
@@ -102,10 +87,10 @@ func statusOf(c *Cluster, name string) Status {
 	return ""
 }
 
-func TestMembersJoinGossipHealthAndLeave(t *testing.T) {
-	n1, _ := startNode(t, "n1", nil)
+func TestMembersJoinGossipIdentityAndLeave(t *testing.T) {
+	n1, _ := startNode(t, "n1", func(c *Config) { c.Role = RoleServer })
 	seen := recordEvents(t, n1)
-	n2, h2 := startNode(t, "n2", nil, n1.Addr())
+	n2, _ := startNode(t, "n2", nil, n1.Addr())
 	n3, _ := startNode(t, "n3", nil, n1.Addr())
 	if !n2.Joined() || !n3.Joined() {
 		t.Fatal("nodes did not report joining a running member")
@@ -123,19 +108,25 @@ func TestMembersJoinGossipHealthAndLeave(t *testing.T) {
 		})
 	}
 
-	// Health set on n2 reaches n1 through gossip, with n2's addresses.
-	h2.set(Health{BatchSize: 777, P99ms: 12.5, Breaker: BreakerHalfOpen, WantBytes: 5 << 20, HasBytes: 3 << 20})
-	waitFor(t, "n2's health on n1", func() bool {
-		m, ok := n1.MemberByID(n2.ID())
-		return ok && m.Health.BatchSize == 777 && m.Health.Breaker == BreakerHalfOpen && m.Health.WantBytes == 5<<20
-	})
+	// n2's identity reaches n1 through gossip: role, addresses, version.
 	m, _ := n1.MemberByID(n2.ID())
-	if m.HTTPAddr != "127.0.0.1:1n2" || m.Addr != n2.Addr() {
-		t.Fatalf("n2 as n1 sees it: http %q gossip %q, want %q %q", m.HTTPAddr, m.Addr, "127.0.0.1:1n2", n2.Addr())
+	if m.HTTPAddr != "127.0.0.1:1n2" || m.Addr != n2.Addr() || m.Role != RoleWorker || m.Version != "test" {
+		t.Fatalf("n2 as n1 sees it: %+v", m)
+	}
+	if m, _ := n2.MemberByID(n1.ID()); m.Role != RoleServer {
+		t.Fatalf("n1 is a %q on n2, want server", m.Role)
 	}
 
+	// A cluster id set on the server reaches the workers, which adopt it.
+	if err := n1.SetClusterID("c1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n2 and n3 to adopt the server's cluster id", func() bool {
+		return n2.ClusterID() == "c1" && n3.ClusterID() == "c1"
+	})
+
 	// Raft meta set by the consensus side is gossiped too.
-	if err := n3.SetRaft(RaftMeta{Addr: "127.0.0.1:9", BootstrapExpect: 3, HasState: true, AppliedIndex: 5}); err != nil {
+	if err := n3.SetRaft(RaftMeta{Addr: "127.0.0.1:9", BootstrapExpect: 3, HasState: true, BootstrapView: 5}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "n3's raft meta on n1", func() bool {
@@ -213,15 +204,64 @@ func recordEvents(t *testing.T, c *Cluster) func(EventType, string) bool {
 	}
 }
 
-func TestStaleHealthShowsAsSuspect(t *testing.T) {
-	slow := func(c *Config) { c.HealthInterval = time.Hour; c.SuspectAfter = 300 * time.Millisecond }
-	n1, _ := startNode(t, "n1", slow)
-	n2, _ := startNode(t, "n2", slow, n1.Addr())
-	waitFor(t, "n2 suspect on n1 once its health is older than SuspectAfter", func() bool {
-		return statusOf(n1, "n2") == StatusSuspect
-	})
-	if s := statusOf(n2, "n2"); s != StatusAlive {
-		t.Fatalf("a node sees itself as %q, want alive", s)
+func TestAMemberOfAnotherClusterIDIsRefused(t *testing.T) {
+	a, _ := startNode(t, "a1", func(c *Config) { c.Role = RoleServer; c.ClusterID = "cluster-a" })
+	b, _ := startNode(t, "b1", func(c *Config) {
+		c.Role = RoleServer
+		c.ClusterID = "cluster-b"
+		c.RetryJoinInterval = time.Hour
+	}, a.Addr())
+	if b.Joined() {
+		t.Fatal("a server of another cluster id joined")
+	}
+	if n := len(a.Members()); n != 1 {
+		t.Fatalf("cluster-a has %d members, want 1", n)
+	}
+	if id := a.Refused()["b1"]; id != "cluster-b" {
+		t.Fatalf("a1 did not record refusing b1: %v", a.Refused())
+	}
+	// A new node without a cluster id is let in, and the id is kept in its
+	// data dir, so that after a restart it refuses other clusters.
+	dir := t.TempDir()
+	w, _ := startNode(t, "w1", func(c *Config) { c.DataDir = dir }, a.Addr())
+	waitFor(t, "w1 to adopt cluster-a", func() bool { return w.ClusterID() == "cluster-a" })
+	if id, err := loadClusterID(dir); err != nil || id != "cluster-a" {
+		t.Fatalf("stored cluster id = %q, %v", id, err)
+	}
+}
+
+func TestGossipKeysRotate(t *testing.T) {
+	key := func(b byte) string {
+		return base64.StdEncoding.EncodeToString([]byte(strings.Repeat(string(rune('a'+b)), 32)))
+	}
+	n1, _ := startNode(t, "n1", func(c *Config) { c.EncryptKey = key(1) })
+	n2, _ := startNode(t, "n2", func(c *Config) { c.EncryptKey = key(1) }, n1.Addr())
+	waitFor(t, "n1 and n2 to see each other", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	// Rotation: install the new key everywhere, switch, then drop the old.
+	for _, c := range []*Cluster{n1, n2} {
+		if err := c.SetKeys(key(1), []string{key(2)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*Cluster{n1, n2} {
+		if err := c.SetKeys(key(2), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n3, _ := startNode(t, "n3", func(c *Config) { c.EncryptKey = key(2) }, n2.Addr())
+	if !n3.Joined() {
+		t.Fatal("a node with the new key could not join after the rotation")
+	}
+	n4, _ := startNode(t, "n4", func(c *Config) { c.EncryptKey = key(1); c.RetryJoinInterval = time.Hour }, n1.Addr())
+	if n4.Joined() {
+		t.Fatal("a node with the dropped key joined")
+	}
+	if err := n1.SetKeys("bad", nil); err == nil {
+		t.Fatal("a bad key was taken")
+	}
+	plain, _ := startNode(t, "plain", nil)
+	if err := plain.SetKeys(key(1), nil); err == nil {
+		t.Fatal("keys were set on gossip started without encryption")
 	}
 }
 

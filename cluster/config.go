@@ -24,8 +24,16 @@ type Config struct {
 	// NodeID is the node's stable id (also its Raft server id). When empty
 	// it is loaded from, or created in, DataDir/node-id.
 	NodeID string
-	// DataDir holds the node-id file. Required when NodeID is empty.
+	// DataDir holds the node-id and cluster-id files. Required when NodeID
+	// is empty.
 	DataDir string
+	// Role is this node's role, gossiped to every member (default worker).
+	Role Role
+	// ClusterID is the cluster this node belongs to; when empty it is read
+	// from DataDir/cluster-id, and otherwise learned (SetClusterID).
+	ClusterID string
+	// Version is the build's version, gossiped for operators.
+	Version string
 
 	// BindAddr is the gossip address, host:port, for both TCP and UDP.
 	// Port 0 picks a free port that is free for both.
@@ -43,18 +51,25 @@ type Config struct {
 	// Label is the memberlist label; DefaultLabel when empty.
 	Label string
 	// EncryptKey is an optional base64 key of 16, 24 or 32 bytes (AES-128,
-	// -192 or -256) for gossip encryption. Every member needs the same key.
+	// -192 or -256) for gossip encryption: the key this node encrypts with.
+	// Every member needs it among its keys.
 	EncryptKey string
+	// ExtraKeys are further base64 keys accepted on what is received, for a
+	// rotation (see SetKeys). Ignored without EncryptKey.
+	ExtraKeys []string
 
 	// Logger receives the cluster's logs and memberlist's, at their levels.
 	Logger *slog.Logger
 
-	// HealthInterval is how often the node's health is read and gossiped
-	// (default 1s).
-	HealthInterval time.Duration
-	// SuspectAfter is how long an alive member may go without a health
-	// update before it is shown as suspect (default 5 × HealthInterval).
-	SuspectAfter time.Duration
+	// LANTimings uses memberlist's LAN timings even when bound to
+	// loopback, where it would otherwise use its faster local ones: for
+	// many members packed into one host (the scale benchmark), whose
+	// probes must tolerate a busy CPU as a LAN's tolerate the network.
+	LANTimings bool
+
+	// UpdateTimeout bounds the wait for a changed meta to be gossiped to
+	// someone (default 1s).
+	UpdateTimeout time.Duration
 	// ForgetAfter is how long a dead or left member stays in Members
 	// (default 1h).
 	ForgetAfter time.Duration
@@ -75,11 +90,11 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.HealthInterval <= 0 {
-		c.HealthInterval = time.Second
+	if c.UpdateTimeout <= 0 {
+		c.UpdateTimeout = time.Second
 	}
-	if c.SuspectAfter <= 0 {
-		c.SuspectAfter = 5 * c.HealthInterval
+	if c.Role == "" {
+		c.Role = RoleWorker
 	}
 	if c.ForgetAfter <= 0 {
 		c.ForgetAfter = time.Hour
@@ -122,7 +137,7 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 		return nil, fmt.Errorf("cluster: bind address %q: host must be an IP address", c.BindAddr)
 	}
 	var mc *memberlist.Config
-	if ip.IsLoopback() {
+	if ip.IsLoopback() && !c.LANTimings {
 		mc = memberlist.DefaultLocalConfig()
 	} else {
 		mc = memberlist.DefaultLANConfig()
@@ -159,7 +174,22 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
-		mc.SecretKey = key
+		var extra [][]byte
+		for i, k := range c.ExtraKeys {
+			b, err := DecodeEncryptKey(k)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: extra key %d: %w", i+1, err)
+			}
+			extra = append(extra, b)
+		}
+		kr, err := memberlist.NewKeyring(extra, key)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: keyring: %w", err)
+		}
+		mc.Keyring = kr
+	}
+	if c.Role != RoleServer && c.Role != RoleWorker {
+		return nil, fmt.Errorf("cluster: role %q: want server or worker", c.Role)
 	}
 	mc.Logger = newLibraryLogger(c.Logger, "memberlist")
 	return mc, nil

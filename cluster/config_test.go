@@ -56,7 +56,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
 			tc.mutate(&cfg)
-			c, err := New(cfg, nil)
+			c, err := New(cfg)
 			if err == nil {
 				c.Shutdown()
 				t.Fatalf("New accepted the config")

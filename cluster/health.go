@@ -1,9 +1,8 @@
 package cluster
 
-// Health is what a node tells the cluster about itself. It travels in the
-// node's gossip meta, refreshed every HealthInterval, so every node sees every
-// other node's health within a second or two. The leader reads WantBytes and
-// HasBytes to allocate budgets.
+// Health is what a node tells the cluster about itself. It travels to the
+// Raft leader with the node's lease requests (not in gossip), and the leader
+// serves it in the API and the dashboard.
 type Health struct {
 	BatchSize     int     `json:"batch_size"`
 	ThroughputRPS float64 `json:"throughput_rps"`
@@ -14,7 +13,7 @@ type Health struct {
 	QueueDepth    int     `json:"queue_depth"`
 	Breaker       Breaker `json:"breaker"`
 	// WantBytes is the in-flight batch bytes the node's controller would
-	// like to use; HasBytes is what it uses now. Both feed the budget epoch.
+	// like to use; HasBytes is what it uses now.
 	WantBytes int64 `json:"want_bytes"`
 	HasBytes  int64 `json:"has_bytes"`
 }
@@ -28,28 +27,3 @@ const (
 	BreakerOpen     Breaker = "open"
 	BreakerHalfOpen Breaker = "half-open"
 )
-
-// breakerCode and breakerFromCode map the breaker to one byte of meta.
-func breakerCode(b Breaker) byte {
-	switch b {
-	case BreakerClosed:
-		return 1
-	case BreakerOpen:
-		return 2
-	case BreakerHalfOpen:
-		return 3
-	}
-	return 0
-}
-
-func breakerFromCode(c byte) Breaker {
-	switch c {
-	case 1:
-		return BreakerClosed
-	case 2:
-		return BreakerOpen
-	case 3:
-		return BreakerHalfOpen
-	}
-	return ""
-}

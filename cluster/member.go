@@ -6,8 +6,8 @@ import "time"
 type Status string
 
 // The member statuses. Alive and dead come from memberlist's failure
-// detector and left from a graceful leave; suspect means alive but no health
-// update for Config.SuspectAfter.
+// detector and left from a graceful leave. Suspect is kept for the API's
+// sake; gossip does not report it.
 const (
 	StatusAlive   Status = "alive"
 	StatusSuspect Status = "suspect"
@@ -20,14 +20,18 @@ type Member struct {
 	Name     string
 	ID       string // empty when the node's meta could not be read
 	Addr     string // gossip address, host:port
+	Role     Role
 	HTTPAddr string
-	Raft     RaftMeta
-	Health   Health
-	Status   Status
+	// ClusterID is the cluster id the member gossips ("" while it has none).
+	ClusterID string
+	Version   string
+	Raft      RaftMeta
+	Status    Status
 	// StatusSince is when this node saw the member's status last change
 	// (alive, dead, left), on this node's clock.
 	StatusSince time.Time
-	// LastHeard is when this node last received the member's meta.
+	// LastHeard is when this node last received the member's meta (it is
+	// gossiped on changes only).
 	LastHeard time.Time
 	// MetaError says why the member's meta could not be decoded, if so.
 	MetaError string
@@ -37,7 +41,7 @@ type Member struct {
 type EventType int
 
 // The event types. A member's first appearance and its return after being
-// dead or left are joins; a changed meta (health every second) is an update.
+// dead or left are joins; a changed meta (a role's milestone) is an update.
 const (
 	EventJoin EventType = iota
 	EventUpdate

@@ -9,25 +9,39 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// RaftMeta is the part of a node's gossip meta that the consensus package
-// owns and the cluster package only carries: where the node's Raft listens,
-// the bootstrap expectation it was started with, and how far its log is.
+// Role is a node's role in the cluster, as in Consul and Nomad: a server
+// runs Raft and holds the limits; a worker is a gossip member only.
+type Role string
+
+// The roles as the API spells them.
+const (
+	RoleServer Role = "server"
+	RoleWorker Role = "worker"
+)
+
+// RaftMeta is the part of a server's gossip meta that the consensus package
+// owns and the cluster package only carries: where its Raft listens, the
+// bootstrap expectation it was started with, whether it has Raft state, and,
+// before the first bootstrap only, the hash of the set of servers it would
+// bootstrap with (so the expected servers can check that they agree).
 type RaftMeta struct {
 	Addr            string // advertised Raft address, host:port
 	BootstrapExpect int    // --bootstrap-expect; 0 means "never bootstrap"
 	HasState        bool   // the node already has Raft state (a log or a configuration)
-	AppliedIndex    uint64 // last Raft index applied to the node's FSM
-	Term            uint64 // the node's current Raft term
+	BootstrapView   uint64 // hash of the server set it would bootstrap with; 0: none
 }
 
-// meta is everything a node gossips about itself, encoded by encodeMeta into
-// at most memberlist.MetaMaxSize (512) bytes.
+// meta is everything a node gossips about itself: its identity, small and
+// static (it changes on a role's milestones, never with traffic), encoded by
+// encodeMeta into at most memberlist.MetaMaxSize (512) bytes. Health is not
+// gossiped: it travels to the leader with the node's lease requests.
 type meta struct {
-	ID       string
-	HTTPAddr string
-	Raft     RaftMeta
-	Seq      uint64 // bumped on every refresh so receivers see an update
-	Health   Health
+	ID        string
+	Role      Role
+	HTTPAddr  string
+	ClusterID string
+	Version   string
+	Raft      RaftMeta
 	// Leaving is set just before a graceful leave. memberlist does not
 	// tell a left node from a dead one in its events, so this does.
 	Leaving bool
@@ -36,27 +50,31 @@ type meta struct {
 // Limits on the variable-length fields. With them, the worst case encoding
 // is well under memberlist.MetaMaxSize (see TestMetaWorstCaseFits).
 const (
-	maxIDLen   = 64
-	maxAddrLen = 120
+	maxIDLen      = 64
+	maxAddrLen    = 120
+	maxVersionLen = 32
 
-	metaVersion  = 1
+	metaVersion  = 2
 	flagHasState = 1 << 0
 	flagLeaving  = 1 << 1
+	flagServer   = 1 << 2
 )
 
 var errMetaTruncated = errors.New("node meta truncated")
 
 // encodeMeta writes the compact binary form: a version byte, a flags byte,
-// then varints, length-prefixed strings and float32s. Non-finite floats are
-// sent as 0.
+// then varints and length-prefixed strings.
 func encodeMeta(m meta) ([]byte, error) {
-	if len(m.ID) > maxIDLen {
-		return nil, fmt.Errorf("node id is %d bytes, at most %d fit in gossip meta", len(m.ID), maxIDLen)
+	if len(m.ID) > maxIDLen || len(m.ClusterID) > maxIDLen {
+		return nil, fmt.Errorf("node and cluster ids must be at most %d bytes to fit in gossip meta", maxIDLen)
 	}
 	if len(m.HTTPAddr) > maxAddrLen || len(m.Raft.Addr) > maxAddrLen {
 		return nil, fmt.Errorf("advertised addresses must be at most %d bytes to fit in gossip meta", maxAddrLen)
 	}
-	b := make([]byte, 0, 256)
+	if len(m.Version) > maxVersionLen {
+		return nil, fmt.Errorf("version %q is longer than %d bytes", m.Version, maxVersionLen)
+	}
+	b := make([]byte, 0, 192)
 	var flags byte
 	if m.Raft.HasState {
 		flags |= flagHasState
@@ -64,25 +82,17 @@ func encodeMeta(m meta) ([]byte, error) {
 	if m.Leaving {
 		flags |= flagLeaving
 	}
+	if m.Role == RoleServer {
+		flags |= flagServer
+	}
 	b = append(b, metaVersion, flags)
 	b = binary.AppendUvarint(b, uint64(max(m.Raft.BootstrapExpect, 0)))
 	b = appendString(b, m.ID)
 	b = appendString(b, m.HTTPAddr)
 	b = appendString(b, m.Raft.Addr)
-	b = binary.AppendUvarint(b, m.Raft.AppliedIndex)
-	b = binary.AppendUvarint(b, m.Raft.Term)
-	b = binary.AppendUvarint(b, m.Seq)
-	h := m.Health
-	b = binary.AppendVarint(b, int64(h.BatchSize))
-	b = appendFloat(b, h.ThroughputRPS)
-	b = appendFloat(b, h.P99ms)
-	b = appendFloat(b, h.CPUPercent)
-	b = appendFloat(b, h.MemPercent)
-	b = binary.AppendUvarint(b, h.RSSBytes)
-	b = binary.AppendVarint(b, int64(h.QueueDepth))
-	b = append(b, breakerCode(h.Breaker))
-	b = binary.AppendVarint(b, h.WantBytes)
-	b = binary.AppendVarint(b, h.HasBytes)
+	b = appendString(b, m.ClusterID)
+	b = appendString(b, m.Version)
+	b = binary.AppendUvarint(b, m.Raft.BootstrapView)
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("node meta is %d bytes, over memberlist's limit of %d", len(b), memberlist.MetaMaxSize)
 	}
@@ -102,6 +112,10 @@ func decodeMeta(b []byte) (meta, error) {
 	r := metaReader{b: b[2:]}
 	m.Raft.HasState = b[1]&flagHasState != 0
 	m.Leaving = b[1]&flagLeaving != 0
+	m.Role = RoleWorker
+	if b[1]&flagServer != 0 {
+		m.Role = RoleServer
+	}
 	expect := r.uvarint()
 	if expect > math.MaxInt32 {
 		return m, fmt.Errorf("node meta: bootstrap expect %d out of range", expect)
@@ -110,19 +124,9 @@ func decodeMeta(b []byte) (meta, error) {
 	m.ID = r.string(maxIDLen)
 	m.HTTPAddr = r.string(maxAddrLen)
 	m.Raft.Addr = r.string(maxAddrLen)
-	m.Raft.AppliedIndex = r.uvarint()
-	m.Raft.Term = r.uvarint()
-	m.Seq = r.uvarint()
-	m.Health.BatchSize = int(r.varint())
-	m.Health.ThroughputRPS = r.float()
-	m.Health.P99ms = r.float()
-	m.Health.CPUPercent = r.float()
-	m.Health.MemPercent = r.float()
-	m.Health.RSSBytes = r.uvarint()
-	m.Health.QueueDepth = int(r.varint())
-	m.Health.Breaker = breakerFromCode(r.byte())
-	m.Health.WantBytes = r.varint()
-	m.Health.HasBytes = r.varint()
+	m.ClusterID = r.string(maxIDLen)
+	m.Version = r.string(maxVersionLen)
+	m.Raft.BootstrapView = r.uvarint()
 	if r.err != nil {
 		return meta{}, r.err
 	}
@@ -132,13 +136,6 @@ func decodeMeta(b []byte) (meta, error) {
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-func appendFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		f = 0
-	}
-	return binary.BigEndian.AppendUint32(b, math.Float32bits(float32(f)))
 }
 
 // metaReader reads fields in order and remembers the first error, so the
@@ -165,16 +162,6 @@ func (r *metaReader) uvarint() uint64 {
 	return v
 }
 
-func (r *metaReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail(errMetaTruncated)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
 func (r *metaReader) string(maxLen int) string {
 	n := r.uvarint()
 	if r.err != nil {
@@ -187,27 +174,4 @@ func (r *metaReader) string(maxLen int) string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
-}
-
-func (r *metaReader) float() float64 {
-	if len(r.b) < 4 {
-		r.fail(errMetaTruncated)
-		return 0
-	}
-	v := float64(math.Float32frombits(binary.BigEndian.Uint32(r.b)))
-	r.b = r.b[4:]
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0 // the API encodes health as JSON, which has no NaN
-	}
-	return v
-}
-
-func (r *metaReader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail(errMetaTruncated)
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
 }

@@ -11,29 +11,18 @@ import (
 
 func worstCaseMeta() meta {
 	return meta{
-		ID:       strings.Repeat("i", maxIDLen),
-		HTTPAddr: strings.Repeat("h", maxAddrLen),
+		ID:        strings.Repeat("i", maxIDLen),
+		Role:      RoleServer,
+		HTTPAddr:  strings.Repeat("h", maxAddrLen),
+		ClusterID: strings.Repeat("c", maxIDLen),
+		Version:   strings.Repeat("v", maxVersionLen),
 		Raft: RaftMeta{
 			Addr:            strings.Repeat("r", maxAddrLen),
 			BootstrapExpect: math.MaxInt32,
 			HasState:        true,
-			AppliedIndex:    math.MaxUint64,
-			Term:            math.MaxUint64,
+			BootstrapView:   math.MaxUint64,
 		},
-		Seq:     math.MaxUint64,
 		Leaving: true,
-		Health: Health{
-			BatchSize:     math.MinInt64 + 1,
-			ThroughputRPS: math.MaxFloat32,
-			P99ms:         math.MaxFloat32,
-			CPUPercent:    100,
-			MemPercent:    100,
-			RSSBytes:      math.MaxUint64,
-			QueueDepth:    math.MinInt64,
-			Breaker:       BreakerHalfOpen,
-			WantBytes:     math.MinInt64,
-			HasBytes:      math.MaxInt64,
-		},
 	}
 }
 
@@ -53,15 +42,12 @@ func TestMetaRoundTrip(t *testing.T) {
 		name string
 		m    meta
 	}{
-		{"zero meta", meta{}},
+		{"a worker", meta{Role: RoleWorker}},
 		{"worst case", worstCaseMeta()},
-		{"typical node", meta{
-			ID: "7b0c6c1e-6c1f-4b7e-9a53-2f6f3c1d2e10", HTTPAddr: "127.0.0.1:8480",
-			Raft: RaftMeta{Addr: "127.0.0.1:8300", BootstrapExpect: 3, AppliedIndex: 1234, Term: 7},
-			Seq:  42,
-			Health: Health{BatchSize: 512, ThroughputRPS: 15000.5, P99ms: 120.25, CPUPercent: 63.5,
-				MemPercent: 41, RSSBytes: 1 << 30, QueueDepth: 900, Breaker: BreakerClosed,
-				WantBytes: 8 << 20, HasBytes: 6 << 20},
+		{"typical server", meta{
+			ID: "7b0c6c1e-6c1f-4b7e-9a53-2f6f3c1d2e10", Role: RoleServer, HTTPAddr: "127.0.0.1:8480",
+			ClusterID: "c0ffee", Version: "0.2.0",
+			Raft: RaftMeta{Addr: "127.0.0.1:8300", BootstrapExpect: 3, BootstrapView: 12345},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,10 +60,6 @@ func TestMetaRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := tc.m
-			// Floats travel as float32.
-			for _, f := range []*float64{&want.Health.ThroughputRPS, &want.Health.P99ms, &want.Health.CPUPercent, &want.Health.MemPercent} {
-				*f = float64(float32(*f))
-			}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
 			}
@@ -93,20 +75,6 @@ func TestMetaRejectsWhatDoesNotFit(t *testing.T) {
 	m = meta{Raft: RaftMeta{Addr: strings.Repeat("x", maxAddrLen+1)}}
 	if _, err := encodeMeta(m); err == nil {
 		t.Fatal("an address over the limit was encoded")
-	}
-}
-
-func TestMetaNonFiniteFloatsBecomeZero(t *testing.T) {
-	b, err := encodeMeta(meta{Health: Health{ThroughputRPS: math.NaN(), P99ms: math.Inf(1)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decodeMeta(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Health.ThroughputRPS != 0 || got.Health.P99ms != 0 {
-		t.Fatalf("non-finite floats decoded as %v, %v", got.Health.ThroughputRPS, got.Health.P99ms)
 	}
 }
 

@@ -7,11 +7,11 @@ import (
 	"slices"
 )
 
-// NodeDemand is one node's input to a budget epoch, in in-flight batch bytes.
-type NodeDemand struct {
-	ID   string
-	Want int64 // what the node's controller would like to hold
-	Has  int64 // what it holds now
+// Demand is one node's input to the allocator, in in-flight batch bytes.
+type Demand struct {
+	ID       string
+	Want     int64 // what the node's controller would like to hold
+	Baseline int64 // what it is sure of: its share never falls below it
 }
 
 // Grants maps a node id to the in-flight batch bytes it may hold.
@@ -26,154 +26,136 @@ func (g Grants) Sum() int64 {
 	return s
 }
 
-// Clone returns a copy.
-func (g Grants) Clone() Grants {
-	out := make(Grants, len(g))
-	for k, v := range g {
-		out[k] = v
+// MaxBaselineSharePercent is the most of the budget the baselines together
+// may take: a node's baseline is the per-node floor, or an equal share of
+// this part of the budget when the floor times the nodes would be more.
+const MaxBaselineSharePercent = 50
+
+// InitialBaseline is what a node holds before its first lease, and what the
+// leader reserves for a member it has not heard from yet: one byte, which
+// the node reads as one record at a time (a batch of one may always start
+// when nothing is in flight). The node does not know the budget before a
+// leader tells it, so nothing larger would be safe for any budget.
+const InitialBaseline = 1
+
+// Baseline is the safe baseline of each of n nodes: the node floor, but
+// never so much that n baselines exceed MaxBaselineSharePercent of the
+// budget, nor less than one byte.
+func Baseline(l Limits, n int) int64 {
+	share := mulDiv(l.ClusterBudgetBytes, MaxBaselineSharePercent, 100)
+	if n > 0 {
+		share /= int64(n)
 	}
-	return out
+	return max(1, min(l.NodeFloorBytes, share))
 }
 
-// minGrowthBase is the least a grant's growth per epoch is computed from,
-// so that a node with a zero floor can still grow.
-const minGrowthBase = 64 << 10
-
-// Floor is the per-node floor when n nodes share the budget:
-// NodeFloorBytes, or an equal share of the budget when that is smaller.
-func Floor(l Limits, n int) int64 {
-	if n <= 0 {
-		return l.NodeFloorBytes
+// FairShares divides budget among the demands by max-min fairness (water
+// filling): every node first gets its baseline, then the rest is shared so
+// that no node gets more than it wants and no node that wants more gets
+// less than any other's share above its baseline. It is a pure function:
+// the same inputs always give the same shares, in any order. When the
+// baselines alone exceed the budget every node gets just its baseline
+// (they are reserved; the leader keeps their sum within the budget).
+//
+// Demands with an empty or repeated id are ignored; negative figures count
+// as zero.
+func FairShares(budget int64, demands []Demand) Grants {
+	ds := normalizeDemands(demands)
+	out := make(Grants, len(ds))
+	rest := max(budget, 0)
+	for _, d := range ds {
+		out[d.ID] = d.Baseline
+		rest -= d.Baseline
 	}
-	return min(l.NodeFloorBytes, l.ClusterBudgetBytes/int64(n))
-}
-
-// Allocate is the leader's budget decision for one epoch. It is a pure
-// function: the same inputs always give the same grants.
-//
-//  1. Share: every node gets the floor; the rest of the budget goes to the
-//     nodes that want more than the floor, in proportion to how much more
-//     (all of it when the budget suffices).
-//  2. Growth: a grant may rise above max(previous grant, floor) for at most
-//     MaxGrowingNodes nodes, those furthest below their share, and by at
-//     most MaxGrowthPercent; the other nodes keep their previous grant or
-//     shrink to their share.
-//  3. Capacity: a grant never rises past what is free now. Each grant is at
-//     most budget − Σhas + own has, and the nodes whose grant is above what
-//     they hold share the free budget (budget − Σhas) in proportion to
-//     their rise. A grant is never below the floor.
-//
-// The sum of the grants never exceeds the cluster budget. Demands with an
-// empty or repeated id are ignored; wants, haves and previous grants are
-// clamped to [0, budget].
-func Allocate(l Limits, demands []NodeDemand, prev Grants) Grants {
-	ds := normalize(l, demands)
-	n := len(ds)
-	out := make(Grants, n)
-	if n == 0 {
+	if rest <= 0 {
 		return out
 	}
-	budget := l.ClusterBudgetBytes
-	floor := Floor(l, n)
-
-	// 1. Proportional share above the floor.
-	rest := budget - int64(n)*floor
-	var sumExcess int64
+	// Extra each node would like above its baseline, smallest first.
+	type extra struct {
+		id   string
+		want int64
+	}
+	var xs []extra
 	for _, d := range ds {
-		sumExcess += max(0, d.Want-floor)
-	}
-	target := make([]int64, n)
-	for i, d := range ds {
-		excess := max(0, d.Want-floor)
-		if sumExcess > rest {
-			excess = mulDiv(excess, rest, sumExcess)
-		}
-		target[i] = floor + excess
-	}
-
-	// 2. At most K nodes grow, each by at most X %.
-	grant := make([]int64, n)
-	base := make([]int64, n)
-	var growers []int
-	for i, d := range ds {
-		base[i] = max(min(prev[d.ID], budget), floor)
-		if target[i] > base[i] {
-			growers = append(growers, i)
-		} else {
-			grant[i] = target[i]
+		if w := d.Want - d.Baseline; w > 0 {
+			xs = append(xs, extra{d.ID, w})
 		}
 	}
-	slices.SortFunc(growers, func(a, b int) int {
-		if c := cmp.Compare(target[b]-base[b], target[a]-base[a]); c != 0 {
+	slices.SortFunc(xs, func(a, b extra) int {
+		if c := cmp.Compare(a.want, b.want); c != 0 {
 			return c
 		}
-		return cmp.Compare(ds[a].ID, ds[b].ID)
+		return cmp.Compare(a.id, b.id)
 	})
-	for k, i := range growers {
-		if k >= l.MaxGrowingNodes {
-			grant[i] = base[i]
-			continue
+	for i, x := range xs {
+		left := int64(len(xs) - i)
+		level := rest / left
+		give := min(x.want, level)
+		if i == len(xs)-1 {
+			give = min(x.want, rest)
 		}
-		step := max(base[i], minGrowthBase) * int64(l.MaxGrowthPercent) / 100
-		grant[i] = min(target[i], base[i]+step)
-	}
-
-	// 3. Nothing rises past what is free now.
-	var sumHas int64
-	for _, d := range ds {
-		sumHas += d.Has
-	}
-	free := max(0, budget-sumHas)
-	var sumRise int64
-	for i, d := range ds {
-		sumRise += max(0, grant[i]-d.Has)
-	}
-	for i, d := range ds {
-		if rise := grant[i] - d.Has; rise > 0 && sumRise > free {
-			grant[i] = d.Has + mulDiv(rise, free, sumRise)
-		}
-		grant[i] = min(grant[i], budget-sumHas+d.Has)
-		out[d.ID] = max(grant[i], floor)
+		out[x.id] += give
+		rest -= give
 	}
 	return out
 }
 
-// Relearn is the allocation of a new leader's learning mode: every node
-// keeps its previous grant (raised to the floor), a node without one gets
-// the floor. When that would exceed the budget (the budget was cut, or many
-// nodes joined) it returns Allocate's answer instead, so the sum never
-// exceeds the budget.
-func Relearn(l Limits, demands []NodeDemand, prev Grants) Grants {
-	ds := normalize(l, demands)
-	floor := Floor(l, len(ds))
-	out := make(Grants, len(ds))
-	var sum int64
-	for _, d := range ds {
-		g := max(min(prev[d.ID], l.ClusterBudgetBytes), floor)
-		out[d.ID] = g
-		sum += g
-		if sum > l.ClusterBudgetBytes {
-			return Allocate(l, demands, prev)
-		}
-	}
-	return out
+// GrantInput is what the leader knows when it answers one lease request.
+type GrantInput struct {
+	Budget   int64
+	Share    int64 // the node's fair share (FairShares)
+	Baseline int64 // the node's baseline now
+	// Prev is the grant the node holds now (0: none).
+	Prev int64
+	// OthersHeld is what every other node may be holding now: its grant
+	// while its lease is unexpired on the leader's clock, its baseline
+	// otherwise, and the initial baseline for members not heard from.
+	OthersHeld int64
+	// MaxGrowthPercent bounds how much a grant rises in one answer above
+	// max(Prev, Baseline) (from the limits; 0: no bound).
+	MaxGrowthPercent int
 }
 
-// normalize sorts demands by id, drops empty and repeated ids and clamps
-// the figures to [0, budget], so that no sum can overflow.
-func normalize(l Limits, demands []NodeDemand) []NodeDemand {
-	ds := make([]NodeDemand, 0, len(demands))
+// minGrowthBase is the least a grant's growth is computed from, so that a
+// node with a small grant can still grow.
+const minGrowthBase = 64 << 10
+
+// Grant is the leader's answer to one lease request. It is a pure function:
+//
+//  1. the node's target is its fair share, raised to its baseline;
+//  2. a grant rises at most MaxGrowthPercent above max(Prev, Baseline);
+//  3. it never hands out capacity still held by others: the grant is at
+//     most Budget − OthersHeld (Doorman's rule);
+//  4. it is never below the baseline, which is reserved for the node
+//     already (the leader counts every node's baseline in OthersHeld of
+//     the others).
+func Grant(in GrantInput) int64 {
+	base := max(in.Baseline, 0)
+	g := max(in.Share, base)
+	if in.MaxGrowthPercent > 0 {
+		from := max(in.Prev, base)
+		g = min(g, from+mulDiv(max(from, minGrowthBase), int64(in.MaxGrowthPercent), 100))
+	}
+	g = min(g, in.Budget-max(in.OthersHeld, 0))
+	return max(g, base)
+}
+
+// normalizeDemands sorts demands by id, drops empty and repeated ids and
+// clamps negative figures to zero (a want below the baseline counts as the
+// baseline).
+func normalizeDemands(demands []Demand) []Demand {
+	ds := make([]Demand, 0, len(demands))
 	seen := make(map[string]bool, len(demands))
 	for _, d := range demands {
 		if d.ID == "" || seen[d.ID] {
 			continue
 		}
 		seen[d.ID] = true
-		d.Want = min(max(d.Want, 0), l.ClusterBudgetBytes)
-		d.Has = min(max(d.Has, 0), l.ClusterBudgetBytes)
+		d.Baseline = max(d.Baseline, 0)
+		d.Want = max(d.Want, d.Baseline)
 		ds = append(ds, d)
 	}
-	slices.SortFunc(ds, func(a, b NodeDemand) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(ds, func(a, b Demand) int { return cmp.Compare(a.ID, b.ID) })
 	return ds
 }
 

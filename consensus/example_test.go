@@ -18,16 +18,18 @@ func Example_agentWiring() {
 	var nodeHealth func() cluster.Health // from the node's data plane
 	var setGrant func(bytes int64)       // caps the node's in-flight batch bytes
 
-	// At start: gossip first (it owns the node id), then Raft.
+	// At start: gossip first (it owns the node id), then Raft on a server
+	// (Worker: true on a worker, which runs the lease client only).
 	gossip, err := cluster.New(cluster.Config{
 		NodeName:   "node-1",
 		DataDir:    "./data",
+		Role:       cluster.RoleServer,        // --server
 		BindAddr:   "127.0.0.1:7946",          // --gossip-addr
 		HTTPAddr:   "127.0.0.1:8480",          // advertised --http-addr
 		Join:       []string{"10.0.0.1:7946"}, // --join
 		EncryptKey: "",                        // --encrypt
 		Logger:     logger,
-	}, nodeHealth)
+	})
 	if err != nil {
 		return
 	}
@@ -37,6 +39,7 @@ func Example_agentWiring() {
 		BootstrapExpect: 3,                // --bootstrap-expect
 		Gossip:          gossip,
 		Logger:          logger,
+		Health:          nodeHealth, // sent with every lease request
 	})
 	if err != nil {
 		gossip.Shutdown()
@@ -44,8 +47,8 @@ func Example_agentWiring() {
 	}
 	srv.Start()
 
-	// Every control interval (1 s): cap the node by its grant. A stale
-	// lease answers the safe baseline.
+	// Every control interval: cap the node by its grant. The lease client
+	// refreshes it every TTL/3; a stale lease answers the safe baseline.
 	bytes, _ := srv.Grant(time.Now())
 	setGrant(bytes)
 

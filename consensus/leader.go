@@ -2,8 +2,7 @@ package consensus
 
 import (
 	"context"
-	"errors"
-	"sync"
+
 	"time"
 
 	"github.com/batchpilot/batchpilot/cluster"
@@ -74,6 +73,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
+	newCluster := s.fsm.clusterID() == ""
 	for s.fsm.clusterID() == "" {
 		limits := DefaultLimits()
 		if s.cfg.InitialLimits != nil {
@@ -88,11 +88,20 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.reconcileLoop(ctx) }()
-	go func() { defer wg.Done(); s.epochLoop(ctx) }()
-	wg.Wait()
+	// The lease table starts empty, in learning mode: this leader does not
+	// know the grants the last one gave.
+	now := time.Now()
+	table := NewLeaseTable(now, s.raft.CurrentTerm(), s.fsm.limits().LeaseTTL())
+	if newCluster {
+		table.endLearning(now) // nothing was granted before the first leader
+	} else {
+		s.log.Info("lease table in learning mode", "for", s.fsm.limits().LeaseTTL()+SkewMargin(s.fsm.limits().LeaseTTL()))
+	}
+	s.table.Store(table)
+	defer s.table.Store(nil)
+	s.pilot.Start(ctx)
+	defer func() { <-s.pilot.Stop() }()
+	s.reconcileLoop(ctx)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -106,14 +115,19 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// reconcileLoop brings the Raft configuration in line with gossip: at once,
-// on every join, leave or failure, and every ReconcileInterval.
+// forgetAfter is how long the leader keeps reserving the baseline of a node
+// it has not heard from and gossip does not show as left.
+const forgetAfter = time.Hour
+
+// reconcileLoop adds the servers gossip shows to Raft as non-voters (at
+// once on a server's join, and every ReconcileInterval); autopilot promotes
+// them once stable and removes dead ones. It also forgets the leases of
+// nodes that left.
 func (s *Server) reconcileLoop(ctx context.Context) {
-	missing := map[string]time.Time{}
 	t := time.NewTicker(s.timing.ReconcileInterval)
 	defer t.Stop()
 	for {
-		s.reconcile(ctx, missing)
+		s.reconcile(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -123,138 +137,31 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 	}
 }
 
-func (s *Server) reconcile(ctx context.Context, missing map[string]time.Time) {
+func (s *Server) reconcile(ctx context.Context) {
 	cfg, err := s.configuration()
 	if err != nil {
 		s.log.Warn("reconcile: cannot read raft configuration", "err", err)
 		return
 	}
-	now := time.Now()
 	members := s.gossip.Members()
-	known := map[string]bool{}
+	var left []string
 	for _, m := range members {
-		known[m.ID] = true
-	}
-	inConfig := map[string]bool{}
-	for _, srv := range cfg.Servers {
-		id := string(srv.ID)
-		inConfig[id] = true
-		if known[id] {
-			delete(missing, id)
-		} else if _, ok := missing[id]; !ok {
-			missing[id] = now
+		if m.Status == cluster.StatusLeft {
+			left = append(left, m.ID)
 		}
 	}
-	for id := range missing {
-		if !inConfig[id] {
-			delete(missing, id)
-		}
+	if t := s.table.Load(); t != nil {
+		t.Forget(time.Now(), left, forgetAfter)
 	}
-	changes := planMembership(membershipInput{
-		Now:             now,
-		LeaderID:        s.id,
-		LeaderLastIndex: s.raft.LastIndex(),
-		Servers:         cfg.Servers,
-		Members:         members,
-		MissingSince:    missing,
-		Policy: membershipPolicy{
-			StableFor: s.timing.StableFor,
-			DeadGrace: s.timing.DeadGrace,
-			MaxVoters: s.timing.MaxVoters,
-			MaxLag:    s.timing.MaxLag,
-		},
-	})
-	for _, c := range changes {
+	for _, c := range planAdditions(cfg.Servers, members) {
 		if ctx.Err() != nil {
 			return
 		}
-		var f raft.IndexFuture
-		id, addr := raft.ServerID(c.ID), raft.ServerAddress(c.Addr)
-		switch c.Kind {
-		case changeRemove:
-			f = s.raft.RemoveServer(id, 0, s.timing.ApplyTimeout)
-		case changeAddNonvoter:
-			f = s.raft.AddNonvoter(id, addr, 0, s.timing.ApplyTimeout)
-		case changeDemote:
-			f = s.raft.DemoteVoter(id, 0, s.timing.ApplyTimeout)
-		case changePromote:
-			f = s.raft.AddVoter(id, addr, 0, s.timing.ApplyTimeout)
-		}
+		f := s.raft.AddNonvoter(raft.ServerID(c.ID), raft.ServerAddress(c.Addr), 0, s.timing.ApplyTimeout)
 		if err := f.Error(); err != nil {
-			s.log.Warn("raft membership change failed", "change", c.Kind.String(), "server", c.ID, "err", err)
-			return // replan from the new configuration next round
-		}
-		s.log.Info("raft membership changed", "change", c.Kind.String(), "server", c.ID, "addr", c.Addr, "reason", c.Reason)
-	}
-}
-
-// epochLoop commits a budget allocation every epoch_ms. For the first lease
-// TTL of its leadership it is in learning mode: it re-commits the grants in
-// force (Relearn) so the nodes' leases stay fresh while it watches; after
-// that it allocates.
-func (s *Server) epochLoop(ctx context.Context) {
-	learnUntil := time.Now().Add(s.fsm.limits().LeaseTTL())
-	for {
-		s.runEpoch(ctx, time.Now().Before(learnUntil))
-		if !sleepCtx(ctx, s.fsm.limits().Epoch()) {
+			s.log.Warn("adding a server to raft failed", "server", c.ID, "err", err)
 			return
 		}
+		s.log.Info("raft membership changed", "change", "add-nonvoter", "server", c.ID, "addr", c.Addr, "reason", c.Reason)
 	}
-}
-
-func (s *Server) runEpoch(ctx context.Context, learning bool) {
-	limits := s.fsm.limits()
-	prev := s.fsm.allocation()
-	demands := s.demands()
-	var grants Grants
-	if learning {
-		grants = Relearn(limits, demands, prev.Grants)
-	} else {
-		grants = Allocate(limits, demands, prev.Grants)
-	}
-	a := Allocation{
-		Epoch:    prev.Epoch + 1,
-		Grants:   grants,
-		Floor:    Floor(limits, len(grants)),
-		Budget:   limits.ClusterBudgetBytes,
-		Learning: learning,
-		LeaderID: s.id,
-	}
-	start := time.Now()
-	err := s.apply(ctx, command{Type: cmdAllocate, RequestID: formatEpochID(s.id, a.Epoch), Allocation: &a}, limits.Epoch())
-	switch {
-	case err == nil:
-		s.epochCommit.Store(int64(time.Since(start)))
-	case errors.Is(err, ErrNotLeader), ctx.Err() != nil:
-	default:
-		s.log.Warn("budget epoch not committed", "epoch", a.Epoch, "err", err)
-	}
-}
-
-// demands are the budget inputs: every member that is alive or suspect, by
-// its gossiped wants and haves, and every dead member still in the Raft
-// configuration with a want of nothing, so its floor stays reserved until it
-// is removed (a cut-off node runs on that floor).
-func (s *Server) demands() []NodeDemand {
-	inRaft := map[string]bool{}
-	if cfg, err := s.configuration(); err == nil {
-		for _, srv := range cfg.Servers {
-			inRaft[string(srv.ID)] = true
-		}
-	}
-	var out []NodeDemand
-	for _, m := range s.gossip.Members() {
-		if m.ID == "" {
-			continue
-		}
-		switch m.Status {
-		case cluster.StatusAlive, cluster.StatusSuspect:
-			out = append(out, NodeDemand{ID: m.ID, Want: m.Health.WantBytes, Has: m.Health.HasBytes})
-		case cluster.StatusDead:
-			if inRaft[m.ID] {
-				out = append(out, NodeDemand{ID: m.ID, Has: m.Health.HasBytes})
-			}
-		}
-	}
-	return out
 }

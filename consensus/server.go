@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/batchpilot/batchpilot/cluster"
 	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
@@ -35,8 +36,12 @@ type Gossip interface {
 	Members() []cluster.Member
 	// Subscribe delivers membership events; it may drop them when full.
 	Subscribe(buf int) (<-chan cluster.Event, func())
-	// SetRaft gossips this node's Raft address and progress.
+	// SetRaft gossips this server's Raft address and bootstrap state.
 	SetRaft(cluster.RaftMeta) error
+	// SetClusterID gossips the cluster id (and refuses other clusters);
+	// ClusterID is the one this node has.
+	SetClusterID(string) error
+	ClusterID() string
 	// Joined reports whether the node has reached a member it was told
 	// to join; a node does not bootstrap before that.
 	Joined() bool
@@ -48,6 +53,22 @@ var _ Gossip = (*cluster.Cluster)(nil)
 
 // Config configures a Server.
 type Config struct {
+	// Worker makes this node a worker: a gossip member and a lease client
+	// only, with no Raft (the Raft fields below are then unused).
+	Worker bool
+	// Health is what the node reports with its lease requests: its
+	// health, and in WantBytes the budget it would like. May be nil.
+	Health func() cluster.Health
+	// HTTPClient sends the lease requests to the servers' HTTP APIs and
+	// asks them for their Raft stats; HTTPScheme is http or https (the
+	// whole cluster serves one). Token is the API token sent with them.
+	HTTPClient *http.Client
+	HTTPScheme string
+	Token      string
+	// LeaseObserver, when set, is told the round trip of every lease
+	// request sent over the network, and its error (the scale benchmark
+	// measures with it). It must be quick.
+	LeaseObserver func(rtt time.Duration, err error)
 	// DataDir is the node's data dir; Raft keeps its log, stable store and
 	// snapshots under DataDir/raft.
 	DataDir string
@@ -56,9 +77,10 @@ type Config struct {
 	// AdvertiseRaftAddr is the address the other servers dial; by default
 	// RaftAddr, with the gossip advertise host when RaftAddr binds 0.0.0.0.
 	AdvertiseRaftAddr string
-	// BootstrapExpect is --bootstrap-expect: the number of servers to see
-	// in gossip before bootstrapping a new cluster (1 for a single node).
-	// 0 means never bootstrap: wait to be added to an existing cluster.
+	// BootstrapExpect is --bootstrap-expect: the number of servers that
+	// must agree on the same set before bootstrapping a new cluster (1 for
+	// a single node). 0 means never bootstrap: wait to be added to an
+	// existing cluster. It is also autopilot's minimum quorum.
 	BootstrapExpect int
 	// Gossip is the node's membership, normally a *cluster.Cluster.
 	Gossip Gossip
@@ -85,20 +107,29 @@ type Timing struct {
 	ElectionTimeout    time.Duration // raft; default 1s
 	LeaderLeaseTimeout time.Duration // raft; default 500ms
 	CommitTimeout      time.Duration // raft; default 50ms
-	// ReconcileInterval is the period of the leader's full membership
-	// reconcile and of the node's Raft progress gossip (default 1s).
+	// ReconcileInterval is the period of the leader's membership
+	// reconcile (adding servers gossip shows) and of autopilot's rounds
+	// (default 1s).
 	ReconcileInterval time.Duration
-	// StableFor is how long a member is alive before it is promoted to
-	// voter (default 10s).
+	// StableFor is autopilot's server stabilisation time: how long a
+	// server is healthy before it is promoted to voter (default 10s).
 	StableFor time.Duration
-	// DeadGrace is how long a member is dead before it is removed from
-	// Raft (default 30s).
+	// DeadGrace is how long a server must be both dead in gossip and out
+	// of Raft contact (its Raft stats unreachable) before autopilot may
+	// remove it (default 30s). Gossip alone never removes a voter.
 	DeadGrace time.Duration
+	// LastContactThreshold is how long a server may go without contact
+	// from the leader and still be healthy (default 10 × HeartbeatTimeout).
+	LastContactThreshold time.Duration
 	// MaxLag is how many entries a server may trail the leader and still
-	// be promoted (default 250).
+	// be healthy (default 250).
 	MaxLag uint64
-	// MaxVoters is the most voters the cluster has (default 5).
+	// MaxVoters is unused since autopilot manages the voters; kept so
+	// that old configurations still compile.
 	MaxVoters int
+	// LeaseRetry is the pause before a failed lease request is retried
+	// (default 500ms).
+	LeaseRetry time.Duration
 	// ApplyTimeout bounds membership changes and the leader's setup
 	// (default 5s).
 	ApplyTimeout time.Duration
@@ -122,6 +153,8 @@ func (t *Timing) setDefaults() {
 	def(&t.DeadGrace, 30*time.Second)
 	def(&t.ApplyTimeout, 5*time.Second)
 	def(&t.BoltOpenTimeout, time.Second)
+	def(&t.LastContactThreshold, 10*t.HeartbeatTimeout)
+	def(&t.LeaseRetry, 500*time.Millisecond)
 	if t.MaxLag == 0 {
 		t.MaxLag = 250
 	}
@@ -143,9 +176,12 @@ var (
 	ErrShutdown = errors.New("consensus: server is shut down")
 )
 
-// Server is one node's Raft member: its FSM (limits and allocations), its
-// stores, its bootstrap, and, while it leads, the membership reconcile and
-// budget epochs. Every node runs one; every node has the FSM.
+// Server is one node's part in the cluster. On a server (--server) it runs
+// Raft with the FSM (limits, cluster id), its stores, its bootstrap, and,
+// while it leads, autopilot and the lease table. On every node, servers
+// included, it runs the lease client that keeps the node's Lease fresh. On
+// a worker (Config.Worker) there is no Raft: the limits and the leader come
+// with the lease answers.
 //
 // All methods are safe for concurrent use.
 type Server struct {
@@ -155,17 +191,29 @@ type Server struct {
 	id     string
 	gossip Gossip
 
-	fsm   *fsm
-	lease *Lease
-	raft  *raft.Raft
-	trans *raft.NetworkTransport
-	store *raftboltdb.BoltStore
+	fsm    *fsm
+	lease  *Lease
+	client *leaseClient
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	store  *raftboltdb.BoltStore
+	pilot  *autopilot.Autopilot
 
 	raftAddr     string
 	hadState     bool
 	bootstrapped atomic.Bool // this node called BootstrapCluster
 	reconcileCh  chan struct{}
-	epochCommit  atomic.Int64 // the last epoch's commit time, ns, on the leader
+
+	// table is the lease table while this server leads, nil otherwise.
+	table atomic.Pointer[LeaseTable]
+	// alive caches the ids of the members gossip knows that did not leave
+	// (alive, suspect or dead: a node cut off runs on its baseline), for
+	// the lease table (rebuilt at most every aliveCacheFor).
+	aliveMu    sync.Mutex
+	alive      []string
+	aliveAt    time.Time
+	leaseCount atomic.Uint64 // lease requests answered while leading
+	leaderView leaderStatus  // a copy of the leader's status, on other nodes
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -175,17 +223,20 @@ type Server struct {
 
 // New opens the Raft stores under cfg.DataDir/raft, binds the Raft
 // transport and starts Raft (which restores any snapshot and rejoins its
-// cluster). It gossips the Raft address. Call Start to begin bootstrap and
-// the leader duties, and Shutdown to stop.
+// cluster) on a server; on a worker it only prepares the lease client.
+// Call Start to begin, and Shutdown to stop.
 func New(cfg Config) (*Server, error) {
 	if cfg.Gossip == nil {
 		return nil, errors.New("consensus: no gossip given")
 	}
-	if cfg.DataDir == "" {
+	if cfg.DataDir == "" && !cfg.Worker {
 		return nil, errors.New("consensus: no data dir given")
 	}
 	if cfg.BootstrapExpect < 0 {
 		return nil, fmt.Errorf("consensus: bootstrap-expect must be 0 or more, got %d", cfg.BootstrapExpect)
+	}
+	if cfg.Worker && cfg.BootstrapExpect > 0 {
+		return nil, errors.New("consensus: only servers take bootstrap-expect")
 	}
 	if cfg.InitialLimits != nil {
 		if err := cfg.InitialLimits.Validate(); err != nil {
@@ -194,6 +245,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+	}
+	if cfg.HTTPScheme == "" {
+		cfg.HTTPScheme = "http"
 	}
 	cfg.Timing.setDefaults()
 	s := &Server{
@@ -204,6 +261,11 @@ func New(cfg Config) (*Server, error) {
 		log:         cfg.Logger.With("node", cfg.Gossip.Name()),
 		reconcileCh: make(chan struct{}, 1),
 		shutdownCh:  make(chan struct{}),
+		lease:       NewLease(InitialBaseline),
+	}
+	s.client = &leaseClient{s: s, http: cfg.HTTPClient, scheme: cfg.HTTPScheme, token: cfg.Token}
+	if cfg.Worker {
+		return s, nil
 	}
 	if err := s.open(); err != nil {
 		s.closeStores()
@@ -270,14 +332,17 @@ func (s *Server) open() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("consensus: raft config: %w", err)
 	}
-	s.lease = NewLease(DefaultLimits().NodeFloorBytes)
-	s.fsm = newFSM(s.id, s.lease, time.Now)
+	s.fsm = newFSM()
 	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("consensus: start raft: %w", err)
 	}
 	s.raft = r
-	s.publishProgress()
+	s.pilot = autopilot.New(r, &pilotDelegate{s: s, lastOK: map[raft.ServerID]time.Time{}},
+		autopilot.WithLogger(newRaftLogger(s.cfg.Logger).Named("autopilot")),
+		autopilot.WithReconcileInterval(s.timing.ReconcileInterval),
+		autopilot.WithUpdateInterval(s.timing.ReconcileInterval))
+	s.publishRaft(0)
 	return nil
 }
 
@@ -307,51 +372,72 @@ func (s *Server) advertiseAddr() (net.Addr, error) {
 	return net.ResolveTCPAddr("tcp", net.JoinHostPort(ghost, port))
 }
 
-// Start begins the background work: bootstrap (when expected), the Raft
-// progress gossip, and the leader duties whenever this node leads. Calling
-// it again does nothing.
+// Start begins the background work: the lease client on every node; on a
+// server also the bootstrap (when expected), the cluster id's gossip and
+// the leader duties whenever it leads. Calling it again does nothing.
 func (s *Server) Start() {
 	s.startOnce.Do(func() {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.client.run(s.shutdownCh) }()
+		if s.raft == nil {
+			return
+		}
 		s.wg.Add(4)
 		go s.bootstrapLoop()
-		go s.progressLoop()
+		go s.clusterIDLoop()
 		go s.watchMembers()
 		go s.monitorLeadership()
 	})
 }
 
-// publishProgress gossips this node's Raft address and progress.
-func (s *Server) publishProgress() {
+// IsServer reports whether this node runs Raft.
+func (s *Server) IsServer() bool { return s.raft != nil }
+
+// publishRaft gossips this server's Raft address and bootstrap state, with
+// the hash of the server set it would bootstrap with (0: none).
+func (s *Server) publishRaft(view uint64) {
 	meta := cluster.RaftMeta{
 		Addr:            s.raftAddr,
 		BootstrapExpect: s.cfg.BootstrapExpect,
 		HasState:        s.hadState || s.raft.LastIndex() > 0,
-		AppliedIndex:    s.raft.AppliedIndex(),
-		Term:            s.raft.CurrentTerm(),
+		BootstrapView:   view,
+	}
+	if meta.HasState {
+		meta.BootstrapView = 0
 	}
 	if err := s.gossip.SetRaft(meta); err != nil {
 		s.log.Error("cannot gossip raft state", "err", err)
 	}
 }
 
-func (s *Server) progressLoop() {
+// clusterIDLoop gossips the cluster id once the FSM has one, and the Raft
+// state once there is some.
+func (s *Server) clusterIDLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.timing.ReconcileInterval)
 	defer t.Stop()
+	published := false
 	for {
+		if id := s.fsm.clusterID(); id != "" && !published {
+			if err := s.gossip.SetClusterID(id); err != nil {
+				s.log.Error("cannot gossip the cluster id", "err", err)
+			} else {
+				published = true
+				s.publishRaft(0)
+			}
+		}
 		select {
 		case <-s.shutdownCh:
 			return
 		case <-t.C:
-			s.publishProgress()
 		}
 	}
 }
 
 // bootstrapLoop bootstraps a new cluster once, when BootstrapExpect servers
-// without Raft state are alive in gossip. A node with Raft state, or one
-// that sees a member with Raft state, never bootstraps: it is (or will be)
-// part of that cluster.
+// without Raft state agree on the same set (see bootstrapConfiguration). A
+// node with Raft state, or one that sees a member with Raft state, never
+// bootstraps: it is (or will be) part of that cluster.
 func (s *Server) bootstrapLoop() {
 	defer s.wg.Done()
 	if s.cfg.BootstrapExpect == 0 || s.hadState {
@@ -360,8 +446,9 @@ func (s *Server) bootstrapLoop() {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	lastWhy := ""
-	var view string // the alive members seen, and since when
+	var view string // the alive servers seen, and since when
 	var viewSince time.Time
+	var published uint64
 	for {
 		select {
 		case <-s.shutdownCh:
@@ -369,6 +456,7 @@ func (s *Server) bootstrapLoop() {
 		case <-t.C:
 		}
 		if s.raft.LastIndex() > 0 {
+			s.publishRaft(0)
 			return // added to a cluster by its leader
 		}
 		if !s.gossip.Joined() {
@@ -378,8 +466,12 @@ func (s *Server) bootstrapLoop() {
 		if v := aliveView(members); v != view {
 			view, viewSince = v, time.Now()
 		}
-		settled := time.Since(viewSince) >= bootstrapSettle
-		cfg, ok, why := bootstrapConfiguration(s.id, s.cfg.BootstrapExpect, members, settled)
+		settled := time.Since(viewSince) >= s.bootstrapSettle()
+		cand, hash, ok, why := bootstrapConfiguration(s.id, s.cfg.BootstrapExpect, members, settled)
+		if hash != published {
+			s.publishRaft(hash)
+			published = hash
+		}
 		if !ok {
 			if why != lastWhy {
 				s.log.Info("not bootstrapping yet", "reason", why)
@@ -387,27 +479,32 @@ func (s *Server) bootstrapLoop() {
 			}
 			continue
 		}
-		s.log.Info("bootstrapping raft cluster", "servers", len(cfg.Servers), "bootstrap_expect", s.cfg.BootstrapExpect)
+		s.log.Info("bootstrapping raft cluster", "servers", len(cand.Servers), "bootstrap_expect", s.cfg.BootstrapExpect)
 		s.bootstrapped.Store(true)
-		if err := s.raft.BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		if err := s.raft.BootstrapCluster(cand).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			s.log.Error("bootstrap failed", "err", err)
 		}
-		s.publishProgress()
+		s.publishRaft(0)
 		return
 	}
 }
 
-// bootstrapSettle is how long a node's view of the alive members must stay
-// the same before, seeing more servers than expected, it bootstraps with the
-// ones with the lowest ids: long enough for gossip to have shown every node
-// the same members.
-const bootstrapSettle = 3 * time.Second
+// bootstrapSettle is how long a node's view of the alive servers must stay
+// the same before it bootstraps: long enough for gossip to have shown every
+// expected server the same set and its agreement. A single node has no one
+// to wait for.
+func (s *Server) bootstrapSettle() time.Duration {
+	if s.cfg.BootstrapExpect == 1 {
+		return 0
+	}
+	return min(3*time.Second, 3*s.timing.ReconcileInterval)
+}
 
-// aliveView names the alive members with a Raft address, in order.
+// aliveView names the alive servers with a Raft address, in order.
 func aliveView(members []cluster.Member) string {
 	var ids []string
 	for _, m := range members {
-		if m.Status == cluster.StatusAlive && m.ID != "" && m.Raft.Addr != "" {
+		if m.Status == cluster.StatusAlive && m.Role == cluster.RoleServer && m.ID != "" && m.Raft.Addr != "" {
 			ids = append(ids, m.ID)
 		}
 	}
@@ -416,7 +513,7 @@ func aliveView(members []cluster.Member) string {
 }
 
 // watchMembers asks the leader to reconcile at once when a member joins,
-// leaves or fails (health updates wait for the periodic reconcile).
+// leaves or fails.
 func (s *Server) watchMembers() {
 	defer s.wg.Done()
 	events, cancel := s.gossip.Subscribe(256)
@@ -429,7 +526,7 @@ func (s *Server) watchMembers() {
 			if !ok {
 				return
 			}
-			if ev.Type != cluster.EventUpdate {
+			if ev.Type != cluster.EventUpdate && ev.Member.Role == cluster.RoleServer {
 				select {
 				case s.reconcileCh <- struct{}{}:
 				default:
@@ -442,15 +539,24 @@ func (s *Server) watchMembers() {
 // ID is this node's id.
 func (s *Server) ID() string { return s.id }
 
-// RaftAddr is the advertised Raft address (with the chosen port).
+// RaftAddr is the advertised Raft address (with the chosen port); "" on a
+// worker.
 func (s *Server) RaftAddr() string { return s.raftAddr }
 
 // IsLeader reports whether this node is the Raft leader now.
-func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+func (s *Server) IsLeader() bool { return s.raft != nil && s.raft.State() == raft.Leader }
 
 // Leader returns the current leader's id, name and HTTP address as this node
-// knows them; empty strings when there is none.
+// knows them; empty strings when there is none. A worker knows the leader
+// from its last lease answer.
 func (s *Server) Leader() (id, name, httpAddr string) {
+	if s.raft == nil {
+		ans, ok := s.client.answer()
+		if !ok {
+			return "", "", ""
+		}
+		return ans.Leader.ID, ans.Leader.Name, ans.Leader.HTTPAddr
+	}
 	_, lid := s.raft.LeaderWithID()
 	if lid == "" {
 		return "", "", ""
@@ -478,11 +584,18 @@ func (s *Server) member(id string) (cluster.Member, bool) {
 	return cluster.Member{}, false
 }
 
-// Term is this node's current Raft term.
-func (s *Server) Term() uint64 { return s.raft.CurrentTerm() }
+// Term is this node's current Raft term (a worker: the epoch of its last
+// lease answer).
+func (s *Server) Term() uint64 {
+	if s.raft == nil {
+		ans, _ := s.client.answer()
+		return ans.Epoch
+	}
+	return s.raft.CurrentTerm()
+}
 
 // Role is the Raft role of the server with the given id: "leader",
-// "voter", "nonvoter" or "none" (not in the configuration).
+// "voter", "nonvoter" or "none" (not in the configuration, or a worker).
 func (s *Server) Role(id string) string {
 	cfg, err := s.configuration()
 	if err != nil {
@@ -510,6 +623,9 @@ func roleIn(cfg raft.Configuration, leaderID, id string) string {
 }
 
 func (s *Server) configuration() (raft.Configuration, error) {
+	if s.raft == nil {
+		return raft.Configuration{}, errors.New("a worker has no raft configuration")
+	}
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return raft.Configuration{}, err
@@ -518,21 +634,111 @@ func (s *Server) configuration() (raft.Configuration, error) {
 }
 
 // ClusterID is the id the first leader gave the cluster ("" until then).
-func (s *Server) ClusterID() string { return s.fsm.clusterID() }
+func (s *Server) ClusterID() string {
+	if s.raft == nil {
+		return s.gossip.ClusterID()
+	}
+	return s.fsm.clusterID()
+}
 
-// Limits are the limits in force, as this node's FSM has them.
-func (s *Server) Limits() Limits { return s.fsm.limits() }
-
-// Allocation is the latest budget epoch this node's FSM has applied.
-func (s *Server) Allocation() Allocation { return s.fsm.allocation() }
+// Limits are the limits in force: a server's FSM has them; a worker has
+// those of its last lease answer (the defaults before one).
+func (s *Server) Limits() Limits {
+	if s.raft == nil {
+		if ans, ok := s.client.answer(); ok {
+			return ans.Limits
+		}
+		return DefaultLimits()
+	}
+	return s.fsm.limits()
+}
 
 // Grant is this node's budget at now (pass time.Now()): its grant while its
-// lease is fresh, the safe baseline (the per-node floor) otherwise. The node
-// caps its in-flight batch bytes at it.
+// lease is fresh, the safe baseline otherwise. The node caps its in-flight
+// batch bytes at it.
 func (s *Server) Grant(now time.Time) (bytes int64, fresh bool) { return s.lease.Grant(now) }
 
 // Lease is this node's lease on its grant.
 func (s *Server) Lease() *Lease { return s.lease }
+
+// LeaseAnswer is the last lease answer this node had, if any.
+func (s *Server) LeaseAnswer() (LeaseAnswer, bool) { return s.client.answer() }
+
+// LeaseRequests is how many lease requests this server answered as leader.
+func (s *Server) LeaseRequests() uint64 { return s.leaseCount.Load() }
+
+// aliveCacheFor is how long the leader reuses its list of alive members for
+// lease requests: rebuilding it for every request costs a copy of the
+// member table, which at a thousand members and hundreds of requests a
+// second is most of the leader's work.
+const aliveCacheFor = 250 * time.Millisecond
+
+func (s *Server) aliveIDs(now time.Time) []string {
+	s.aliveMu.Lock()
+	defer s.aliveMu.Unlock()
+	if s.alive != nil && now.Sub(s.aliveAt) < aliveCacheFor {
+		return s.alive
+	}
+	ids := make([]string, 0, len(s.alive))
+	for _, m := range s.gossip.Members() {
+		if m.ID != "" && m.Status != cluster.StatusLeft {
+			ids = append(ids, m.ID)
+		}
+	}
+	s.alive, s.aliveAt = ids, now
+	return ids
+}
+
+// RequestLease answers a lease request on the leader (ErrNotLeader
+// elsewhere; the web layer forwards it). now is when it arrived.
+func (s *Server) RequestLease(now time.Time, req LeaseRequest) (LeaseAnswer, error) {
+	if err := req.Validate(); err != nil {
+		return LeaseAnswer{}, err
+	}
+	t := s.table.Load()
+	if t == nil || !s.IsLeader() {
+		return LeaseAnswer{}, s.notLeader()
+	}
+	ans := t.Request(now, req, s.fsm.limits(), s.aliveIDs(now))
+	s.leaseCount.Add(1)
+	ans.ClusterID = s.fsm.clusterID()
+	if m, ok := s.gossip.LocalMember(), true; ok {
+		ans.Leader = LeaderInfo{ID: s.id, Name: m.Name, HTTPAddr: m.HTTPAddr}
+	}
+	return ans, nil
+}
+
+// ErrInvalidLease is wrapped by the errors of a malformed lease request.
+var ErrInvalidLease = errors.New("invalid lease request")
+
+// Validate checks a lease request from outside.
+func (r LeaseRequest) Validate() error {
+	switch {
+	case r.ID == "" || len(r.ID) > 64:
+		return fmt.Errorf("%w: id must be 1 to 64 bytes", ErrInvalidLease)
+	case len(r.Name) > 128:
+		return fmt.Errorf("%w: name is longer than 128 bytes", ErrInvalidLease)
+	case r.Want < 0 || r.Has < 0:
+		return fmt.Errorf("%w: want and has must not be negative (want %d, has %d)", ErrInvalidLease, r.Want, r.Has)
+	}
+	return nil
+}
+
+// Leases lists the lease table on the leader (nil elsewhere) and the sum
+// of what the nodes may hold now.
+func (s *Server) Leases(now time.Time) ([]LeaseState, int64) {
+	t := s.table.Load()
+	if t == nil {
+		return nil, 0
+	}
+	return t.Snapshot(now)
+}
+
+// Learning reports whether this leader's lease table is in learning mode.
+func (s *Server) Learning(now time.Time) bool {
+	t := s.table.Load()
+	return t != nil && t.Learning(now)
+}
 
 // NewRequestID returns a random request id for SetLimits.
 func NewRequestID() string {
@@ -554,8 +760,11 @@ func (s *Server) SetLimits(ctx context.Context, patch LimitsPatch, requestID str
 	if patch.IsEmpty() {
 		return Limits{}, fmt.Errorf("%w: no limit to change", ErrInvalidLimits)
 	}
-	if err := patch.Apply(s.fsm.limits()).Validate(); err != nil {
+	if err := patch.Apply(s.Limits()).Validate(); err != nil {
 		return Limits{}, err
+	}
+	if s.raft == nil {
+		return Limits{}, s.notLeader()
 	}
 	if requestID == "" {
 		requestID = NewRequestID()
@@ -616,9 +825,12 @@ func (s *Server) notLeader() error {
 
 // Leave leaves the cluster gracefully within timeout: a leader hands its
 // leadership to another voter first, then the node announces its leave in
-// gossip and waits until the leader has removed it from Raft. Call Shutdown
-// afterwards.
+// gossip and, on a server, waits until the leader has removed it from
+// Raft. Call Shutdown afterwards.
 func (s *Server) Leave(timeout time.Duration) error {
+	if s.raft == nil {
+		return s.gossip.Leave(timeout)
+	}
 	deadline := time.Now().Add(timeout)
 	cfg, err := s.configuration()
 	if err == nil && len(cfg.Servers) > 1 && s.IsLeader() {
@@ -673,10 +885,28 @@ func (s *Server) closeStores() error {
 	return errors.Join(errs...)
 }
 
-// EpochCommitTime is how long the leader's last budget epoch took to commit
-// (zero on followers and before the first epoch).
-func (s *Server) EpochCommitTime() time.Duration { return time.Duration(s.epochCommit.Load()) }
+// RaftStats is what a server tells the leader's autopilot about its Raft:
+// the body of GET /api/v1/raft/stats.
+type RaftStats struct {
+	LastContactMS int64  `json:"last_contact_ms"` // since the leader's last contact; 0 on the leader, -1 never
+	LastTerm      uint64 `json:"last_term"`
+	LastIndex     uint64 `json:"last_index"`
+}
 
-func formatEpochID(leader string, epoch uint64) string {
-	return "epoch/" + leader + "/" + strconv.FormatUint(epoch, 10)
+// RaftStats describes this server's Raft for the leader's autopilot.
+func (s *Server) RaftStats() (RaftStats, error) {
+	if s.raft == nil {
+		return RaftStats{}, errors.New("a worker runs no raft")
+	}
+	st := RaftStats{LastTerm: s.raft.CurrentTerm(), LastIndex: s.raft.LastIndex()}
+	if s.IsLeader() {
+		return st, nil
+	}
+	lc := s.raft.LastContact()
+	if lc.IsZero() {
+		st.LastContactMS = -1
+	} else {
+		st.LastContactMS = time.Since(lc).Milliseconds()
+	}
+	return st, nil
 }

@@ -15,14 +15,13 @@ import (
 // connection, in either direction, presents this node's certificate and
 // checks the other end's against the cluster's CA.
 //
-// Raft addresses are IP:port (what the transport advertises and gossip
-// carries), so a certificate is checked for its chain, not for a host name:
-// a node's certificate would otherwise need every address it may ever be
-// reached at in its SANs, and those change with --advertise-addr and port
-// 0. This is what Consul does without verify_server_hostname: holding a
-// certificate issued by the cluster's own CA is what makes a server a
-// member. The CA must therefore issue certificates to the cluster's nodes
-// only.
+// A server that dials another checks that the other's certificate chains
+// to the cluster's CA and names the server it dialed: the host of its Raft
+// address (an IP SAN, or a DNS SAN for a name), as Consul does with
+// verify_server_hostname. A certificate of the cluster's CA issued to
+// another node is refused, so a node cannot stand in for a server by
+// taking its address. A server that is dialed checks the chain of the
+// dialer's certificate only (its source address is not its Raft address).
 //
 // Accept hands back connections whose handshake has not run yet: it runs
 // on the connection's first read, in the transport's goroutine for that
@@ -61,7 +60,7 @@ func newTLSStreamLayer(bindAddr string, advertise net.Addr, cfg *tls.Config) (*t
 
 // raftTLSConfigs derives the two ends' configurations from cfg: the server
 // requires a client certificate from the CA; the client checks the server's
-// chain against the CA but not its host name (see tlsStreamLayer).
+// chain against the CA (and Dial adds the name check; see tlsStreamLayer).
 func raftTLSConfigs(cfg *tls.Config) (server, client *tls.Config, err error) {
 	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
 		return nil, nil, errors.New("raft TLS: no certificate")
@@ -117,9 +116,24 @@ func verifyChain(roots *x509.CertPool, usage x509.ExtKeyUsage) func(tls.Connecti
 }
 
 // Dial connects to a Raft server and completes the handshake, all within
-// timeout.
+// timeout; the server's certificate must name the host it was dialed at.
 func (s *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), s.client)
+	host, _, err := net.SplitHostPort(string(address))
+	if err != nil {
+		return nil, fmt.Errorf("raft TLS: server address %q: %w", address, err)
+	}
+	cfg := s.client.Clone()
+	chain := s.client.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := chain(cs); err != nil {
+			return err
+		}
+		if err := cs.PeerCertificates[0].VerifyHostname(host); err != nil {
+			return fmt.Errorf("raft TLS: the certificate of the server at %s does not name it: %w", address, err)
+		}
+		return nil
+	}
+	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), cfg)
 }
 
 // Accept waits for the next connection; see tlsStreamLayer for when its

@@ -61,6 +61,14 @@ func TestTLSStreamLayerConnectsOnlyNodesOfTheClusterCA(t *testing.T) {
 			wantClientErr: "certificate signed by unknown authority",
 		},
 		{
+			name: "a node refuses to dial a server whose certificate of the cluster CA names another address",
+			server: &tls.Config{Certificates: []tls.Certificate{ca.TLSCertificate(t, "elsewhere", []net.IP{net.ParseIP("10.9.9.9")})},
+				RootCAs: ca.Pool()},
+			dial:          dialWith(raftTLS(t, ca, ca, "client")),
+			wantServerErr: "tls: bad certificate",
+			wantClientErr: "does not name it",
+		},
+		{
 			name:          "a node refuses a client whose certificate is of another CA",
 			server:        raftTLS(t, ca, ca, "server"),
 			dial:          dialWith(raftTLS(t, other, ca, "impostor")),

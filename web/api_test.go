@@ -289,7 +289,18 @@ func TestAnyNodeAnswersForTheCluster(t *testing.T) {
 	}
 
 	t.Run("limits change on a follower is committed by the leader", func(t *testing.T) {
+		// The token is not forwarded over plain HTTP: the follower names
+		// the leader, and the client sends the change there.
 		r := do(t, "PUT", b.url+"/api/v1/limits", `{"max_growing_nodes": 7}`,
+			map[string]string{"Authorization": "Bearer tok", requestIDHeader: "from-b"})
+		var hint struct {
+			Leader consensus.LeaderInfo `json:"leader"`
+		}
+		r.json(t, &hint)
+		if r.status != http.StatusServiceUnavailable || hint.Leader.HTTPAddr != a.addr {
+			t.Fatalf("PUT with a token on the follower over plain HTTP: %d %s; want 503 naming the leader", r.status, r.body)
+		}
+		r = do(t, "PUT", "http://"+hint.Leader.HTTPAddr+"/api/v1/limits", `{"max_growing_nodes": 7}`,
 			map[string]string{"Authorization": "Bearer tok", requestIDHeader: "from-b"})
 		if r.status != http.StatusOK {
 			t.Fatalf("PUT on the follower: %d %s", r.status, r.body)

@@ -141,19 +141,20 @@ func startNode(t *testing.T, name string, o nodeOptions) *testNode {
 		t.Fatal(err)
 	}
 	g, err := cluster.New(cluster.Config{
-		NodeName: name, DataDir: dir, BindAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
-		Join: o.join, Logger: log, HealthInterval: 200 * time.Millisecond, RetryJoinInterval: 200 * time.Millisecond,
-	}, func() cluster.Health {
-		h := n.Health()
-		return cluster.Health{BatchSize: h.BatchSize, ThroughputRPS: h.ThroughputRPS, Breaker: cluster.Breaker(h.Breaker)}
+		NodeName: name, DataDir: dir, Role: cluster.RoleServer, BindAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
+		Join: o.join, Logger: log, RetryJoinInterval: 200 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	limits := consensus.DefaultLimits()
-	limits.EpochMS, limits.LeaseTTLms = 200, 1000
+	limits.EpochMS, limits.LeaseTTLms = 200, 1500
 	srv, err := consensus.New(consensus.Config{DataDir: dir, RaftAddr: "127.0.0.1:0", BootstrapExpect: o.expect,
-		Gossip: g, Logger: log, InitialLimits: &limits, Timing: testTiming()})
+		Gossip: g, Logger: log, InitialLimits: &limits, Timing: testTiming(), Token: o.token,
+		Health: func() cluster.Health {
+			h := n.Health()
+			return cluster.Health{BatchSize: h.BatchSize, ThroughputRPS: h.ThroughputRPS, Breaker: cluster.Breaker(h.Breaker)}
+		}})
 	if err != nil {
 		g.Shutdown()
 		t.Fatal(err)

@@ -76,36 +76,11 @@ func (a *api) putLimits(c *gin.Context) {
 	}
 }
 
-// forwardLimits sends a limits change to the leader and relays its answer.
-// A request that was itself forwarded is not forwarded again: leadership
-// moved, and the client retries.
-func (a *api) forwardLimits(ctx context.Context, c *gin.Context, body []byte, reqID string, notLeader error) {
-	if isForwarded(c) {
-		retryLater(c, notLeader.Error()+"; leadership moved, retry with "+requestIDHeader+": "+reqID)
-		return
-	}
-	addr := a.raft.LeaderHTTPAddr()
-	if addr == "" {
-		retryLater(c, "no leader is known (an election may be under way); retry with "+requestIDHeader+": "+reqID)
-		return
-	}
-	hdr := http.Header{requestIDHeader: {reqID}}
-	if auth := c.GetHeader("Authorization"); auth != "" {
-		hdr.Set("Authorization", auth)
-	}
-	status, rh, out, err := a.peers.forward(ctx, http.MethodPut, addr, "/api/v1/limits", body, hdr)
-	if err != nil {
-		retryLater(c, fmt.Sprintf("outcome unknown: the leader at %s did not answer (%v); retry with %s: %s", addr, err, requestIDHeader, reqID))
-		return
-	}
-	if ra := rh.Get("Retry-After"); ra != "" {
-		c.Header("Retry-After", ra)
-	}
-	if !json.Valid(out) {
-		retryLater(c, fmt.Sprintf("the leader at %s answered %d with a body that is not JSON; retry with %s: %s", addr, status, requestIDHeader, reqID))
-		return
-	}
-	c.Data(status, "application/json; charset=utf-8", out)
+// forwardLimits sends a limits change to the leader, with the same request
+// id, and relays its answer (see forwardToLeader).
+func (a *api) forwardLimits(_ context.Context, c *gin.Context, body []byte, reqID string, notLeader error) {
+	a.forwardToLeader(c, http.MethodPut, "/api/v1/limits", body, http.Header{requestIDHeader: {reqID}},
+		fmt.Errorf("%w (retry with %s: %s)", notLeader, requestIDHeader, reqID))
 }
 
 // retryLater answers 503 with a Retry-After hint.

@@ -14,8 +14,10 @@ import (
 	"github.com/batchpilot/batchpilot/node"
 )
 
-// getCluster serves GET /api/v1/cluster: the cluster as this node sees it,
-// from gossip and its copy of the FSM.
+// getCluster serves GET /api/v1/cluster: the leader's view of the cluster
+// (it has every node's health and lease, from the lease requests), which
+// other nodes keep a copy of; or this node's own view when it has no fresh
+// copy ("view": "local").
 func (a *api) getCluster(c *gin.Context) {
 	c.JSON(http.StatusOK, a.raft.Status(time.Now()))
 }

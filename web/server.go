@@ -131,6 +131,8 @@ func build(cfg Config) (*api, *gin.Engine) {
 	v1.GET("/decisions", a.getDecisions)
 	v1.GET("/limits", a.getLimits)
 	v1.PUT("/limits", requireToken(cfg.APIToken), a.putLimits)
+	v1.POST("/lease", requireToken(cfg.APIToken), a.postLease)
+	v1.GET("/raft/stats", a.getRaftStats)
 	v1.GET("/events", a.streamEvents)
 	v1.GET("/openapi.json", serveOpenAPI)
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,14 +42,18 @@ type agentConfig struct {
 	RaftAddr        string
 	AdvertiseAddr   string
 	Join            string
+	Server          bool
 	BootstrapExpect int
 	Encrypt         string
+	// EncryptFile holds the gossip keys, one base64 key a line: the first
+	// encrypts, all are accepted (a rotation, see docs/cluster.md).
+	EncryptFile string
 	// InitialLimits are KEY=VALUE pairs, comma-separated, that the first
 	// leader of a new cluster commits instead of the defaults.
 	InitialLimits string
 	// ignoreGrant makes the node run without its budget grant (it still
-	// gossips its wants and takes part in Raft). Only the cluster benchmark
-	// sets it, to measure the same cluster with coordination off.
+	// asks for its lease). Only the cluster benchmark sets it, to measure
+	// the same cluster with coordination off.
 	ignoreGrant bool
 
 	Sink      string
@@ -113,8 +118,10 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:8300", "Raft bind address (TCP)")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address other nodes reach this one at, when binding 0.0.0.0")
 	fs.StringVar(&c.Join, "join", "", "gossip address of any member to join, HOST:PORT[,HOST:PORT]")
-	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first election (1 for a single node)")
-	fs.StringVar(&c.Encrypt, "encrypt", "", "base64 gossip encryption key (16, 24 or 32 bytes)")
+	fs.BoolVar(&c.Server, "server", false, "run Raft: this node is one of the cluster's 3 or 5 servers, which hold the limits and\nanswer the lease requests; every other node is a worker (gossip and leases only).\nWithout --join a node is a single-node server (--server --bootstrap-expect 1)")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "servers that must agree before the first election (1 for a single node; servers only;\ngiven without --server it implies --server, as older versions took it)")
+	fs.StringVar(&c.Encrypt, "encrypt", "", "base64 gossip encryption key (16, 24 or 32 bytes); also BATCHPILOT_ENCRYPT")
+	fs.StringVar(&c.EncryptFile, "encrypt-file", "", "file with the gossip keys, one base64 key a line: the first encrypts, every one is\naccepted (for a rotation); reread on SIGHUP. Instead of --encrypt")
 	fs.StringVar(&c.InitialLimits, "initial-limits", "", "limits a new cluster starts with instead of the defaults, KEY=VALUE[,KEY=VALUE]\n(e.g. cluster_budget_bytes=67108864,epoch_ms=1000); used once, by the first leader;\nchange them later with 'batchpilot limits set'")
 	fs.StringVar(&c.Sink, "sink", "file", "where batches are written: file, http or postgres")
 	fs.StringVar(&c.SinkURL, "sink-url", "", "URL the http sink POSTs each batch to as NDJSON")
@@ -193,6 +200,12 @@ func (c *agentConfig) validate() error {
 	}
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateIngest()...)
+	if c.Encrypt != "" && c.EncryptFile != "" {
+		errs = append(errs, "give --encrypt or --encrypt-file, not both")
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, fmt.Sprintf("--bootstrap-expect %d: want 0 or more", c.BootstrapExpect))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -242,6 +255,15 @@ func parseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
+
+// version is the build's version, gossiped for operators: the module's
+// version when it was built from one, "devel" otherwise.
+var version = func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version[:min(len(bi.Main.Version), 32)]
+	}
+	return "devel"
+}()
 
 // agent is one running node with its listeners.
 type agent struct {
@@ -381,7 +403,12 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 			return nil
 		})
 	}
+	if cfg.EncryptFile != "" {
+		// One step of a gossip key rotation (docs/cluster.md).
+		a.reloads.add("gossip keys", a.reloadGossipKeys)
+	}
 	registerClusterMetrics(n.Registry(), a.raft)
+	a.warnInsecure()
 	if a.syslog != nil {
 		registerSyslogMetrics(n.Registry(), a.syslog)
 	}
@@ -492,7 +519,97 @@ func (a *agent) advertised(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// joinCluster starts gossip and Raft.
+// role decides whether this node is a server and what it expects: a
+// server with --server or --bootstrap-expect (older command lines gave only
+// the latter), a single-node server without --join, a worker otherwise.
+func (c *agentConfig) role(log *slog.Logger, join []string) (server bool, expect int) {
+	expect = c.BootstrapExpect
+	switch {
+	case c.Server:
+		server = true
+		if expect == 0 && len(join) == 0 {
+			expect = 1
+		}
+	case expect > 0:
+		server = true
+		log.Info("--bootstrap-expect without --server: running as a server, as older versions did; add --server")
+	case len(join) == 0:
+		server, expect = true, 1
+		log.Info("no --join and no --server: starting a single-node cluster (--server --bootstrap-expect 1)")
+	}
+	return server, expect
+}
+
+// gossipKeys is the primary gossip key and the others accepted: --encrypt,
+// or the lines of --encrypt-file.
+func (c *agentConfig) gossipKeys() (primary string, others []string, err error) {
+	if c.EncryptFile == "" {
+		return c.Encrypt, nil, nil
+	}
+	b, err := os.ReadFile(c.EncryptFile)
+	if err != nil {
+		return "", nil, fmt.Errorf("--encrypt-file: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if _, err := cluster.DecodeEncryptKey(line); err != nil {
+			return "", nil, fmt.Errorf("--encrypt-file %s: %w", c.EncryptFile, err)
+		}
+		if primary == "" {
+			primary = line
+		} else {
+			others = append(others, line)
+		}
+	}
+	if primary == "" {
+		return "", nil, fmt.Errorf("--encrypt-file %s holds no key", c.EncryptFile)
+	}
+	return primary, others, nil
+}
+
+// reloadGossipKeys rereads --encrypt-file and installs its keys (a step of
+// a key rotation); the agent calls it on SIGHUP.
+func (a *agent) reloadGossipKeys() error {
+	if a.cfg.EncryptFile == "" {
+		return nil
+	}
+	primary, others, err := a.cfg.gossipKeys()
+	if err != nil {
+		return err
+	}
+	if err := a.gossip.SetKeys(primary, others); err != nil {
+		return err
+	}
+	a.log.Info("gossip keys reloaded", "file", a.cfg.EncryptFile, "keys", 1+len(others))
+	return nil
+}
+
+// warnInsecure warns when the node listens beyond loopback with gossip
+// unencrypted and the API without TLS: anyone who reaches it can join the
+// cluster, and tokens travel in the clear.
+func (a *agent) warnInsecure() {
+	public := false
+	for _, addr := range []string{a.cfg.GossipAddr, a.cfg.HTTPAddr, a.cfg.RaftAddr} {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			public = true
+		}
+	}
+	primary, _, _ := a.cfg.gossipKeys()
+	if public && primary == "" && a.tls.server == nil {
+		a.log.Warn("listening beyond loopback without --encrypt (or --encrypt-file) and without TLS: anyone who reaches these ports can join the cluster and read its traffic; see docs/cluster.md, Security",
+			"gossip", a.cfg.GossipAddr, "http", a.cfg.HTTPAddr)
+	}
+}
+
+// joinCluster starts gossip and, on a server, Raft; every node runs the
+// lease client.
 func (a *agent) joinCluster() error {
 	var join []string
 	for _, j := range strings.Split(a.cfg.Join, ",") {
@@ -504,25 +621,42 @@ func (a *agent) joinCluster() error {
 	if err != nil {
 		return err
 	}
-	expect := a.cfg.BootstrapExpect
-	if expect == 0 && len(join) == 0 {
-		expect = 1
-		a.log.Info("no --join and no --bootstrap-expect: starting a single-node cluster (--bootstrap-expect 1)")
+	server, expect := a.cfg.role(a.log, join)
+	primary, others, err := a.cfg.gossipKeys()
+	if err != nil {
+		return err
+	}
+	role := cluster.RoleWorker
+	if server {
+		role = cluster.RoleServer
 	}
 	g, err := cluster.New(cluster.Config{
 		NodeName:      a.cfg.NodeName,
 		DataDir:       a.cfg.DataDir,
+		Role:          role,
+		Version:       version,
 		BindAddr:      a.cfg.GossipAddr,
 		AdvertiseAddr: a.cfg.AdvertiseAddr,
 		HTTPAddr:      a.advertised(a.httpLn.Addr().String()),
 		Join:          join,
-		EncryptKey:    a.cfg.Encrypt,
+		EncryptKey:    primary,
+		ExtraKeys:     others,
 		Logger:        a.log,
-	}, a.clusterHealth)
+	})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
+	scheme, hc := "http", &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}}
+	if a.tls.peer != nil {
+		scheme = "https"
+		hc.Transport.(*http.Transport).TLSClientConfig = a.tls.peer.Clone()
+	}
 	srv, err := consensus.New(consensus.Config{
+		Worker:          !server,
+		Health:          a.clusterHealth,
+		HTTPClient:      hc,
+		HTTPScheme:      scheme,
+		Token:           a.cfg.APIToken,
 		DataDir:         a.cfg.DataDir,
 		RaftAddr:        a.cfg.RaftAddr,
 		BootstrapExpect: expect,
@@ -537,10 +671,11 @@ func (a *agent) joinCluster() error {
 	}
 	srv.Start()
 	a.gossip, a.raft = g, srv
+	a.log.Info("cluster role", "role", role, "bootstrap_expect", expect, "join", a.cfg.Join)
 	return nil
 }
 
-// clusterHealth is what this node gossips.
+// clusterHealth is what this node reports with its lease requests.
 func (a *agent) clusterHealth() cluster.Health {
 	h := a.node.Health()
 	return cluster.Health{
@@ -551,8 +686,8 @@ func (a *agent) clusterHealth() cluster.Health {
 	}
 }
 
-// clusterApplyInterval is how often the agent reads its grant and the
-// limits from its FSM. It is short so that a new epoch's grant is in force
+// clusterApplyInterval is how often the agent reads its grant (its lease)
+// and the limits (its FSM, or its last lease answer on a worker). It is short so that a new epoch's grant is in force
 // soon after it is applied, and a stale lease falls back within the TTL,
 // not a second after it: both are cheap in-memory reads, and the node is
 // only told about a change.
@@ -607,7 +742,7 @@ func (a *agent) applyCluster(st *clusterApplied) {
 		if fresh {
 			a.log.Info("budget lease fresh: running on the granted budget", "epoch", info.Epoch, "grant_bytes", grant)
 		} else {
-			a.log.Warn("budget lease stale: no epoch within the lease TTL; running on the safe baseline",
+			a.log.Warn("budget lease stale: no lease answer within the TTL; running on the safe baseline",
 				"epoch", info.Epoch, "age_ms", info.AgeMS, "baseline_bytes", grant)
 		}
 	}
@@ -633,8 +768,8 @@ func runAgent(ctx context.Context, args []string) error {
 	defer stopReload()
 	fmt.Fprintf(os.Stderr, "batchpilot agent %s: ingest, API and dashboard on %s\n", cfg.NodeName, a.URL())
 	// A machine-readable line for scripts and tests that bind port 0.
-	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s %s\n",
-		a.URL(), a.syslogAddr(), a.gossip.Addr(), a.raft.RaftAddr(), a.intakeAddrs())
+	fmt.Fprintf(os.Stderr, "listening http=%s syslog=%s gossip=%s raft=%s role=%s %s\n",
+		a.URL(), a.syslogAddr(), a.gossip.Addr(), a.raft.RaftAddr(), a.gossip.Role(), a.intakeAddrs())
 	select {
 	case <-ctx.Done():
 	case err := <-a.served:
@@ -660,9 +795,9 @@ func newLogger(level string) (*slog.Logger, error) {
 type clusterCollector struct {
 	raft *consensus.Server
 
-	leader, term, epoch, budget, granted, floor, learning *prometheus.Desc
-	commit, leaseFresh, leaseEpoch, leaseAge, leaseGrant  *prometheus.Desc
-	member, memberGrant                                   *prometheus.Desc
+	leader, term, epoch, budget, granted, floor, learning   *prometheus.Desc
+	leaseReqs, leaseFresh, leaseEpoch, leaseAge, leaseGrant *prometheus.Desc
+	member, memberGrant                                     *prometheus.Desc
 }
 
 func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
@@ -673,24 +808,24 @@ func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
 		raft:        srv,
 		leader:      d("batchpilot_raft_leader", "1 while this node is the Raft leader."),
 		term:        d("batchpilot_raft_term", "This node's current Raft term."),
-		epoch:       d("batchpilot_cluster_epoch", "The latest budget epoch this node's FSM has applied."),
+		epoch:       d("batchpilot_cluster_epoch", "The lease epoch: the term of the leader that answered this node's last lease (on the leader, its term)."),
 		budget:      d("batchpilot_cluster_budget_bytes", "The cluster budget of in-flight batch bytes (the limit in force)."),
-		granted:     d("batchpilot_cluster_granted_bytes", "The sum of the grants of the latest budget epoch."),
-		floor:       d("batchpilot_cluster_floor_bytes", "The per-node floor of the latest epoch, also the stale-lease baseline."),
-		learning:    d("batchpilot_cluster_learning", "1 when the latest epoch was a new leader's learning epoch."),
-		commit:      d("batchpilot_epoch_commit_seconds", "How long the leader's last budget epoch took to commit (0 on followers)."),
+		granted:     d("batchpilot_cluster_granted_bytes", "On the leader: the sum of what the nodes may hold now under their leases (baselines included)."),
+		floor:       d("batchpilot_cluster_floor_bytes", "The safe baseline a node falls back to when its lease expires."),
+		learning:    d("batchpilot_cluster_learning", "1 while the leader's lease table is in learning mode (one TTL after a change of leader)."),
+		leaseReqs:   d("batchpilot_lease_requests_total", "Lease requests this node answered as leader."),
 		leaseFresh:  d("batchpilot_lease_fresh", "1 while this node's budget lease is fresh; 0 when it runs on the safe baseline."),
 		leaseEpoch:  d("batchpilot_lease_epoch", "The epoch of this node's budget lease."),
 		leaseAge:    d("batchpilot_lease_age_seconds", "Time since this node's lease was renewed (-1: never)."),
 		leaseGrant:  d("batchpilot_lease_grant_bytes", "What this node's lease allows now: its grant while fresh, the baseline when stale (batchpilot_grant_bytes is what the node applied, at most 100ms later)."),
-		member:      d("batchpilot_cluster_member", "One series per member this node knows: its gossip status and Raft role.", "name", "status", "raft_role"),
-		memberGrant: d("batchpilot_cluster_member_grant_bytes", "Each member's grant in the latest budget epoch.", "name"),
+		member:      d("batchpilot_cluster_member", "One series per member this node knows: its gossip status, Raft role and role.", "name", "status", "raft_role", "role"),
+		memberGrant: d("batchpilot_cluster_member_grant_bytes", "Each member's last grant (every member on the leader; this node's own elsewhere).", "name"),
 	})
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.epoch, c.budget, c.granted, c.floor, c.learning,
-		c.commit, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.leaseGrant, c.member, c.memberGrant} {
+		c.leaseReqs, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.leaseGrant, c.member, c.memberGrant} {
 		ch <- d
 	}
 }
@@ -709,7 +844,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.granted, float64(st.GrantedBytes))
 	gauge(c.floor, float64(st.FloorBytes))
 	gauge(c.learning, b2f(st.Learning))
-	gauge(c.commit, c.raft.EpochCommitTime().Seconds())
+	ch <- prometheus.MustNewConstMetric(c.leaseReqs, prometheus.CounterValue, float64(c.raft.LeaseRequests()))
 	gauge(c.leaseFresh, b2f(lease.Fresh))
 	gauge(c.leaseEpoch, float64(lease.Epoch))
 	age := -1.0
@@ -728,7 +863,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 			continue // a const metric's labels must be unique per scrape
 		}
 		seen[name] = true
-		gauge(c.member, 1, name, string(m.Status), m.RaftRole)
+		gauge(c.member, 1, name, string(m.Status), m.RaftRole, string(m.Role))
 		gauge(c.memberGrant, float64(m.Budget.GrantBytes), name)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,15 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,9 +33,8 @@ import (
 //     grant). It measures the aggregate in-flight bytes every 2ms against the
 //     cluster budget, and the goodput: records written within the latency
 //     SLO, per second.
-//   - TestClusterBenchScale: `batchpilot dev --nodes N --load none` for
-//     growing N, each measured for the time to converge and the leader's
-//     epoch commit time.
+//   - TestClusterBenchScale (make bench-scale, cluster_scale_test.go): three
+//     real servers and up to a thousand workers.
 func benchOut(t *testing.T) string {
 	out := os.Getenv("BATCHPILOT_BENCH_CLUSTER")
 	if out == "" {
@@ -68,8 +63,8 @@ type coordinationRun struct {
 	ThroughputRPS   float64 `json:"throughput_rps"`
 	OfferedRPS      float64 `json:"offered_rps"`
 	ClientP99ms     float64 `json:"client_p99_ms"`
-	Epochs          uint64  `json:"epochs"`
-	MaxGrantedBytes int64   `json:"max_epoch_granted_bytes"`
+	Epochs          uint64  `json:"lease_requests"`
+	MaxGrantedBytes int64   `json:"max_held_bytes"`
 	Samples         int     `json:"samples"`
 }
 
@@ -100,7 +95,7 @@ func TestClusterBenchCoordination(t *testing.T) {
 }
 
 func logRun(t *testing.T, r coordinationRun) {
-	t.Logf("coordination %-5v budget %s: peak in flight %s (p99 %s, mean %s), %.2f%% of samples over the budget, %d with a node over its grant; goodput %.0f/s, throughput %.0f/s of %.0f/s offered, client p99 %.0fms; %d epochs, at most %s granted",
+	t.Logf("coordination %-5v budget %s: peak in flight %s (p99 %s, mean %s), %.2f%% of samples over the budget, %d with a node over its grant; goodput %.0f/s, throughput %.0f/s of %.0f/s offered, client p99 %.0fms; %d lease requests, at most %s held",
 		r.Coordination, formatBytes(r.BudgetBytes), formatBytes(r.PeakInflight), formatBytes(r.P99Inflight), formatBytes(r.MeanInflight),
 		100*r.OverBudget, r.NodeOverGrant, r.GoodputRPS, r.ThroughputRPS, r.OfferedRPS, r.ClientP99ms, r.Epochs, formatBytes(r.MaxGrantedBytes))
 }
@@ -150,7 +145,7 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 			LogLevel: "error", InitialLimits: limits, ignoreGrant: !coordination,
 		}
 		if i < 3 {
-			cfg.BootstrapExpect = 3
+			cfg.Server, cfg.BootstrapExpect = true, 3
 		}
 		if i > 0 {
 			cfg.Join = agents[0].gossip.Addr()
@@ -161,13 +156,22 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 		}
 		agents = append(agents, a)
 	}
-	pollFor(t, "five nodes in Raft with fresh leases", func() bool {
+	var leader *agent
+	pollFor(t, "five nodes with fresh leases from one leader", func() bool {
+		leader = nil
 		for _, a := range agents {
-			if _, fresh := a.raft.Grant(time.Now()); !fresh || a.raft.Role(a.raft.ID()) == "none" || len(a.raft.Allocation().Grants) != 5 {
+			if a.raft.IsLeader() {
+				leader = a
+			}
+			if _, fresh := a.raft.Grant(time.Now()); !fresh {
 				return false
 			}
 		}
-		return true
+		if leader == nil {
+			return false
+		}
+		ls, _ := leader.raft.Leases(time.Now())
+		return len(ls) == 5
 	})
 
 	var targets []string
@@ -194,12 +198,12 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 	var samples []int64
 	var nodeOver int64
 	var written0, good0 float64
-	var epoch0 uint64
+	var leases0 uint64
 	for time.Since(started) < warm {
 		time.Sleep(10 * time.Millisecond)
 	}
 	written0, good0 = clusterCounts(t, agents)
-	epoch0 = agents[0].raft.Allocation().Epoch
+	leases0 = leader.raft.LeaseRequests()
 	stepStart := time.Now()
 	var maxGranted int64
 	// A node starts no batch above the grant it was given; the batches in
@@ -232,12 +236,13 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 			}
 		}
 		samples = append(samples, agg)
-		maxGranted = max(maxGranted, agents[0].raft.Allocation().Grants.Sum())
+		_, held := leader.raft.Leases(time.Now())
+		maxGranted = max(maxGranted, held)
 		time.Sleep(2 * time.Millisecond)
 	}
 	secs := time.Since(stepStart).Seconds()
 	written1, good1 := clusterCounts(t, agents)
-	epochs := agents[0].raft.Allocation().Epoch - epoch0
+	epochs := leader.raft.LeaseRequests() - leases0
 	if err := <-loadDone; err != nil {
 		t.Fatal(err)
 	}
@@ -289,137 +294,6 @@ func clusterCounts(t *testing.T, agents []*agent) (written, good float64) {
 		}
 	}
 	return written, good
-}
-
-type scaleRun struct {
-	Nodes          int     `json:"nodes"`
-	Converged      bool    `json:"converged"`
-	ConvergeS      float64 `json:"converge_s"`
-	EpochCommitMS  float64 `json:"epoch_commit_ms_mean"`
-	EpochCommitMax float64 `json:"epoch_commit_ms_max"`
-	RSSMiB         float64 `json:"rss_mib"`
-	IdleCPUCores   float64 `json:"idle_cpu_cores"`
-	Note           string  `json:"note,omitempty"`
-}
-
-var (
-	convergedRE = regexp.MustCompile(`^converged in (\S+): .*epoch commit (\S+)`)
-	devNodeRE   = regexp.MustCompile(`^\s+node-\d+\s+(http://\S+)`)
-)
-
-func TestClusterBenchScale(t *testing.T) {
-	out := benchOut(t)
-	bin := filepath.Join(t.TempDir(), "batchpilot")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, b)
-	}
-	var runs []scaleRun
-	for _, f := range strings.Split(envOr("BENCH_SCALE_NODES", "5,10,20,50,100,150"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := runScale(t, bin, n)
-		runs = append(runs, r)
-		t.Logf("%2d nodes: converged %v in %.1fs; epoch commit mean %.1fms max %.1fms; RSS %.0f MiB; idle CPU %.2f cores %s",
-			r.Nodes, r.Converged, r.ConvergeS, r.EpochCommitMS, r.EpochCommitMax, r.RSSMiB, r.IdleCPUCores, r.Note)
-		if !r.Converged {
-			break
-		}
-	}
-	mergeBenchFile(t, out, "scale", runs)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func runScale(t *testing.T, bin string, n int) scaleRun {
-	r := scaleRun{Nodes: n}
-	cmd := exec.Command(bin, "dev", "--nodes", strconv.Itoa(n), "--load", "none", "--http-port", "0",
-		"--data-dir", filepath.Join(t.TempDir(), "dev"), "--log-level", "error")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	lines := make(chan string, 256)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var urls []string
-	deadline := time.After(3 * time.Minute)
-wait:
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				r.Note = "dev exited before converging"
-				return r
-			}
-			if m := devNodeRE.FindStringSubmatch(line); m != nil {
-				urls = append(urls, m[1])
-			}
-			if m := convergedRE.FindStringSubmatch(line); m != nil {
-				d, _ := time.ParseDuration(m[1])
-				r.Converged, r.ConvergeS = true, d.Seconds()
-				break wait
-			}
-		case <-deadline:
-			r.Note = "did not converge within 3 minutes"
-			return r
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
-	// The leader's epoch commit time over ten epochs (2s each by default),
-	// and what the idle cluster costs.
-	cpu0, at0 := procCPU(cmd.Process.Pid), time.Now()
-	var commits []float64
-	var leader string
-	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
-		if leader == "" {
-			for _, u := range urls {
-				if s, err := scrape(u); err == nil && s["batchpilot_raft_leader"] == 1 {
-					leader = u
-				}
-			}
-		}
-		if s, err := scrape(leader); err == nil && s["batchpilot_raft_leader"] == 1 {
-			commits = append(commits, 1000*s["batchpilot_epoch_commit_seconds"])
-		} else {
-			leader = ""
-		}
-	}
-	r.IdleCPUCores = (procCPU(cmd.Process.Pid) - cpu0) / time.Since(at0).Seconds()
-	r.RSSMiB = procRSS(cmd.Process.Pid) / (1 << 20)
-	for _, c := range commits {
-		r.EpochCommitMS += c / float64(len(commits))
-		r.EpochCommitMax = max(r.EpochCommitMax, c)
-	}
-	return r
 }
 
 // procCPU is the CPU seconds a process has used.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -42,6 +43,9 @@ const (
 	clusterLimits = "epoch_ms=1000,lease_ttl_ms=3000,node_floor_bytes=4096,cluster_budget_bytes=40960,cpu_limit_percent=100,mem_limit_percent=100"
 )
 
+// testRecordBytes is more than any record the test senders make.
+const testRecordBytes = 128
+
 // clusterWait bounds every wait: generous, as -race on two busy cores is
 // slow, and every wait is a poll that returns as soon as it holds.
 const clusterWait = 90 * time.Second
@@ -71,7 +75,7 @@ func (m *member) waitExit(t *testing.T) error {
 	}
 }
 
-var addrsRE = regexp.MustCompile(`listening http=(\S+) syslog=(\S*) gossip=(\S+) raft=(\S+)`)
+var addrsRE = regexp.MustCompile(`listening http=(\S+) syslog=(\S*) gossip=(\S+) raft=(\S*)`)
 
 // launchMember runs `batchpilot agent` (under the wrap prefix, e.g. `ip
 // netns exec NS`, when given) and waits until it says where it listens. The
@@ -181,17 +185,17 @@ func scrape(url string) (metrics, error) {
 	return m, sc.Err()
 }
 
-var memberSeriesRE = regexp.MustCompile(`^batchpilot_cluster_member\{name="([^"]*)",raft_role="([^"]*)",status="([^"]*)"\}$`)
+var memberSeriesRE = regexp.MustCompile(`^batchpilot_cluster_member\{name="([^"]*)",raft_role="([^"]*)",role="([^"]*)",status="([^"]*)"\}$`)
 
-// view is a member as one node sees it.
-type view struct{ status, role string }
+// view is a member as one node sees it: gossip status, Raft role, role.
+type view struct{ status, role, kind string }
 
 // members is the cluster membership as this scrape's node sees it.
 func (m metrics) members() map[string]view {
 	out := map[string]view{}
 	for k := range m {
 		if f := memberSeriesRE.FindStringSubmatch(k); f != nil {
-			out[f[1]] = view{status: f[3], role: f[2]}
+			out[f[1]] = view{status: f[4], role: f[2], kind: f[3]}
 		}
 	}
 	return out
@@ -200,15 +204,19 @@ func (m metrics) members() map[string]view {
 func (m metrics) int(name string) int64 { return int64(m[name]) }
 
 // watcher scrapes every live member's /metrics every 200ms for the whole
-// test and checks, on every sample, the two budget invariants:
-//   - the latest epoch's grants sum to no more than the cluster budget;
+// test and checks, on every round, the two budget invariants:
+//   - the grants the nodes obey (each node's lease: its grant while fresh,
+//     its baseline after) sum to no more than the cluster budget; the
+//     scrapes of one round are milliseconds apart, inside the leader's skew
+//     margin, which keeps a grant reserved past the moment its node stops
+//     obeying it;
 //   - no node has more bytes in flight than its grant. A grant that was
 //     just cut binds the batches that start after it; the ones already in
 //     flight finish, so a sample is held to the larger of the node's grant
 //     now and at its previous sample (a node's first sample, without a
 //     previous one, only sets the bound).
 //
-// It also records every epoch it saw, and the aggregate in flight.
+// It also records every lease epoch (leader term) it saw.
 type watcher struct {
 	t    *testing.T
 	mu   sync.Mutex
@@ -221,6 +229,8 @@ type watcher struct {
 	maxAggIn   float64 // Σ in flight over the nodes, per round
 	maxAggLive float64 // Σ of the grants in force on the nodes in the budget, per round
 	maxNodeIn  map[string]float64
+	budget     float64 // the budget in force, as the nodes report it
+	budgetAt   time.Time
 
 	stop chan struct{}
 	done chan struct{}
@@ -320,8 +330,13 @@ func (w *watcher) round() {
 		epoch := uint64(m["batchpilot_cluster_epoch"])
 		granted, budget := m["batchpilot_cluster_granted_bytes"], m["batchpilot_cluster_budget_bytes"]
 		if epoch > 0 {
-			if granted > budget {
-				w.violations = append(w.violations, fmt.Sprintf("%s: epoch %d grants %.0f bytes, over the budget %.0f", name, epoch, granted, budget))
+			// A budget cut binds each node from its next lease: for a
+			// lease TTL (and the margin) the larger budget still holds.
+			if budget >= w.budget || time.Since(w.budgetAt) > testLeaseTTL+2*time.Second {
+				w.budget = budget
+			}
+			if budget == w.budget {
+				w.budgetAt = time.Now()
 			}
 			if e, ok := w.epochs[epoch]; !ok || granted > e.granted {
 				w.epochs[epoch] = epochSeen{granted: granted, budget: budget, by: name}
@@ -331,15 +346,19 @@ func (w *watcher) round() {
 		now := sample{at: time.Now(), epoch: int64(epoch), leaseEpoch: m.int("batchpilot_lease_epoch"), inflight: in, grant: grant,
 			lease: m["batchpilot_lease_grant_bytes"], fresh: m["batchpilot_lease_fresh"] == 1}
 		last, seen := w.last[name]
-		if bound := max(grant, last.grant); seen && grant > 0 && in > bound {
+		// A node may always start a batch of one record when nothing else is
+		// in flight, however small its grant (node.byteBudget): a grant
+		// below one record means one record at a time.
+		if bound := max(grant, last.grant, testRecordBytes); seen && grant > 0 && in > bound {
 			w.violations = append(w.violations, fmt.Sprintf("%s: %.0f bytes in flight, over its grant %.0f: at %s; before at %s", name, in, bound, now, last))
 		}
 		w.last[name] = now
 		w.maxNodeIn[name] = max(w.maxNodeIn[name], in)
 		aggIn += in
-		if m["batchpilot_lease_fresh"] == 1 {
-			aggGrant += m["batchpilot_lease_grant_bytes"] // a grant of some epoch, in force on its node
-		}
+		aggGrant += m["batchpilot_lease_grant_bytes"] // what the node obeys: its grant, or its baseline
+	}
+	if w.budget > 0 && aggGrant > w.budget {
+		w.violations = append(w.violations, fmt.Sprintf("the nodes obey %.0f bytes together, over the budget %.0f", aggGrant, w.budget))
 	}
 	w.maxAggIn = max(w.maxAggIn, aggIn)
 	w.maxAggLive = max(w.maxAggLive, aggGrant)
@@ -356,14 +375,10 @@ func (w *watcher) check(t *testing.T) {
 	}
 	slices.Sort(eps)
 	if len(eps) == 0 {
-		t.Fatalf("no budget epoch seen in %d samples", w.samples)
+		t.Fatalf("no lease epoch seen in %d samples", w.samples)
 	}
-	gaps := 0
-	for i := 1; i < len(eps); i++ {
-		gaps += int(eps[i] - eps[i-1] - 1)
-	}
-	t.Logf("watched %d samples: epochs %d..%d, %d seen (%d missed between samples); peak in flight: aggregate %.0f, per node %v; peak sum of the grants in force %.0f (budget %d)",
-		w.samples, eps[0], eps[len(eps)-1], len(eps), gaps, w.maxAggIn, w.maxNodeIn, w.maxAggLive, testBudget)
+	t.Logf("watched %d samples: lease epochs (leader terms) %d..%d; peak in flight: aggregate %.0f, per node %v; peak sum of the grants obeyed %.0f (budget %d)",
+		w.samples, eps[0], eps[len(eps)-1], w.maxAggIn, w.maxNodeIn, w.maxAggLive, testBudget)
 	for _, v := range w.violations {
 		t.Error(v)
 	}
@@ -450,11 +465,15 @@ func sigterm(t *testing.T, m *member) error {
 	return m.waitExit(t)
 }
 
-// TestClusterLifecycle runs one cluster through its life: three nodes
-// bootstrap, two join under load, the leader is killed, a node leaves, and
-// the CLI reads and changes it. The subtests share the cluster and run in
-// order; the watcher checks the budget invariants on every sample of all
-// of them, and at the end every epoch in every node's Raft log is audited.
+// TestClusterLifecycle runs one cluster through its life: four servers
+// started with --bootstrap-expect 3 form one cluster (never two), five
+// workers join under load and never enter Raft, a node of another cluster
+// id is refused, the leader is killed (kill -9) and a new one learns the
+// leases before it hands out more, a server leaves, and the CLI reads and
+// changes the cluster. The subtests share the cluster and run in order; the
+// watcher checks the budget invariants on every sample of all of them, and
+// at the end every acknowledged record is found in a sink and no Raft log
+// holds anything per node.
 func TestClusterLifecycle(t *testing.T) {
 	top := t
 	w := startWatcher(t)
@@ -469,110 +488,191 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 		return out
 	}
-	var senders []*sender
-	defer func() {
-		for _, s := range senders {
-			s.stop()
+	var servers []*member
+	liveServers := func() []*member {
+		var out []*member
+		for _, m := range servers {
+			if !m.stopped {
+				out = append(out, m)
+			}
 		}
-	}()
+		return out
+	}
+	var senders []*sender
+	stopped := false
+	stopSenders := func() (acked []string) {
+		if !stopped {
+			stopped = true
+			for _, s := range senders {
+				acked = append(acked, s.stop()...)
+			}
+		}
+		return acked
+	}
+	defer stopSenders()
 	loopback := []string{"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}
+	serverArgs := append(slices.Clone(loopback), "--server", "--bootstrap-expect", "3")
 
 	steps := []struct {
 		name string
 		run  func(t *testing.T)
 	}{
-		{"three nodes bootstrap with --bootstrap-expect 3", func(t *testing.T) {
-			n1 := launchMember(t, top, nil, "n1", filepath.Join(base, "n1"), append(loopback, "--bootstrap-expect", "3")...)
-			n2 := launchMember(t, top, nil, "n2", filepath.Join(base, "n2"), append(loopback, "--bootstrap-expect", "3", "--join", n1.gossip)...)
-			n3 := launchMember(t, top, nil, "n3", filepath.Join(base, "n3"), append(loopback, "--bootstrap-expect", "3", "--join", n1.gossip)...)
-			all = append(all, n1, n2, n3)
-			w.add(n1, n2, n3)
-			took := waitSeen(t, all, []string{"n1", "n2", "n3"}, "alive", func(r string) bool { return r == "leader" || r == "voter" })
+		{"four servers with --bootstrap-expect 3 form one cluster", func(t *testing.T) {
+			s1 := launchMember(t, top, nil, "s1", filepath.Join(base, "s1"), serverArgs...)
+			s2 := launchMember(t, top, nil, "s2", filepath.Join(base, "s2"), append(slices.Clone(serverArgs), "--join", s1.gossip)...)
+			s3 := launchMember(t, top, nil, "s3", filepath.Join(base, "s3"), append(slices.Clone(serverArgs), "--join", s1.gossip)...)
+			s4 := launchMember(t, top, nil, "s4", filepath.Join(base, "s4"), append(slices.Clone(serverArgs), "--join", s2.gossip)...)
+			servers = []*member{s1, s2, s3, s4}
+			all = append(all, servers...)
+			w.add(servers...)
+			took := waitSeen(t, all, []string{"s1", "s2", "s3", "s4"}, "alive", func(r string) bool { return r == "leader" || r == "voter" })
 			leader := waitLeader(t, all...)
-			pollFor(t, "budget epochs on every node", func() bool {
-				for _, m := range all {
-					if s, err := scrape(m.url); err != nil || s["batchpilot_cluster_epoch"] < 2 || s["batchpilot_lease_fresh"] != 1 {
-						return false
-					}
+			ids := map[string]bool{}
+			for _, m := range all {
+				var st consensus.Status
+				if err := getJSON(m.url+"/api/v1/cluster", &st); err != nil {
+					t.Fatal(err)
 				}
-				return true
-			})
-			t.Logf("three voters in %s; leader %s", took.Round(time.Millisecond), leader.name)
-		}},
-		{"two more join under load and become Raft members", func(t *testing.T) {
-			for i, m := range all {
-				senders = append(senders, startSender(m.url, fmt.Sprintf("load%d", i), 50, 2))
+				ids[st.ClusterID] = true
 			}
-			// A joiner is given --bootstrap-expect too: it sees a cluster
-			// with Raft state and waits to be added instead of starting one.
-			n4 := launchMember(t, top, nil, "n4", filepath.Join(base, "n4"), append(loopback, "--bootstrap-expect", "3", "--join", all[1].gossip)...)
-			n5 := launchMember(t, top, nil, "n5", filepath.Join(base, "n5"), append(loopback, "--join", all[2].gossip)...)
-			all = append(all, n4, n5)
-			w.add(n4, n5)
-			senders = append(senders, startSender(n4.url, "load3", 50, 2), startSender(n5.url, "load4", 50, 2))
-			took := waitSeen(t, all, []string{"n1", "n2", "n3", "n4", "n5"}, "alive", inRaft)
-			pollFor(t, "n4 and n5 to hold fresh grants", func() bool {
-				for _, m := range []*member{n4, n5} {
-					if s, err := scrape(m.url); err != nil || s["batchpilot_lease_fresh"] != 1 || s["batchpilot_grant_bytes"] < testFloor {
-						return false
-					}
-				}
-				return true
-			})
-			for _, m := range []*member{n4, n5} {
+			if len(ids) != 1 {
+				t.Fatalf("four servers expecting three formed clusters %v, want one", ids)
+			}
+			booted := 0
+			for _, m := range servers {
 				if strings.Contains(m.logs(), "bootstrapping raft cluster") {
-					t.Errorf("%s bootstrapped a cluster of its own", m.name)
+					booted++
 				}
 			}
+			if booted > 3 {
+				t.Fatalf("%d servers bootstrapped; at most the three agreed ones may", booted)
+			}
+			pollFor(t, "fresh leases on every server", func() bool {
+				for _, m := range all {
+					if s, err := scrape(m.url); err != nil || s["batchpilot_lease_fresh"] != 1 {
+						return false
+					}
+				}
+				return true
+			})
+			t.Logf("four voters in one cluster in %s (%d bootstrapped); leader %s", took.Round(time.Millisecond), booted, leader.name)
+		}},
+		{"five workers join under load and never enter Raft", func(t *testing.T) {
+			for i, m := range all {
+				senders = append(senders, startSender(m.url, fmt.Sprintf("load%d", i), 50, 1))
+			}
+			var workers []*member
+			for i := range 5 {
+				name := fmt.Sprintf("w%d", i+1)
+				wk := launchMember(t, top, nil, name, filepath.Join(base, name), append(slices.Clone(loopback), "--join", all[i%len(all)].gossip)...)
+				workers = append(workers, wk)
+				senders = append(senders, startSender(wk.url, "wload"+name, 50, 1))
+			}
+			all = append(all, workers...)
+			w.add(workers...)
+			var names []string
+			for _, wk := range workers {
+				names = append(names, wk.name)
+			}
+			took := waitSeen(t, servers, names, "alive", func(r string) bool { return r == "none" })
+			pollFor(t, "the workers to hold fresh grants", func() bool {
+				for _, m := range workers {
+					if s, err := scrape(m.url); err != nil || s["batchpilot_lease_fresh"] != 1 || s["batchpilot_grant_bytes"] <= 0 {
+						return false
+					}
+				}
+				return true
+			})
+			for _, m := range workers {
+				if strings.Contains(m.logs(), "bootstrapping raft cluster") {
+					t.Errorf("%s (a worker) bootstrapped a cluster", m.name)
+				}
+			}
+			// The leader has every node's health, from the lease requests.
+			leader := waitLeader(t, liveServers()...)
+			var st consensus.Status
+			pollFor(t, "the leader's status to show the workers' health", func() bool {
+				if err := getJSON(leader.url+"/api/v1/cluster", &st); err != nil {
+					return false
+				}
+				n := 0
+				for _, m := range st.Members {
+					if m.Role == "worker" && m.Budget.LeaseFresh && m.Health.BatchSize > 0 {
+						n++
+					}
+				}
+				return st.View == "leader" && n == 5
+			})
 			pollFor(t, "records acknowledged by every node", func() bool {
 				for _, s := range senders {
-					if s.count() < 500 {
+					if s.count() < 200 {
 						return false
 					}
 				}
 				return true
 			})
-			s, _ := scrape(all[0].url)
-			t.Logf("joined in %s; roles %v", took.Round(time.Millisecond), s.members())
+			t.Logf("five workers alive on every server in %s; %d servers and %d workers", took.Round(time.Millisecond), st.Servers, st.Workers)
 		}},
-		{"kill -9 of the leader gives a new leader and budgets continue", func(t *testing.T) {
-			old := waitLeader(t, live()...)
+		{"a node of another cluster id is refused", func(t *testing.T) {
+			dir := filepath.Join(base, "x1")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "cluster-id"), []byte("another-cluster\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			x := launchMember(t, top, nil, "x1", dir, append(slices.Clone(loopback), "--join", all[0].gossip)...)
+			pollFor(t, "the other cluster's node to be refused and logged", func() bool {
+				return strings.Contains(x.logs(), "refusing a member of another cluster") ||
+					strings.Contains(all[0].logs(), "refusing a member of another cluster")
+			})
+			for _, m := range live() {
+				if s, err := scrape(m.url); err == nil {
+					if v, ok := s.members()["x1"]; ok && v.status == "alive" {
+						t.Fatalf("%s has the other cluster's node as a member: %+v", m.name, v)
+					}
+				}
+			}
+			_ = x.cmd.Process.Kill()
+			_ = x.waitExit(t)
+		}},
+		{"kill -9 of the leader under load: a new leader learns, then leases go on", func(t *testing.T) {
+			old := waitLeader(t, liveServers()...)
 			s, err := scrape(old.url)
 			if err != nil {
 				t.Fatal(err)
 			}
-			term, epoch := s.int("batchpilot_raft_term"), s.int("batchpilot_cluster_epoch")
+			term := s.int("batchpilot_raft_term")
 			w.remove(old.name)
 			if err := old.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			_ = old.waitExit(t)
 			killed := time.Now()
-			rest := live()
-			leader := waitLeader(t, rest...)
+			leader := waitLeader(t, liveServers()...)
 			elected := time.Since(killed)
-			var newEpoch int64
-			pollFor(t, "allocating epochs of the new leader on every survivor", func() bool {
-				for _, m := range rest {
+			pollFor(t, "every survivor on a fresh lease from the new leader", func() bool {
+				for _, m := range live() {
 					s, err := scrape(m.url)
-					if err != nil || s.int("batchpilot_raft_term") <= term || s["batchpilot_lease_fresh"] != 1 ||
-						s["batchpilot_cluster_learning"] != 0 || s.int("batchpilot_cluster_epoch") < epoch+3 {
+					if err != nil || s["batchpilot_lease_fresh"] != 1 || s.int("batchpilot_lease_epoch") <= term {
 						return false
 					}
-					newEpoch = s.int("batchpilot_cluster_epoch")
 				}
 				return true
 			})
 			if leader == old {
 				t.Fatalf("the killed node is still the leader")
 			}
-			t.Logf("killed leader %s at term %d epoch %d; %s leads after %s; epoch %d after %s",
-				old.name, term, epoch, leader.name, elected.Round(time.Millisecond), newEpoch, time.Since(killed).Round(time.Millisecond))
+			if !strings.Contains(leader.logs(), "lease table in learning mode") {
+				t.Fatalf("the new leader %s did not start in learning mode", leader.name)
+			}
+			t.Logf("killed leader %s at term %d; %s leads after %s; every node renewed its lease with it after %s",
+				old.name, term, leader.name, elected.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 		}},
-		{"a node that leaves is removed from Raft", func(t *testing.T) {
-			leader := waitLeader(t, live()...)
+		{"a server that leaves is removed from Raft", func(t *testing.T) {
+			leader := waitLeader(t, liveServers()...)
 			var leaver *member
-			for _, m := range live() {
+			for _, m := range liveServers() {
 				if m != leader {
 					leaver = m
 				}
@@ -582,19 +682,12 @@ func TestClusterLifecycle(t *testing.T) {
 			if err := sigterm(t, leaver); err != nil {
 				t.Fatalf("%s exit after SIGTERM: %v\n%s", leaver.name, err, leaver.logs())
 			}
-			rest := live()
-			took := waitSeen(t, rest, []string{leaver.name}, "left", func(r string) bool { return r == "none" })
+			took := waitSeen(t, liveServers(), []string{leaver.name}, "left", func(r string) bool { return r == "none" })
 			t.Logf("%s left; out of Raft %s after SIGTERM (%s after it exited)", leaver.name,
 				time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
 		}},
 		{"members and limits set through the CLI", func(t *testing.T) {
-			m := live()[0]
-			if resp, err := http.Get(m.url + "/api/v1/cluster"); err != nil || resp.StatusCode != 200 {
-				if resp != nil {
-					resp.Body.Close()
-				}
-				t.Skip("GET /api/v1/cluster is not served by this build yet")
-			}
+			m := live()[len(live())-1] // a worker: it asks the leader
 			out, errOut, code := runCLI(t, nil, "members", "--addr", m.url, "--json")
 			if code != 0 {
 				t.Fatalf("members: exit %d: %s", code, errOut)
@@ -605,27 +698,29 @@ func TestClusterLifecycle(t *testing.T) {
 			}
 			roles := map[string]string{}
 			for _, mem := range st.Members {
-				roles[mem.Name] = string(mem.Status) + "/" + mem.RaftRole
+				roles[mem.Name] = string(mem.Status) + "/" + mem.RaftRole + "/" + string(mem.Role)
 			}
 			for _, l := range live() {
-				if r := roles[l.name]; r != "alive/leader" && r != "alive/voter" && r != "alive/nonvoter" {
+				r := roles[l.name]
+				if r != "alive/leader/server" && r != "alive/voter/server" && r != "alive/none/worker" {
 					t.Errorf("members shows %s as %q", l.name, r)
 				}
 			}
 			table, _, _ := runCLI(t, nil, "members", "--addr", m.url)
 			t.Logf("batchpilot members:\n%s", table)
 
-			// Cut the budget from any node: the CLI's PUT is forwarded to
-			// the leader, and every node's FSM has the new budget after.
+			// Cut the budget from a worker: the CLI's PUT is forwarded to
+			// the leader, and every node obeys the new budget after its
+			// next lease.
 			const cut = 32 << 10
 			out, errOut, code = runCLI(t, nil, "limits", "set", "--addr", m.url, fmt.Sprintf("cluster_budget_bytes=%d", cut))
 			if code != 0 || !strings.Contains(out, fmt.Sprintf("cluster_budget_bytes  %d", cut)) {
 				t.Fatalf("limits set: exit %d\n%s%s", code, out, errOut)
 			}
-			pollFor(t, "every node to allocate within the cut budget", func() bool {
+			pollFor(t, "every node to have the cut budget", func() bool {
 				for _, l := range live() {
 					s, err := scrape(l.url)
-					if err != nil || s["batchpilot_cluster_budget_bytes"] != cut || s["batchpilot_cluster_granted_bytes"] > cut {
+					if err != nil || s["batchpilot_cluster_budget_bytes"] != cut {
 						return false
 					}
 				}
@@ -641,26 +736,45 @@ func TestClusterLifecycle(t *testing.T) {
 	w.close()
 	w.check(t)
 
-	// Stop the rest and audit every epoch each node's Raft log holds.
-	for _, m := range live() {
-		_ = sigterm(t, m)
+	// Stop the rest: every acknowledged record is in a sink (the killed
+	// leader's too), and no Raft log holds anything per node.
+	acked := stopSenders()
+	var dirs []string
+	for _, m := range all {
+		if !m.stopped {
+			_ = sigterm(t, m)
+		}
+		if m.name != "x1" {
+			dirs = append(dirs, m.dir)
+		}
 	}
-	auditRaftLogs(t, all)
+	out, err := runVerifyCmd(t, writeIDs(t, acked), dirs...)
+	t.Logf("verify after the leader's kill -9: %s (%d acknowledged)", out, len(acked))
+	if err != nil || !strings.HasPrefix(out, "lost 0 ") {
+		t.Fatalf("verify: %q %v; want lost 0", out, err)
+	}
+	auditRaftLogs(t, servers)
 }
 
-// auditRaftLogs reads every budget epoch proposed in the nodes' Raft logs
-// (the processes have exited, so the stores are free) and checks that no
-// epoch granted more than its cluster budget, and that every epoch that
-// took effect was within the budget in force when it was applied.
+// getJSON GETs url into out.
+func getJSON(url string, out any) error {
+	resp, err := scrapeClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// auditRaftLogs reads the servers' Raft logs (the processes have exited, so
+// the stores are free) and checks that they hold only what does not grow
+// with the nodes: the cluster's start and limit changes, no budget epochs.
 func auditRaftLogs(t *testing.T, ms []*member) {
 	t.Helper()
-	type command struct {
-		Type   string                 `json:"type"`
-		Limits *consensus.Limits      `json:"limits"`
-		Patch  *consensus.LimitsPatch `json:"patch"`
-		Alloc  *consensus.Allocation  `json:"allocation"`
-	}
-	epochs := map[uint64]int64{}
+	counts := map[string]int{}
 	for _, m := range ms {
 		path := filepath.Join(m.dir, "raft", "raft.db")
 		store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second}})
@@ -669,89 +783,71 @@ func auditRaftLogs(t *testing.T, ms []*member) {
 		}
 		first, _ := store.FirstIndex()
 		last, _ := store.LastIndex()
-		var limits consensus.Limits
-		var current uint64
 		for i := first; i <= last && i > 0; i++ {
 			var l raft.Log
 			if err := store.GetLog(i, &l); err != nil || l.Type != raft.LogCommand {
 				continue
 			}
-			var c command
+			var c struct {
+				Type string `json:"type"`
+			}
 			if err := json.Unmarshal(l.Data, &c); err != nil {
 				t.Errorf("%s: log %d is not a command: %v", m.name, i, err)
 				continue
 			}
-			switch {
-			case c.Type == "init" && c.Limits != nil && limits == (consensus.Limits{}):
-				limits = *c.Limits
-			case c.Type == "set_limits" && c.Patch != nil:
-				if next := c.Patch.Apply(limits); next.Validate() == nil {
-					limits = next
-				}
-			case c.Type == "allocate" && c.Alloc != nil:
-				a := c.Alloc
-				if sum := a.Grants.Sum(); sum > a.Budget {
-					t.Errorf("%s: epoch %d (log %d) grants %d bytes, over the budget %d it was made for", m.name, a.Epoch, i, sum, a.Budget)
-				}
-				if a.Epoch > current && a.Grants.Sum() <= limits.ClusterBudgetBytes {
-					current = a.Epoch // the FSM takes it
-					epochs[a.Epoch] = a.Grants.Sum()
-				}
+			counts[c.Type]++
+			if c.Type != "init" && c.Type != "set_limits" {
+				t.Errorf("%s: log %d is a %q command; the Raft log holds only the cluster's start and its limits", m.name, i, c.Type)
 			}
 		}
 		store.Close()
 	}
-	if len(epochs) == 0 {
-		t.Fatal("no budget epoch in any Raft log")
-	}
-	keys := make([]uint64, 0, len(epochs))
-	for e := range epochs {
-		keys = append(keys, e)
-	}
-	slices.Sort(keys)
-	t.Logf("audited the Raft logs of %d nodes: epochs %d..%d (%d applied), every one within its budget", len(ms), keys[0], keys[len(keys)-1], len(keys))
+	t.Logf("audited the Raft logs of %d servers: commands %v", len(ms), counts)
 }
 
-// TestClusterPartition cuts one node off from the others with a real
-// network partition (netLab: the router between the nodes' network
-// namespaces drops their packets silently, and the test still reaches every
-// node). The cut-off node must fall back to the safe baseline on its own
-// clock within the lease TTL, while the rest goes on with the node's floor
-// reserved; after the cut heals it rejoins and takes grants again.
+// TestClusterPartition cuts nodes off with real network partitions
+// (netLab: the router between the nodes' network namespaces drops their
+// packets silently, and the test still reaches every node). Three servers
+// and one worker, under load:
+//   - the worker is cut off: its lease expires and it falls back to its
+//     baseline on its own clock, while the leader keeps counting its grant
+//     until the lease expired there too (the watcher's sum); after the heal
+//     it takes grants again;
+//   - a server's gossip is dropped while its Raft traffic flows: gossip
+//     finds it dead, but autopilot sees Raft's own contact and removes no
+//     voter, however long it lasts;
+//   - a server (a minority) is cut off entirely: the two others go on
+//     with leases; the minority falls back to its baseline; it never falls
+//     below the minimum quorum of three voters, and comes back on the heal.
+//
+// Every record acknowledged through all of it is in a sink.
 func TestClusterPartition(t *testing.T) {
-	lab := newNetLab(t, 3)
+	lab := newNetLab(t, 4)
 	w := startWatcher(t)
 	base := t.TempDir()
 	var ms []*member
-	for k := 0; k < 3; k++ {
+	for k := 0; k < 4; k++ {
 		ip := lab.IP(k)
-		args := []string{"--http-addr", ip + ":0", "--gossip-addr", ip + ":0", "--raft-addr", ip + ":0", "--bootstrap-expect", "3"}
+		args := []string{"--http-addr", ip + ":0", "--gossip-addr", ip + ":" + strconv.Itoa(partitionGossipPort), "--raft-addr", ip + ":0"}
+		if k < 3 {
+			args = append(args, "--server", "--bootstrap-expect", "3")
+		}
 		if k > 0 {
 			args = append(args, "--join", ms[0].gossip)
 		}
 		ms = append(ms, launchMember(t, t, lab.Wrap(k), fmt.Sprintf("p%d", k+1), filepath.Join(base, fmt.Sprintf("p%d", k+1)), args...))
 	}
 	w.add(ms...)
+	servers := ms[:3]
+	worker := ms[3]
 	waitSeen(t, ms, []string{"p1", "p2", "p3"}, "alive", func(r string) bool { return r == "leader" || r == "voter" })
-	leader := waitLeader(t, ms...)
-	var victim *member
-	var k int
-	for i, m := range ms {
-		if m != leader {
-			victim, k = m, i
-		}
-	}
-	var rest []*member
-	for _, m := range ms {
-		if m != victim {
-			rest = append(rest, m)
-		}
-	}
+	waitSeen(t, ms, []string{"p4"}, "alive", func(r string) bool { return r == "none" })
+	leader := waitLeader(t, servers...)
 	var senders []*sender
 	for i, m := range ms {
-		workers := 2
-		if m == victim {
-			workers = 4 // so that it wants, and holds, more than the floor
+		workers := 1
+		if m == worker {
+			workers = 4 // so that it wants, and holds, more than its baseline
 		}
 		senders = append(senders, startSender(m.url, fmt.Sprintf("part%d", i), 50, workers))
 	}
@@ -766,111 +862,88 @@ func TestClusterPartition(t *testing.T) {
 		return acked
 	}
 	defer stopSenders()
+
+	// 1. The worker is cut off.
 	var before metrics
-	pollFor(t, victim.name+" to hold a fresh grant above the floor", func() bool {
-		s, err := scrape(victim.url)
+	pollFor(t, "the worker to hold a fresh grant above its baseline", func() bool {
+		s, err := scrape(worker.url)
 		before = s
 		return err == nil && s["batchpilot_lease_fresh"] == 1 && s["batchpilot_grant_bytes"] > s["batchpilot_cluster_floor_bytes"]
 	})
-
-	lab.Cut(k)
-	cut := time.Now()
+	lab.Cut(3)
 	var floor float64
-	fellBack := pollFor(t, victim.name+" to fall back to the safe baseline", func() bool {
-		s, err := scrape(victim.url)
+	fellBack := pollFor(t, "the worker to fall back to its baseline", func() bool {
+		s, err := scrape(worker.url)
 		floor = s["batchpilot_cluster_floor_bytes"]
 		return err == nil && s["batchpilot_lease_fresh"] == 0 && s["batchpilot_grant_bytes"] == floor
 	})
-	if limit := testLeaseTTL + time.Second; fellBack > limit {
-		t.Errorf("%s fell back %s after the cut, want within the lease TTL %s (+1s to observe it)", victim.name, fellBack, testLeaseTTL)
-	}
-	age := leaseAgeAtFallback(t, victim)
+	age := leaseAgeAtFallback(t, worker)
 	if age > testLeaseTTL+300*time.Millisecond {
-		t.Errorf("%s's lease was %s old when it fell back, want the TTL %s (+ its 100ms apply loop)", victim.name, age, testLeaseTTL)
+		t.Errorf("the worker's lease was %s old when it fell back, want the TTL %s (+ its 100ms apply loop)", age, testLeaseTTL)
 	}
+	lab.Heal(3)
+	epochAtHeal := int64(0)
+	if s, err := scrape(leader.url); err == nil {
+		epochAtHeal = s.int("batchpilot_raft_term")
+	}
+	pollFor(t, "the worker to take fresh grants again", func() bool {
+		s, err := scrape(worker.url)
+		return err == nil && s["batchpilot_lease_fresh"] == 1 && s.int("batchpilot_lease_epoch") >= epochAtHeal
+	})
+	t.Logf("worker (grant %.0f, baseline %.0f) cut off: on its baseline after %s (lease age %s); fresh again after the heal",
+		before["batchpilot_grant_bytes"], floor, fellBack.Round(time.Millisecond), age)
 
-	// The other side goes on: epochs continue, and the leader keeps the
-	// cut-off node's floor in every allocation, so its baseline plus the
-	// others' grants stay within the budget.
-	epochAtCut := int64(0)
-	for _, m := range rest {
-		if s, err := scrape(m.url); err == nil {
-			epochAtCut = max(epochAtCut, s.int("batchpilot_cluster_epoch"))
+	// 2. Gossip of a follower is dropped, Raft flows: no voter is removed.
+	var victim *member
+	var k int
+	for i, m := range servers {
+		if m != leader {
+			victim, k = m, i
 		}
 	}
-	reserved := 0
-	pollFor(t, "the others to find "+victim.name+" dead and go on with epochs", func() bool {
-		ok := true
+	lab.CutPort(k, partitionGossipPort)
+	waitSeen(t, []*member{leader}, []string{victim.name}, "dead", func(r string) bool { return r == "voter" })
+	deadSince := time.Now()
+	// The dead grace (30 s) and then some autopilot rounds: it is still a
+	// voter, since its Raft stats answer.
+	pollFor(t, "twice the dead grace with the victim's gossip cut", func() bool { return time.Since(deadSince) > 40*time.Second })
+	if s, err := scrape(leader.url); err != nil || s.members()[victim.name].role != "voter" {
+		t.Fatalf("%s is %+v on the leader after its gossip alone was cut for 40 s, want still a voter", victim.name, s.members()[victim.name])
+	}
+	lab.HealPort(k, partitionGossipPort)
+	waitSeen(t, ms, []string{victim.name}, "alive", func(r string) bool { return r == "voter" })
+	t.Logf("%s's gossip cut for 40 s with Raft intact: still a voter", victim.name)
+
+	// 3. The same follower cut off entirely: a minority of one.
+	lab.Cut(k)
+	rest := []*member{}
+	for _, m := range ms {
+		if m != victim {
+			rest = append(rest, m)
+		}
+	}
+	pollFor(t, "the rest to go on with fresh leases and the victim to fall back", func() bool {
 		for _, m := range rest {
-			s, err := scrape(m.url)
-			if err != nil {
+			if s, err := scrape(m.url); err != nil || s["batchpilot_lease_fresh"] != 1 {
 				return false
 			}
-			if g := s[`batchpilot_cluster_member_grant_bytes{name="`+victim.name+`"}`]; g < floor {
-				t.Errorf("%s's epoch %d grants the cut-off %s %.0f bytes, below its baseline %.0f", m.name, s.int("batchpilot_cluster_epoch"), victim.name, g, floor)
-			} else {
-				reserved++
-			}
-			if s.members()[victim.name].status != "dead" || s.int("batchpilot_cluster_epoch") < epochAtCut+3 || s["batchpilot_lease_fresh"] != 1 {
-				ok = false
-			}
 		}
-		return ok
-	})
-	held := time.Since(cut)
-
-	lab.Heal(k)
-	healed := time.Now()
-	var epochAtHeal int64
-	if s, err := scrape(rest[0].url); err == nil {
-		epochAtHeal = s.int("batchpilot_cluster_epoch")
-	}
-	waitSeen(t, ms, []string{"p1", "p2", "p3"}, "alive", inRaft)
-	pollFor(t, victim.name+" to take fresh grants again", func() bool {
 		s, err := scrape(victim.url)
-		return err == nil && s["batchpilot_lease_fresh"] == 1 && s.int("batchpilot_lease_epoch") > epochAtHeal
+		return err == nil && s["batchpilot_lease_fresh"] == 0
 	})
-	t.Logf("%s (grant %.0f, floor %.0f) cut off for %s: on the baseline %s after the cut (lease age %s); the others reserved its floor in %d samples; rejoined and granted %s after the heal",
-		victim.name, before["batchpilot_grant_bytes"], floor, held.Round(time.Millisecond), fellBack.Round(time.Millisecond),
-		age, reserved, time.Since(healed).Round(time.Millisecond))
-
-	// A cut that outlasts the dead grace: the leader removes the node from
-	// Raft (30s after gossip found it dead, when gossip has also stopped
-	// telling the dead anything). After the heal the two sides must still
-	// find each other, and the node comes back as a new Raft member.
-	lab.Cut(k)
-	cut = time.Now()
-	waitSeen(t, rest, []string{victim.name}, "dead", func(r string) bool { return r == "none" })
-	removed := time.Since(cut)
-	// Hold the cut five epochs longer: each node stops gossiping to a dead
-	// member 30s after it found it dead, and the nodes found it at slightly
-	// different times; after this, only a deliberate reconnect brings the
-	// sides together.
-	s, err := scrape(rest[0].url)
-	if err != nil {
-		t.Fatal(err)
+	if s, err := scrape(waitLeader(t, servers...).url); err != nil || s.members()[victim.name].role != "voter" {
+		t.Fatalf("the cut-off server was removed below the minimum quorum: %+v", s.members()[victim.name])
 	}
-	until := s.int("batchpilot_cluster_epoch") + 5
-	pollFor(t, "five more epochs with the node cut off", func() bool {
-		s, err := scrape(rest[0].url)
-		return err == nil && s.int("batchpilot_cluster_epoch") >= until
-	})
 	lab.Heal(k)
-	healed = time.Now()
-	if s, err := scrape(rest[0].url); err == nil {
-		epochAtHeal = s.int("batchpilot_cluster_epoch")
-	}
-	waitSeen(t, ms, []string{"p1", "p2", "p3"}, "alive", inRaft)
-	pollFor(t, victim.name+" to take fresh grants after a long cut", func() bool {
+	waitSeen(t, ms, []string{"p1", "p2", "p3"}, "alive", func(r string) bool { return r == "leader" || r == "voter" })
+	pollFor(t, victim.name+" to take fresh grants after the heal", func() bool {
 		s, err := scrape(victim.url)
-		return err == nil && s["batchpilot_lease_fresh"] == 1 && s.int("batchpilot_lease_epoch") > epochAtHeal
+		return err == nil && s["batchpilot_lease_fresh"] == 1
 	})
-	t.Logf("cut off again for %s: out of Raft %s after the cut; back in gossip and Raft, and granted, %s after the heal",
-		healed.Sub(cut).Round(time.Millisecond), removed.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 	w.close()
 	w.check(t)
 
-	// Every record acknowledged through both cuts is in a sink.
+	// Every record acknowledged through the cuts is in a sink.
 	acked := stopSenders()
 	var dirs []string
 	for _, m := range ms {
@@ -880,11 +953,16 @@ func TestClusterPartition(t *testing.T) {
 		dirs = append(dirs, m.dir)
 	}
 	out, err := runVerifyCmd(t, writeIDs(t, acked), dirs...)
-	t.Logf("verify after two cuts and heals: %s (%d acknowledged)", out, len(acked))
+	t.Logf("verify after the cuts and heals: %s (%d acknowledged)", out, len(acked))
 	if err != nil || !strings.HasPrefix(out, "lost 0 ") {
 		t.Fatalf("verify: %q %v; want lost 0", out, err)
 	}
 }
+
+// partitionGossipPort is the gossip port of every node in the partition
+// test: each has an address of its own, and a fixed port lets the lab drop
+// gossip alone.
+const partitionGossipPort = 7946
 
 var staleRE = regexp.MustCompile(`budget lease stale.* age_ms=(\d+)`)
 

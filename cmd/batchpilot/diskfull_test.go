@@ -45,19 +45,6 @@ func remountTmpfs(t *testing.T, dir, size string) {
 	}
 }
 
-// getJSON decodes the JSON answer of GET url into v.
-func getJSON(url string, v any) error {
-	resp, err := scrapeClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
 // TestFullDiskRefusesAndRecoversByItself runs an agent whose data dir is a
 // 6 MiB tmpfs under a load of 1 KiB records until the file sink reaches its
 // free-space floor: ingest answers 503 with Retry-After, the breaker opens

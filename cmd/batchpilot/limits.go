@@ -128,7 +128,9 @@ func runLimitsSet(ctx context.Context, args []string, usage string) error {
 // putLimits sends the patch and returns the committed limits. An answer of
 // 503 (no leader yet, or the outcome was lost with the leadership) is retried
 // with the same request id, which the cluster applies at most once, until
-// the client's timeout.
+// the client's timeout. A node that will not forward the API token over a
+// connection that is not verified TLS names the leader; the retry goes
+// there directly.
 func (c *apiClient) putLimits(ctx context.Context, body []byte) ([]byte, error) {
 	hdr := http.Header{"X-Request-Id": {consensus.NewRequestID()}}
 	for {
@@ -136,6 +138,13 @@ func (c *apiClient) putLimits(ctx context.Context, body []byte) ([]byte, error) 
 		var ae *apiError
 		if err == nil || !errors.As(err, &ae) || ae.status != http.StatusServiceUnavailable {
 			return out, err
+		}
+		if ae.leader != "" {
+			if base := c.base[:strings.Index(c.base, "://")+3] + ae.leader; base != c.base {
+				fmt.Fprintf(os.Stderr, "batchpilot limits set: sending the change to the leader at %s\n", base)
+				c.base = base
+				continue
+			}
 		}
 		wait := min(max(ae.retryAfter, 200*time.Millisecond), 5*time.Second)
 		fmt.Fprintf(os.Stderr, "batchpilot limits set: %s; retrying in %s\n", ae.msg, wait)

@@ -89,6 +89,9 @@ type apiError struct {
 	status       int
 	msg          string
 	retryAfter   time.Duration
+	// leader is the leader's HTTP address when a node answered that it
+	// does not forward the request there itself (see the API).
+	leader string
 }
 
 func (e *apiError) Error() string {
@@ -132,6 +135,14 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte, hd
 		e := &apiError{method: method, path: path, status: resp.StatusCode, msg: errorMessage(out)}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 			e.retryAfter = time.Duration(s) * time.Second
+		}
+		var hint struct {
+			Leader struct {
+				HTTPAddr string `json:"http_addr"`
+			} `json:"leader"`
+		}
+		if json.Unmarshal(out, &hint) == nil {
+			e.leader = hint.Leader.HTTPAddr
 		}
 		if resp.StatusCode == http.StatusNotFound && !json.Valid(out) {
 			e.msg = "no such API here: is " + c.base + " a batchpilot node?"

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -21,12 +22,13 @@ import (
 // probes time out), and the test watches both sides. Heal removes the drop.
 // It needs root and iproute2.
 type netLab struct {
-	t      *testing.T
-	prefix string // "10.X"
-	router string
-	hostIf string
-	nodes  []string // namespace of node k is nodes[k], subnet prefix.(k+1)
-	cut    map[int][][]string
+	t       *testing.T
+	prefix  string // "10.X"
+	router  string
+	hostIf  string
+	nodes   []string // namespace of node k is nodes[k], subnet prefix.(k+1)
+	cut     map[int][][]string
+	portCut map[int][][]string
 }
 
 // newNetLab builds a lab for n nodes, or skips the test where namespaces
@@ -40,7 +42,7 @@ func newNetLab(t *testing.T, n int) *netLab {
 		t.Skip("the partition test needs iproute2 (ip): ", err)
 	}
 	id := fmt.Sprintf("%05x", rand.IntN(1<<20))
-	l := &netLab{t: t, router: "bp" + id + "r", hostIf: "bp" + id + "h", cut: map[int][][]string{}}
+	l := &netLab{t: t, router: "bp" + id + "r", hostIf: "bp" + id + "h", cut: map[int][][]string{}, portCut: map[int][][]string{}}
 	routes, _ := exec.Command("ip", "-4", "route", "show").Output()
 	for tries := 0; ; tries++ {
 		l.prefix = fmt.Sprintf("10.%d", 200+rand.IntN(50))
@@ -112,6 +114,39 @@ func (l *netLab) Heal(k int) {
 		l.must(append([]string{"-n", l.router, "rule", "del"}, r...)...)
 	}
 	delete(l.cut, k)
+}
+
+// CutPort drops the traffic to and from port (TCP and UDP) between node k
+// and every other node, and lets everything else through: the partition
+// test drops gossip alone this way.
+func (l *netLab) CutPort(k, port int) {
+	l.t.Helper()
+	p := strconv.Itoa(port)
+	for j := range l.nodes {
+		if j == k {
+			continue
+		}
+		for _, proto := range []string{"tcp", "udp"} {
+			for _, r := range [][]string{
+				{"from", l.subnet(k) + ".0/24", "to", l.subnet(j) + ".0/24", "ipproto", proto, "dport", p, "blackhole", "pref", "90"},
+				{"from", l.subnet(k) + ".0/24", "to", l.subnet(j) + ".0/24", "ipproto", proto, "sport", p, "blackhole", "pref", "90"},
+				{"from", l.subnet(j) + ".0/24", "to", l.subnet(k) + ".0/24", "ipproto", proto, "dport", p, "blackhole", "pref", "90"},
+				{"from", l.subnet(j) + ".0/24", "to", l.subnet(k) + ".0/24", "ipproto", proto, "sport", p, "blackhole", "pref", "90"},
+			} {
+				l.must(append([]string{"-n", l.router, "rule", "add"}, r...)...)
+				l.portCut[k] = append(l.portCut[k], r)
+			}
+		}
+	}
+}
+
+// HealPort undoes CutPort.
+func (l *netLab) HealPort(k, port int) {
+	l.t.Helper()
+	for _, r := range l.portCut[k] {
+		l.must(append([]string{"-n", l.router, "rule", "del"}, r...)...)
+	}
+	delete(l.portCut, k)
 }
 
 func (l *netLab) ip(args ...string) (string, error) {

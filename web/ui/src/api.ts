@@ -4,6 +4,8 @@
 export type Breaker = 'closed' | 'open' | 'half-open' | '';
 export type MemberStatus = 'alive' | 'suspect' | 'dead' | 'left';
 export type RaftRole = 'leader' | 'voter' | 'nonvoter' | 'none';
+/** A server runs Raft; a worker is a gossip member and lease client only. */
+export type NodeRole = 'server' | 'worker';
 
 export interface GossipHealth {
   batch_size: number;
@@ -30,12 +32,14 @@ export interface Member {
   id: string;
   name: string;
   status: MemberStatus;
+  /** Absent from older servers, whose every node was a Raft member. */
+  role?: NodeRole;
   raft_role: RaftRole;
   http_addr: string;
   gossip_addr?: string;
   raft_addr?: string;
   health: GossipHealth;
-  budget: { grant_bytes: number; want_bytes: number; has_bytes: number; lease?: Lease };
+  budget: { grant_bytes: number; want_bytes: number; has_bytes: number; baseline_bytes?: number; lease_fresh?: boolean; lease?: Lease };
 }
 
 export interface Limits {
@@ -62,6 +66,10 @@ export interface Cluster {
   budget_bytes: number;
   granted_bytes: number;
   floor_bytes: number;
+  /** "leader": every node's health and lease; "local": what one node knows. */
+  view?: 'leader' | 'local';
+  servers?: number;
+  workers?: number;
 }
 
 /** A "snapshot" event of /api/v1/events. */

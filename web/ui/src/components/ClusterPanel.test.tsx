@@ -16,8 +16,20 @@ describe('ClusterPanel', () => {
     const first = within(rows[0]);
     expect(first.getByText('node-1')).toBeTruthy();
     expect(first.getByText('alive')).toBeTruthy();
-    expect(first.getByText('leader')).toBeTruthy();
+    expect(first.getByTestId('role').textContent).toBe('server · leader');
     expect(first.getByText('closed')).toBeTruthy();
+  });
+
+  it('tells servers from workers', () => {
+    const nodes = [
+      member('node-1', { raft_role: 'leader', role: 'server' }),
+      member('node-2', { role: 'server' }),
+      member('node-4', { raft_role: 'none', role: 'worker' }),
+    ];
+    const { container } = render(<ClusterPanel cluster={cluster(nodes)} stale={false} colorOf={colorOf} />);
+    expect(screen.getByTestId('role-count').textContent).toBe('2 servers, 1 worker');
+    const worker = container.querySelector('tr[data-node="node-4"]') as HTMLElement;
+    expect(within(worker).getByTestId('role').textContent).toBe('worker');
   });
 
   it('marks a dead member as failed and hides its stale figures', () => {

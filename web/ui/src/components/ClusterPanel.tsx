@@ -1,5 +1,6 @@
-// The cluster at a glance: leader, term, and every member with its gossip
-// status, Raft role, breaker and latest health. Members that are not alive
+// The cluster at a glance: leader, term, servers and workers, and every
+// member with its gossip status, role (server with its Raft role, or
+// worker), breaker and latest health. Members that are not alive
 // are marked, and the whole table is marked stale when the stream is.
 
 import type { Cluster, Member } from '../api';
@@ -33,6 +34,8 @@ export function ClusterPanel({ cluster, stale, colorOf, servedBy, focus = null, 
     );
   }
   const alive = cluster.members.filter((m) => m.status === 'alive').length;
+  const servers = cluster.members.filter((m) => roleOf(m) === 'server').length;
+  const workers = cluster.members.length - servers;
   return (
     <section className={'panel' + (stale ? ' stale' : '')} aria-label="cluster">
       <h2>Cluster</h2>
@@ -52,6 +55,12 @@ export function ClusterPanel({ cluster, stale, colorOf, servedBy, focus = null, 
           </dd>
         </div>
         <div>
+          <dt>Roles</dt>
+          <dd data-testid="role-count">
+            {servers} server{servers === 1 ? '' : 's'}, {workers} worker{workers === 1 ? '' : 's'}
+          </dd>
+        </div>
+        <div>
           <dt>Cluster id</dt>
           <dd className="mono">{cluster.cluster_id ? cluster.cluster_id.slice(0, 12) : '–'}</dd>
         </div>
@@ -68,7 +77,7 @@ export function ClusterPanel({ cluster, stale, colorOf, servedBy, focus = null, 
             <tr>
               <th>Node</th>
               <th>Status</th>
-              <th>Raft</th>
+              <th>Role</th>
               <th>Breaker</th>
               <th className="num">Batch</th>
               <th className="num">Records/s</th>
@@ -95,6 +104,11 @@ export function ClusterPanel({ cluster, stale, colorOf, servedBy, focus = null, 
       </div>
     </section>
   );
+}
+
+/** A member's role; older servers sent none, and every node was a server. */
+export function roleOf(m: Member): 'server' | 'worker' {
+  return m.role ?? 'server';
 }
 
 interface MemberRowProps {
@@ -125,8 +139,14 @@ function MemberRow({ m, color, slo, picked, onPick }: MemberRowProps) {
           {statusText[m.status] ?? m.status}
         </span>
       </td>
-      <td>
-        <span className={'role role-' + m.raft_role}>{m.raft_role}</span>
+      <td data-testid="role">
+        {roleOf(m) === 'worker' ? (
+          <span className="role role-worker" title="a gossip member and lease client; not in Raft">worker</span>
+        ) : (
+          <span className={'role role-' + m.raft_role} title={'a server; its Raft role is ' + m.raft_role}>
+            server · {m.raft_role}
+          </span>
+        )}
       </td>
       <td>{!down && h.breaker ? <span className={'badge breaker-' + h.breaker}>{h.breaker}</span> : '–'}</td>
       <td className="num">{down ? '–' : num(h.batch_size)}</td>

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/batchpilot/batchpilot/cluster"
+	"github.com/batchpilot/batchpilot/consensus"
+)
+
+// TestClusterBenchScale is `make bench-scale`: three real servers (separate
+// processes of the real binary, built without -race) and N workers in this
+// process, each a real memberlist member on its own loopback port and a
+// real lease client asking the servers over HTTP every 2 s (a 6 s lease).
+// For N in BENCH_SCALE_WORKERS (default 100,300,1000) it measures:
+//   - how long after the last worker joined every server sees every
+//     member alive;
+//   - the lease RPC's round trip at the workers (p50, p99, max) over a
+//     30 s window, and its errors;
+//   - the leader's CPU per 1,000 lease requests it answered in the window,
+//     and the CPU of the three servers;
+//   - the memory (RSS) of this process per worker.
+//
+// It runs only when BATCHPILOT_BENCH_SCALE names a file for its figures.
+func TestClusterBenchScale(t *testing.T) {
+	out := os.Getenv("BATCHPILOT_BENCH_SCALE")
+	if out == "" {
+		t.Skip("a benchmark: set BATCHPILOT_BENCH_SCALE=FILE (make bench-scale) to run it")
+	}
+	bin := filepath.Join(t.TempDir(), "batchpilot")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	var runs []scaleRun
+	for _, f := range strings.Split(envOr("BENCH_SCALE_WORKERS", "100,300,1000"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r scaleRun
+		// A subtest per size, so that its servers stop before the next.
+		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) { r = runScale(t, bin, n) })
+		runs = append(runs, r)
+		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS per worker %s",
+			r.Workers, r.AllAliveS, r.JoinS, r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS, r.LeaseErrors, r.LeaseRequests,
+			r.LeaderCPUmsPer1000, r.LeaderRefreshesPerS, r.ServersCPUCores, r.RSSKiBPerWorker, r.Note)
+	}
+	mergeBenchFile(t, out, "scale", runs)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+type scaleRun struct {
+	Workers             int     `json:"workers"`
+	JoinS               float64 `json:"join_s"`
+	AllAliveS           float64 `json:"all_alive_after_last_join_s"`
+	LeaseRequests       int     `json:"lease_requests"`
+	LeaseErrors         int     `json:"lease_errors"`
+	LeaseP50ms          float64 `json:"lease_rtt_p50_ms"`
+	LeaseP99ms          float64 `json:"lease_rtt_p99_ms"`
+	LeaseMaxMS          float64 `json:"lease_rtt_max_ms"`
+	LeaderCPUmsPer1000  float64 `json:"leader_cpu_ms_per_1000_refreshes"`
+	LeaderRefreshesPerS float64 `json:"leader_refreshes_per_s"`
+	ServersCPUCores     float64 `json:"servers_cpu_cores"`
+	RSSKiBPerWorker     float64 `json:"rss_kib_per_worker"`
+	Note                string  `json:"note,omitempty"`
+}
+
+// scaleServer is one server process of the benchmark.
+type scaleServer struct {
+	cmd         *exec.Cmd
+	url, gossip string
+	name        string
+	logMu       sync.Mutex
+	log         strings.Builder
+	exited      chan struct{}
+}
+
+func startScaleServer(t *testing.T, bin, dir, name string, join string) *scaleServer {
+	t.Helper()
+	args := []string{"agent", "--server", "--bootstrap-expect", "3", "--node-name", name, "--data-dir", filepath.Join(dir, name),
+		"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--syslog-addr", "",
+		"--log-level", "warn", "--max-conns", "8192", "--initial-limits", "lease_ttl_ms=6000,epoch_ms=2000"}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	s := &scaleServer{cmd: exec.Command(bin, args...), name: name, exited: make(chan struct{})}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan []string, 1)
+	go func() {
+		defer close(s.exited)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			s.logMu.Lock()
+			if s.log.Len() < 1<<20 {
+				s.log.WriteString(sc.Text() + "\n")
+			}
+			s.logMu.Unlock()
+			if m := addrsRE.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m
+			}
+		}
+		_ = s.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		if t.Failed() {
+			s.logMu.Lock()
+			t.Logf("%s log:\n%s", name, tail(s.log.String(), 8000))
+			s.logMu.Unlock()
+		}
+	})
+	select {
+	case m := <-found:
+		s.url, s.gossip = m[1], m[3]
+	case <-s.exited:
+		t.Fatalf("%s exited before listening", name)
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not start listening", name)
+	}
+	return s
+}
+
+// rtts collects the lease round trips of the workers.
+type rtts struct {
+	mu     sync.Mutex
+	on     bool
+	d      []time.Duration
+	errors int
+}
+
+func (r *rtts) observe(d time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.on {
+		return
+	}
+	if err != nil {
+		r.errors++
+		return
+	}
+	r.d = append(r.d, d)
+}
+
+func runScale(t *testing.T, bin string, n int) scaleRun {
+	r := scaleRun{Workers: n}
+	dir := t.TempDir()
+	s1 := startScaleServer(t, bin, dir, "s1", "")
+	s2 := startScaleServer(t, bin, dir, "s2", s1.gossip)
+	s3 := startScaleServer(t, bin, dir, "s3", s1.gossip)
+	servers := []*scaleServer{s1, s2, s3}
+	var leader *scaleServer
+	pollFor(t, "a leader among the three servers", func() bool {
+		for _, s := range servers {
+			if m, err := scrape(s.url); err == nil && m["batchpilot_raft_leader"] == 1 && m["batchpilot_lease_fresh"] == 1 {
+				leader = s
+				return true
+			}
+		}
+		return false
+	})
+
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConns: 4 * n, MaxIdleConnsPerHost: n, IdleConnTimeout: time.Minute}}
+	var obs rtts
+	type worker struct {
+		g   *cluster.Cluster
+		srv *consensus.Server
+	}
+	var workers []worker
+	defer func() {
+		var wg sync.WaitGroup
+		for _, w := range workers {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = w.srv.Shutdown(); _ = w.g.Shutdown() }()
+		}
+		wg.Wait()
+	}()
+	runtime.GC()
+	rss0 := procRSS(os.Getpid())
+	joins := []string{s1.gossip, s2.gossip, s3.gossip}
+	start := time.Now()
+	// Workers start 16 at a time, each joining one of the servers.
+	var mu sync.Mutex
+	var startErr error
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			name := fmt.Sprintf("w%04d", i+1)
+			g, err := cluster.New(cluster.Config{
+				NodeName: name, DataDir: filepath.Join(dir, name), Role: cluster.RoleWorker, Version: "bench",
+				BindAddr: "127.0.0.1:0", Join: []string{joins[i%3]}, Logger: discard, LANTimings: true,
+			})
+			if err != nil {
+				mu.Lock()
+				startErr = fmt.Errorf("worker %d: %w", i+1, err)
+				mu.Unlock()
+				return
+			}
+			srv, err := consensus.New(consensus.Config{
+				Worker: true, Gossip: g, Logger: discard, HTTPClient: hc, LeaseObserver: obs.observe,
+				Health: func() cluster.Health { return cluster.Health{BatchSize: 100, WantBytes: 1 << 20} },
+			})
+			if err != nil {
+				g.Shutdown()
+				mu.Lock()
+				startErr = fmt.Errorf("worker %d: %w", i+1, err)
+				mu.Unlock()
+				return
+			}
+			srv.Start()
+			mu.Lock()
+			workers = append(workers, worker{g, srv})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if startErr != nil {
+		r.Note = startErr.Error()
+		return r
+	}
+	lastJoin := time.Now()
+	r.JoinS = lastJoin.Sub(start).Seconds()
+	// Every server must see every member alive; a run where they do not
+	// within 2 minutes says how far they got, and goes on to the leases,
+	// which do not depend on gossip once a worker knows the leader.
+	want := n + 3
+	r.AllAliveS = -1
+alive:
+	for _, s := range servers {
+		best := 0
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var st consensus.Status
+			if getJSON(s.url+"/api/v1/cluster", &st) == nil {
+				best = max(best, st.Servers+st.Workers)
+				if st.Servers+st.Workers == want {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				r.Note = fmt.Sprintf("%s saw at most %d of %d members alive within 2 minutes", s.name, best, want)
+				break alive
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	if r.Note == "" {
+		r.AllAliveS = time.Since(lastJoin).Seconds()
+	}
+	runtime.GC()
+	r.RSSKiBPerWorker = (procRSS(os.Getpid()) - rss0) / 1024 / float64(n)
+
+	// Let the workers settle on their leases (at most a minute), then
+	// measure for 30 s.
+	fresh := 0
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		fresh = 0
+		for _, w := range workers {
+			if _, ok := w.srv.Grant(time.Now()); ok {
+				fresh++
+			}
+		}
+		if fresh == n {
+			break
+		}
+	}
+	if fresh < n {
+		r.Note += fmt.Sprintf("; %d of %d workers on a fresh lease before the window", fresh, n)
+	}
+	m0, _ := scrape(leader.url)
+	cpu0 := procCPU(leader.cmd.Process.Pid)
+	var all0 float64
+	for _, s := range servers {
+		all0 += procCPU(s.cmd.Process.Pid)
+	}
+	obs.mu.Lock()
+	obs.on = true
+	obs.mu.Unlock()
+	at0 := time.Now()
+	<-time.After(30 * time.Second) // the measuring window
+	secs := time.Since(at0).Seconds()
+	obs.mu.Lock()
+	obs.on = false
+	d := slices.Clone(obs.d)
+	r.LeaseErrors = obs.errors
+	obs.mu.Unlock()
+	cpu := procCPU(leader.cmd.Process.Pid) - cpu0
+	var all1 float64
+	for _, s := range servers {
+		all1 += procCPU(s.cmd.Process.Pid)
+	}
+	r.ServersCPUCores = (all1 - all0) / secs
+	if m1, err := scrape(leader.url); err == nil && m0 != nil {
+		reqs := m1["batchpilot_lease_requests_total"] - m0["batchpilot_lease_requests_total"]
+		r.LeaderRefreshesPerS = reqs / secs
+		if reqs > 0 {
+			r.LeaderCPUmsPer1000 = cpu * 1000 / reqs * 1000
+		}
+	}
+	slices.Sort(d)
+	r.LeaseRequests = len(d)
+	if len(d) > 0 {
+		q := func(p float64) float64 {
+			return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+		}
+		r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS = q(0.5), q(0.99), float64(d[len(d)-1].Microseconds())/1000
+	}
+	return r
+}

@@ -1,0 +1,197 @@
+package consensus
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func testLimits() Limits {
+	l := DefaultLimits()
+	l.ClusterBudgetBytes = 100 * mib
+	l.NodeFloorBytes = 10 * mib
+	l.LeaseTTLms = 3000
+	l.MaxGrowthPercent = 1000
+	return l
+}
+
+// learned returns a table past its learning mode.
+func learned(now time.Time, l Limits) (*LeaseTable, time.Time) {
+	t := NewLeaseTable(now, 7, l.LeaseTTL())
+	return t, now.Add(l.LeaseTTL() + SkewMargin(l.LeaseTTL()))
+}
+
+func TestLeaseTableAnswersWithTheRulesOfDoorman(t *testing.T) {
+	l := testLimits()
+	ttl := l.LeaseTTL()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	t.Run("a new leader learns for one TTL: it gives no more than a node has", func(t *testing.T) {
+		tab := NewLeaseTable(start, 7, ttl)
+		ans := tab.Request(start, LeaseRequest{ID: "a", Want: 90 * mib, Has: 30 * mib}, l, []string{"a", "b"})
+		if !ans.Learning || ans.Grant != 30*mib || ans.Epoch != 7 {
+			t.Fatalf("learning answer %+v, want the 30 MiB it has, epoch 7", ans)
+		}
+		ans = tab.Request(start.Add(time.Second), LeaseRequest{ID: "b", Want: 90 * mib, Has: 0}, l, []string{"a", "b"})
+		if ans.Grant != ans.Baseline {
+			t.Fatalf("a node with nothing got %d in learning mode, want its baseline %d", ans.Grant, ans.Baseline)
+		}
+		after := start.Add(ttl + SkewMargin(ttl))
+		if ans := tab.Request(after, LeaseRequest{ID: "b", Want: 40 * mib}, l, []string{"a", "b"}); ans.Learning {
+			t.Fatal("still learning after TTL plus the skew margin")
+		}
+	})
+
+	t.Run("capacity under an unexpired lease is not handed out again", func(t *testing.T) {
+		tab, now := learned(start, l)
+		a := tab.Request(now, LeaseRequest{ID: "a", Want: 90 * mib}, l, []string{"a", "b"})
+		if a.Grant != 90*mib-joinHeadroom {
+			t.Fatalf("a alone wanting 90 MiB got %d; want 90 MiB (b's 10 MiB baseline and the join headroom reserved)", a.Grant)
+		}
+		// b wants as much: its fair share is half, but a holds its grant
+		// until its lease expires, so b gets only what is free.
+		b := tab.Request(now.Add(time.Second), LeaseRequest{ID: "b", Want: 90 * mib}, l, []string{"a", "b"})
+		if b.Grant != 10*mib {
+			t.Fatalf("b got %d while a holds 90 MiB; want what is free", b.Grant)
+		}
+		// a's next refresh brings it down to its fair share; until a says
+		// it obeys the lower grant, b still gets no more.
+		a = tab.Request(now.Add(2*time.Second), LeaseRequest{ID: "a", Want: 90 * mib, Has: a.Grant}, l, []string{"a", "b"})
+		if a.Grant != 50*mib {
+			t.Fatalf("a's refresh: %d, want its 50 MiB share", a.Grant)
+		}
+		if b2 := tab.Request(now.Add(2500*time.Millisecond), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"}); b2.Grant > b.Grant {
+			t.Fatalf("b got %d before a confirmed its lower grant", b2.Grant)
+		}
+		tab.Request(now.Add(3*time.Second), LeaseRequest{ID: "a", Want: 90 * mib, Has: a.Grant}, l, []string{"a", "b"})
+		b = tab.Request(now.Add(3500*time.Millisecond), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"})
+		if b.Grant != 50*mib-joinHeadroom {
+			t.Fatalf("after a confirmed, b got %d, want the other half", b.Grant)
+		}
+	})
+
+	t.Run("a silent node's grant is reused only after its lease expires with the margin", func(t *testing.T) {
+		tab, now := learned(start, l)
+		tab.Request(now, LeaseRequest{ID: "a", Want: 90 * mib}, l, []string{"a", "b"})
+		// a goes silent. Within TTL+margin b gets no more than the rest.
+		b := tab.Request(now.Add(ttl), LeaseRequest{ID: "b", Want: 90 * mib}, l, []string{"a", "b"})
+		if b.Grant > 100*mib-90*mib {
+			t.Fatalf("b got %d while a's lease is unexpired", b.Grant)
+		}
+		b = tab.Request(now.Add(ttl+SkewMargin(ttl)+time.Millisecond), LeaseRequest{ID: "b", Want: 90 * mib, Has: b.Grant}, l, []string{"a", "b"})
+		if b.Grant != 90*mib-joinHeadroom {
+			t.Fatalf("after a's lease expired b got %d, want 90 MiB (a's baseline stays reserved)", b.Grant)
+		}
+	})
+
+	t.Run("members not heard from are reserved their initial baseline", func(t *testing.T) {
+		tab, now := learned(start, l)
+		alive := []string{"a"}
+		for i := range 9 {
+			alive = append(alive, fmt.Sprint("w", i))
+		}
+		a := tab.Request(now, LeaseRequest{ID: "a", Want: 100 * mib}, l, alive)
+		// Ten nodes: baselines of 5 MiB (half the budget shared), nine
+		// of them reserved for the members a has not heard from.
+		if a.Grant != 100*mib-9*5*mib-joinHeadroom {
+			t.Fatalf("a got %d, want the budget less 9 baselines of 5 MiB", a.Grant)
+		}
+	})
+
+	t.Run("answers carry the lease terms", func(t *testing.T) {
+		tab, now := learned(start, l)
+		a := tab.Request(now, LeaseRequest{ID: "a", Want: mib}, l, nil)
+		if a.TTLms != 3000 || a.RefreshMS != 1000 || a.Budget != 100*mib || a.Limits != l {
+			t.Fatalf("answer %+v", a)
+		}
+	})
+}
+
+// TestLeaseTableNeverOvercommits drives a table with random requests,
+// silences and clock steps, and checks at every step the invariant the
+// nodes rely on: what the nodes may obey (each one's last grant until its
+// own expiry, TTL after it sent the request; its baseline after) sums to
+// at most the budget.
+func TestLeaseTableNeverOvercommits(t *testing.T) {
+	l := testLimits()
+	ttl := l.LeaseTTL()
+	r := rand.New(rand.NewPCG(3, 4))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type obeyed struct {
+		grant, baseline int64
+		until           time.Time
+	}
+	nodes := map[string]*obeyed{}
+	var alive []string
+	for i := range 12 {
+		id := fmt.Sprint("n", i)
+		alive = append(alive, id)
+		nodes[id] = &obeyed{baseline: InitialBaseline}
+	}
+	// The old leader's grants, which the new one learns.
+	for i, id := range alive[:4] {
+		nodes[id].grant, nodes[id].until = int64(i+1)*5*mib, now.Add(ttl/2)
+	}
+	tab := NewLeaseTable(now, 2, ttl)
+	for step := range 5000 {
+		now = now.Add(time.Duration(r.IntN(400)) * time.Millisecond)
+		id := alive[r.IntN(len(alive))]
+		n := nodes[id]
+		if r.IntN(10) == 0 && id != "n0" {
+			continue // this node is cut off: it asks nothing
+		}
+		has := n.baseline
+		if now.Before(n.until) {
+			has = n.grant
+		}
+		ans := tab.Request(now, LeaseRequest{ID: id, Want: r.Int64N(80 * mib), Has: has}, l, alive)
+		n.grant, n.baseline, n.until = ans.Grant, ans.Baseline, now.Add(ttl)
+		var sum int64
+		for _, o := range nodes {
+			if now.Before(o.until) {
+				sum += max(o.grant, o.baseline)
+			} else {
+				sum += o.baseline
+			}
+		}
+		if sum > l.ClusterBudgetBytes {
+			t.Fatalf("step %d: the nodes may obey %d bytes, over the budget %d", step, sum, l.ClusterBudgetBytes)
+		}
+	}
+}
+
+func TestLeaseTableForgetsNodesThatLeft(t *testing.T) {
+	l := testLimits()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tab, now := learned(now, l)
+	tab.Request(now, LeaseRequest{ID: "a", Want: mib}, l, nil)
+	tab.Forget(now, []string{"a"}, time.Hour)
+	if ls, _ := tab.Snapshot(now); len(ls) != 1 {
+		t.Fatal("a node that left was forgotten while its lease runs")
+	}
+	later := now.Add(l.LeaseTTL() + SkewMargin(l.LeaseTTL()))
+	tab.Forget(later, []string{"a"}, time.Hour)
+	if ls, _ := tab.Snapshot(later); len(ls) != 0 {
+		t.Fatal("a node that left is still reserved after its lease expired")
+	}
+}
+
+func TestLeaseRequestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  LeaseRequest
+		ok   bool
+	}{
+		{"a request with an id is valid", LeaseRequest{ID: "x", Want: 1}, true},
+		{"an empty id is refused", LeaseRequest{}, false},
+		{"a negative want is refused", LeaseRequest{ID: "x", Want: -1}, false},
+		{"a long name is refused", LeaseRequest{ID: "x", Name: string(make([]byte, 129))}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.req.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate = %v", err)
+			}
+		})
+	}
+}
