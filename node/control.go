@@ -33,6 +33,8 @@ type Health struct {
 	GrantBytes int64  `json:"grant_bytes"`
 	Breaker    string `json:"breaker"`
 	SinkErrors int64  `json:"sink_errors"`
+	// Admission is the queue's delay bound and what it refused.
+	Admission AdmissionHealth `json:"admission"`
 }
 
 // Health returns the figures of the last control interval.
@@ -156,6 +158,7 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		WantBytes:  n.want(d, obs, avgRecord),
 		GrantBytes: n.grantBytes.Load(), Breaker: breaker, SinkErrors: int64(obs.SinkErrors),
 	}
+	h.Admission = n.admit(obs)
 	n.health.Store(h)
 	n.history.add(*h)
 	n.metrics.setBreaker(breaker)
@@ -173,6 +176,28 @@ func (n *Node) want(d tuner.Decision, obs tuner.Observation, avgRecord float64) 
 		w *= 2
 	}
 	return int64(w)
+}
+
+// admit updates the admission's bounds from the interval's figures and
+// returns its state.
+func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
+	a := n.queue.adm
+	before := a.counters()
+	a.update(admissionInput{
+		slo:           obs.SLO,
+		written:       obs.Throughput,
+		batches:       obs.Batches,
+		meanFill:      obs.MeanBatchFill,
+		meanBatchTime: obs.MeanBatchTime,
+		concurrency:   n.cfg.FlushConcurrency,
+		batchSize:     n.BatchSize(),
+		depth:         obs.QueueDepth,
+		queueBytes:    obs.QueueBytes,
+		p99:           obs.P99,
+		backpressure:  obs.Backpressure,
+		failed:        obs.SinkErrors,
+	})
+	return a.health(obs.QueueDepth, before)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

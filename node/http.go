@@ -36,6 +36,10 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, ErrDraining.Error(), 0)
 		return
 	}
+	if err := n.admitHeaders(r); err != nil {
+		n.writeOverloaded(w, err) // before the body is read (admission.go)
+		return
+	}
 	body, status, err := n.readBody(r)
 	if err != nil {
 		if status == http.StatusRequestEntityTooLarge {
@@ -83,8 +87,7 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"accepted\":%d}\n", len(recs))
 	case errors.Is(err, ErrQueueFull):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "queue full: retry later", 0)
+		n.writeOverloaded(w, err)
 	case errors.Is(err, ErrDraining), errors.Is(err, ErrBreakerOpen):
 		writeError(w, http.StatusServiceUnavailable, err.Error(), 0)
 	case r.Context().Err() != nil:

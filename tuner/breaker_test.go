@@ -60,6 +60,37 @@ func TestBreakerDoesNotTripOnBatchesRefusedAsTooLarge(t *testing.T) {
 	}
 }
 
+// A downstream that answers 429 (or 503 with Retry-After, or times out) is
+// pushing back, not failing: the breaker, which would refuse everybody's
+// records, stays closed and the decision passes; a storm of other failures
+// (500s, refused connections) still opens it.
+func TestBreakerBackPressureIsNotFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		errors, bp, tooLarge int
+		wantState            string
+	}{
+		{"every batch failed on 429s", 10, 10, 0, BreakerClosed},
+		{"429s and 413s together", 10, 6, 4, BreakerClosed},
+		{"a 5xx storm", 10, 0, 0, BreakerOpen},
+		{"a 5xx storm beside 429s", 10, 4, 0, BreakerOpen},
+		{"back pressure counted per attempt, beyond the failed batches", 6, 20, 0, BreakerClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBreaker(BreakerConfig{})
+			obs := healthy(0, 400)
+			obs.SinkErrors, obs.Backpressure, obs.TooLarge = tc.errors, tc.bp, tc.tooLarge
+			d := b.Apply(obs, Decision{BatchSize: 500, Reason: "model"})
+			if b.State() != tc.wantState || d.Breaker != tc.wantState {
+				t.Fatalf("state %q / %q, want %q", b.State(), d.Breaker, tc.wantState)
+			}
+			if tc.wantState == BreakerClosed && d.BatchSize != 500 {
+				t.Fatalf("size %d, want the controller's 500", d.BatchSize)
+			}
+		})
+	}
+}
+
 func TestBreakerLetsHealthyDecisionsThrough(t *testing.T) {
 	b := NewBreaker(BreakerConfig{})
 	obs := healthy(0, 400)
