@@ -84,9 +84,10 @@ const (
 //     below min_concurrency): the latency objective is what sets the limit,
 //     and a floor keeps the upstream busy. Here the objective is the SLO
 //     itself rather than a measured minRTT (a log pipeline's budget is given,
-//     not discovered), and the floor is one batch of the size in force, so
-//     that a full batch can always form and the bound never starves the
-//     pipeline into ever smaller measured rates.
+//     not discovered), and the floor is one batch of the size in force
+//     (less than a batch queued is always admitted), so that a full batch
+//     can always form and the bound never starves the pipeline into ever
+//     smaller measured rates.
 //
 // The drain rate μ is the larger of the records written per second in the
 // last interval (what the node carried: the truth while it was backlogged)
@@ -144,13 +145,19 @@ func whyIndex(why string) int {
 // the queue's lock and has checked the hard bounds; an empty queue is never
 // refused here.
 func (a *admission) check(depth, n int, head, now time.Time) string {
-	if depth == 0 {
+	// Less than one batch queued is left alone, however long its records
+	// wait (they wait for the batch to fill, or for the linger): as CoDel
+	// never drops with less than an MTU queued. Otherwise the bound could
+	// keep the queue from ever holding a full batch, so that every batch
+	// would leave on the linger, the measured rate would fall, and the bound
+	// with it.
+	if int64(depth) < a.minHold.Load() || depth == 0 {
 		return ""
 	}
 	if b := a.bound.Load(); b > 0 && int64(depth+n) > b {
 		return whyDelay
 	}
-	if s := a.sojourn.Load(); s > 0 && int64(depth) > a.minHold.Load() && now.Sub(head) > time.Duration(s) {
+	if s := a.sojourn.Load(); s > 0 && now.Sub(head) > time.Duration(s) {
 		return whySojourn
 	}
 	return ""
@@ -169,6 +176,16 @@ func (a *admission) waited(src Source) {
 	if a.onPause != nil {
 		a.onPause(src)
 	}
+}
+
+// maxQueue is the depth the queue is held to now: the delay bound, but
+// never less than one batch; 0 before the first measurement.
+func (a *admission) maxQueue() int64 {
+	b := a.bound.Load()
+	if b <= 0 {
+		return 0
+	}
+	return max(b, a.minHold.Load())
 }
 
 // delayBound is the queue wait admitted now (f·SLO − T).
@@ -259,7 +276,7 @@ func (a *admission) update(in admissionInput) {
 		// Nothing measured yet: only the hard bounds and the sojourn check.
 		a.bound.Store(0)
 	} else {
-		a.bound.Store(max(hold, int64(a.rateEWMA*a.budget.Seconds())))
+		a.bound.Store(max(1, int64(a.rateEWMA*a.budget.Seconds())))
 	}
 	a.sojourn.Store(int64(max(slo-a.batchTime, slo/10)))
 }
@@ -294,7 +311,7 @@ func (a *admission) health(depth int, refusedBefore [4]int64) AdmissionHealth {
 	h := AdmissionHealth{
 		DelayBoundMS: ms(a.budget),
 		DrainRPS:     a.rateEWMA,
-		MaxQueue:     a.bound.Load(),
+		MaxQueue:     a.maxQueue(),
 	}
 	if a.rateEWMA > 0 {
 		h.ExpectedDelayMS = 1000 * float64(depth) / a.rateEWMA

@@ -59,7 +59,7 @@ func TestAdmissionBounds(t *testing.T) {
 				in.written, in.concurrency, in.failed = 0, 4, 40
 				return in
 			}()},
-			wantBound: 400, // the floor: one batch
+			wantBound: 1, // (and one batch, which is always admitted)
 		},
 		{
 			name: "a stall halves the drain rate",
@@ -100,13 +100,13 @@ func TestAdmissionBounds(t *testing.T) {
 			wantBound: 1040, wantRate: 4000,
 		},
 		{
-			name: "a slow batch leaves one batch as the floor",
+			name: "a batch slower than the budget leaves no room beyond one batch",
 			intervals: []admissionInput{func() admissionInput {
 				in := busy(0)
 				in.meanBatchTime = 2 * time.Second
 				return in
 			}()},
-			wantBound: 400, wantRate: 4000,
+			wantBound: 1, wantRate: 4000,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestAdmissionCheck(t *testing.T) {
 		{"a request that fits the delay bound is admitted", 1000, 200, 10 * time.Millisecond, ""},
 		{"a request past the delay bound is refused for delay", 1100, 101, 10 * time.Millisecond, whyDelay},
 		{"a head that waited past the budget refuses the next request", 500, 1, time.Second, whySojourn},
-		{"one batch or less queued is left alone whatever its age", 400, 1, time.Second, ""},
+		{"less than one batch queued is left alone whatever its age", 399, 500, time.Second, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := a.check(tc.depth, tc.n, now.Add(-tc.waited), now); got != tc.want {

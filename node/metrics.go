@@ -107,7 +107,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	m.admMax = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "batchpilot_admission_queue_limit_records",
 		Help: "The queue depth admission holds the node to now (0: not measured yet; the hard bound holds).",
-	}, func() float64 { return float64(adm.bound.Load()) })
+	}, func() float64 { return float64(adm.maxQueue()) })
 	m.admRate = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "batchpilot_admission_drain_rate",
 		Help: "The rate the queue drains at, as admission measures it (records/s).",

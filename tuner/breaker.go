@@ -211,17 +211,23 @@ func (b *Breaker) crossed(obs Observation) (kind, detail string) {
 
 // failedBatches is the interval's batches that count as a failing sink:
 // the sink errors less those refused for their size (413: the size is
-// wrong, not the sink) and less those that failed on the downstream's back
-// pressure (429, 503, timeouts: sink.ErrBackpressure, obs.Backpressure). A
-// downstream that answers 429 or Retry-After is well and asks the node to
-// slow down; opening the breaker would refuse everybody's records (503)
-// for the cool-down and then probe, when what helps is sending less: the
-// node's admission bound follows the write rate the downstream allows and
-// shrinks on back pressure, and the controller sees the signal. A storm of
-// other 5xx answers, refused connections or other failures still opens it.
+// wrong, not the sink), and less those that failed on the downstream's back
+// pressure (429, 503, timeouts: obs.Backpressure) while other batches of
+// the interval were written. A downstream that takes part of the load and
+// answers the rest 429 or Retry-After is well and asks the node to slow
+// down; opening the breaker would refuse everybody's records (503) for the
+// cool-down and then probe, when what helps is sending less: the node's
+// admission bound follows the write rate the downstream allows and shrinks
+// on back pressure, and the controller sees the signal. A downstream that
+// takes nothing is down, whatever it answers: a storm of 503s (or 429s)
+// with no batch written still opens the breaker, and so do other 5xx
+// answers, refused connections and other failures.
 func failedBatches(obs Observation) int {
-	bp := min(obs.Backpressure, obs.SinkErrors-obs.TooLarge)
-	return max(0, obs.SinkErrors-obs.TooLarge-bp)
+	failed := obs.SinkErrors - obs.TooLarge
+	if obs.Batches > obs.SinkErrors {
+		failed -= min(obs.Backpressure, failed)
+	}
+	return max(0, failed)
 }
 
 // Guarded is a Controller whose decisions pass through a Breaker and are
