@@ -31,13 +31,15 @@ var admissionWhys = []string{whyDelay, whySojourn, whyRecords, whyBytes}
 
 // The admission's constants; where each comes from is said where it is used.
 const (
-	admitFactorStart = 0.8 // the share of the SLO a queued record may spend waiting and being written
-	admitFactorMin   = 0.5 // Gradient2Limit never cuts by more than half in one step
-	admitFactorMax   = 1.0
-	admitFactorStep  = 0.05 // the additive growth per interval, like Gradient2's queueSize headroom
-	admitRateSmooth  = 0.5  // the EWMA weight of a new drain-rate estimate
-	headerEstimate   = 0.9  // the share of Content-Length / record size counted before the body is read
-	retryAfterMax    = 60   // seconds
+	// admitShare is the share of the SLO a queued record may expect to
+	// spend waiting and being written. Below 1 because the bound holds the
+	// mean and the SLO is a p99; not much below, because a refused record
+	// is late for certain (its client retries after Retry-After, a second
+	// or more) while one admitted at the margin is late only perhaps.
+	admitShare      = 0.8
+	admitRateSmooth = 0.5 // the EWMA weight of a new drain-rate estimate
+	headerEstimate  = 0.9 // the share of Content-Length / record size counted before the body is read
+	retryAfterMax   = 60  // seconds
 )
 
 // admission bounds what the node holds by the time it will take to write
@@ -46,7 +48,7 @@ const (
 // queue (records written per second), and then its batch's write time T:
 // so the queue admits a request only while
 //
-//	depth + len(request) <= μ · (f · SLO − T)      (the delay bound)
+//	depth + len(request) <= μ · (0.8 · SLO − T)      (the delay bound)
 //
 // and refuses it whole otherwise (ErrOverloaded: 429 and a Retry-After of
 // the drain time on HTTP; syslog TCP is not read meanwhile; UDP datagrams
@@ -64,20 +66,21 @@ const (
 //     on every request as CoDel checks it on every dequeue, so that a
 //     downstream that stalls is seen at once, not at the next control
 //     interval: once the head has waited past the whole budget (SLO − T)
-//     while more than one batch is queued, nothing more is admitted.
+//     while a batch or more is queued, nothing more is admitted.
 //   - Netflix concurrency-limits' server-side limiters
 //     (ConcurrencyLimitServletFilter: when the limiter gives no permit the
 //     request is answered 429 before the handler runs): refuse at the door,
 //     before any work is spent on the request. The HTTP intake checks the
 //     bound from Content-Length before it reads the body (admitHeaders).
-//     Gradient2Limit._update: the limit moves by a gradient clamped to
-//     [0.5, 1.0] ("don't allow it to be reduced by more than half to avoid
-//     aggressive load-shedding due to outliers") plus a queueSize headroom,
-//     and does not grow while the limit is not what holds the load ("Don't
-//     grow the limit if we are app limited"). Here the share f of the SLO
-//     falls by SLO / p99 (clamped to [0.5, 1]) when the records written in
-//     the interval missed the SLO while admission held the load, grows by
-//     a small step when p99 is well inside, and stays put otherwise.
+//     And Gradient2Limit._update's "Don't grow the limit if we are app
+//     limited" (inflight < estimatedLimit / 2): a measurement taken while
+//     the load, not the capacity, set the pace says nothing about the
+//     capacity. Here, turned around: the drain rate is only lowered by an
+//     interval in which the node was backlogged (records refused, or a
+//     batch or more queued at its end); an interval of light load, in which
+//     fewer records were written because fewer came, can only raise it.
+//     Without that, refusals thin the arrivals, the rate measured falls
+//     with them, the bound with it, and refusals grow.
 //   - Envoy's adaptive concurrency filter (GradientController::
 //     calculateNewLimit: gradient = buffered minRTT / sampleRTT clamped to
 //     [0.5, 2.0], new limit = limit × gradient + burst headroom, never
@@ -90,11 +93,15 @@ const (
 //     smaller measured rates.
 //
 // The drain rate μ is the larger of the records written per second in the
-// last interval (what the node carried: the truth while it was backlogged)
-// and FlushConcurrency × mean batch fill / mean batch time (what it would
-// carry with every flush busy: the headroom while it was not), smoothed.
-// A downstream that pushes back (429, 503, timeouts) lowers both, and also
-// the share f, so the node holds less while it is pushed back.
+// interval (what the node carried: the truth while it was backlogged) and
+// FlushConcurrency × mean batch fill / mean batch time, counting only the
+// batches that were written (what it would carry with every flush busy:
+// the headroom while it was not), smoothed. A downstream that pushes back
+// (429, 503) or fails lowers both, so the node holds less while it is
+// pushed back. The share of the SLO is fixed (admitShare): the p99 of the
+// written records is not used to tighten it, since a p99 over the SLO
+// with a short queue (a slow batch, a busy host) is not the queue's doing,
+// and a tighter bound would only turn late records into refused ones.
 //
 // update is called once per control interval by the control loop; check
 // and the figures are read by the intakes at any time.
@@ -116,17 +123,16 @@ type admission struct {
 
 	// The control loop's state.
 	mu        sync.Mutex
-	factor    float64
 	rateEWMA  float64
 	measured  bool          // a batch has finished: rateEWMA means something
-	budget    time.Duration // f·SLO − T: the queue wait admitted
+	budget    time.Duration // admitShare·SLO − T: the queue wait admitted
 	batchTime time.Duration
 	lastBy    [4]int64
 	lastWhy   string
 }
 
 func newAdmission() *admission {
-	a := &admission{factor: admitFactorStart}
+	a := &admission{}
 	a.avgRec.Store(math.Float64bits(256))
 	return a
 }
@@ -188,7 +194,7 @@ func (a *admission) maxQueue() int64 {
 	return max(b, a.minHold.Load())
 }
 
-// delayBound is the queue wait admitted now (f·SLO − T).
+// delayBound is the queue wait admitted now (0.8·SLO − T).
 func (a *admission) delayBound() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -206,11 +212,10 @@ type admissionInput struct {
 	meanFill      float64
 	meanBatchTime time.Duration
 	concurrency   int
-	batchSize     int
+	batchSize     int // the size decided for the next interval
+	inForce       int // the size in force during the interval
 	depth         int
 	queueBytes    int64
-	p99           time.Duration
-	backpressure  int
 	failed        int // batches that failed, whatever the cause
 }
 
@@ -221,29 +226,6 @@ func (a *admission) update(in admissionInput) {
 	if in.depth > 0 && in.queueBytes > 0 {
 		a.avgRec.Store(math.Float64bits(float64(in.queueBytes) / float64(in.depth)))
 	}
-	// The drain rate.
-	switch {
-	case in.batches > 0:
-		est := in.written
-		if in.meanBatchTime > 0 && in.concurrency > 0 {
-			// Only the batches that were written count: a failing
-			// downstream empties the queue too, but writes nothing.
-			ok := float64(in.batches-min(in.failed, in.batches)) / float64(in.batches)
-			est = math.Max(est, ok*float64(in.concurrency)*in.meanFill/in.meanBatchTime.Seconds())
-		}
-		if !a.measured {
-			a.measured, a.rateEWMA = true, est
-		} else {
-			a.rateEWMA += admitRateSmooth * (est - a.rateEWMA)
-		}
-		a.batchTime = in.meanBatchTime
-	case in.depth > 0:
-		// Not one batch finished while records wait: the writes stall.
-		a.rateEWMA *= 0.5
-	}
-	// Did admission hold the load in this interval? Then what the written
-	// records' latency says is about the bound (Gradient2: no growth while
-	// app-limited).
 	var refusedNow int64
 	for i := range a.refusedBy {
 		v := a.refusedBy[i].Load()
@@ -253,24 +235,34 @@ func (a *admission) update(in admissionInput) {
 		}
 		a.lastBy[i] = v
 	}
-	bound := a.bound.Load()
-	holding := refusedNow > 0 || (bound > 0 && 2*int64(in.depth) >= bound)
+	// Backlogged: the capacity, not the load, set the pace.
+	backlogged := refusedNow > 0 || (in.depth > 0 && in.depth >= in.inForce)
+	switch {
+	case in.batches > 0:
+		est := in.written
+		if in.meanBatchTime > 0 && in.concurrency > 0 {
+			// Only the batches that were written count: a failing
+			// downstream empties the queue too, but writes nothing.
+			ok := float64(in.batches-min(in.failed, in.batches)) / float64(in.batches)
+			est = math.Max(est, ok*float64(in.concurrency)*in.meanFill/in.meanBatchTime.Seconds())
+		}
+		switch {
+		case !a.measured:
+			a.measured, a.rateEWMA = true, est
+		case est > a.rateEWMA || backlogged:
+			a.rateEWMA += admitRateSmooth * (est - a.rateEWMA)
+		}
+		a.batchTime = in.meanBatchTime
+	case in.depth > 0:
+		// Not one batch finished while records wait: the writes stall.
+		a.rateEWMA *= 0.5
+	}
 	slo := in.slo
 	if slo <= 0 {
 		slo = 500 * time.Millisecond
 	}
-	switch {
-	case holding && in.p99 > slo:
-		g := math.Max(0.5, math.Min(1, slo.Seconds()/in.p99.Seconds()))
-		a.factor = math.Max(admitFactorMin, a.factor*g)
-	case in.backpressure > 0:
-		a.factor = math.Max(admitFactorMin, a.factor*0.9)
-	case holding && in.p99 > 0 && in.p99 < 8*slo/10:
-		a.factor = math.Min(admitFactorMax, a.factor+admitFactorStep)
-	}
-	a.budget = max(0, time.Duration(a.factor*float64(slo))-a.batchTime)
-	hold := int64(max(1, in.batchSize))
-	a.minHold.Store(hold)
+	a.budget = max(0, time.Duration(admitShare*float64(slo))-a.batchTime)
+	a.minHold.Store(int64(max(1, in.batchSize)))
 	a.rate.Store(math.Float64bits(a.rateEWMA))
 	if !a.measured {
 		// Nothing measured yet: only the hard bounds and the sojourn check.

@@ -20,8 +20,8 @@ import (
 func busy(depth int) admissionInput {
 	return admissionInput{
 		slo: 500 * time.Millisecond, written: 4000, batches: 40, meanFill: 400,
-		meanBatchTime: 100 * time.Millisecond, concurrency: 1, batchSize: 400, depth: depth,
-		queueBytes: int64(depth) * 100, p99: 300 * time.Millisecond,
+		meanBatchTime: 100 * time.Millisecond, concurrency: 1, batchSize: 400, inForce: 400, depth: depth,
+		queueBytes: int64(depth) * 100,
 	}
 }
 
@@ -65,39 +65,30 @@ func TestAdmissionBounds(t *testing.T) {
 			name: "a stall halves the drain rate",
 			intervals: []admissionInput{busy(100), func() admissionInput {
 				in := busy(5000)
-				in.batches, in.written, in.p99 = 0, 0, 0
+				in.batches, in.written = 0, 0
 				return in
 			}()},
 			wantBound: 600, wantRate: 2000,
 		},
 		{
-			name: "p99 over the SLO while admission holds the load shrinks the share, by at most half",
+			name: "an interval of light load does not lower the drain rate",
 			intervals: []admissionInput{busy(0), func() admissionInput {
-				in := busy(1200)
-				in.p99 = 5 * time.Second
+				in := busy(0)
+				in.written, in.meanFill, in.meanBatchTime = 1000, 100, 50*time.Millisecond
 				return in
 			}()},
-			// f = max(0.5, 0.8 × 0.5) = 0.5: 4,000 × (250 − 100 ms)
-			wantBound: 600, wantRate: 4000,
+			// 4,000/s × (400 − 50 ms)
+			wantBound: 1400, wantRate: 4000,
 		},
 		{
-			name: "p99 over the SLO while the queue is short leaves the share alone",
+			name: "a backlogged interval does",
 			intervals: []admissionInput{busy(0), func() admissionInput {
-				in := busy(10)
-				in.p99 = 5 * time.Second
+				in := busy(500)
+				in.written, in.meanBatchTime = 2000, 200*time.Millisecond
 				return in
 			}()},
-			wantBound: 1200, wantRate: 4000,
-		},
-		{
-			name: "back pressure from the downstream shrinks the share",
-			intervals: []admissionInput{busy(0), func() admissionInput {
-				in := busy(10)
-				in.backpressure = 3
-				return in
-			}()},
-			// f = 0.72: 4,000 × (360 − 100 ms)
-			wantBound: 1040, wantRate: 4000,
+			// (4,000 + 2,000) / 2 × (400 − 200 ms)
+			wantBound: 600, wantRate: 3000,
 		},
 		{
 			name: "a batch slower than the budget leaves no room beyond one batch",

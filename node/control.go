@@ -191,10 +191,9 @@ func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
 		meanBatchTime: obs.MeanBatchTime,
 		concurrency:   n.cfg.FlushConcurrency,
 		batchSize:     n.BatchSize(),
+		inForce:       obs.BatchSize,
 		depth:         obs.QueueDepth,
 		queueBytes:    obs.QueueBytes,
-		p99:           obs.P99,
-		backpressure:  obs.Backpressure,
 		failed:        obs.SinkErrors,
 	})
 	return a.health(obs.QueueDepth, before)
