@@ -76,7 +76,10 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		Interval:     interval,
 		BatchSize:    n.BatchSize(),
 		MaxBatchSize: n.cfg.MaxBatchSize,
-		ArrivalRate:  float64(s.arrived) / secs,
+		// Offered, as the field says: the records refused at the queue
+		// were offered too. With admission bounding the queue by delay,
+		// the queue no longer grows to show the demand; this does.
+		ArrivalRate:  float64(s.arrived+s.rejected) / secs,
 		Throughput:   float64(s.written) / secs,
 		Goodput:      float64(s.good) / secs,
 		P50:          s.p50,
