@@ -33,6 +33,8 @@ type Health struct {
 	GrantBytes int64  `json:"grant_bytes"`
 	Breaker    string `json:"breaker"`
 	SinkErrors int64  `json:"sink_errors"`
+	// Admission is the queue's delay bound and what it refused.
+	Admission AdmissionHealth `json:"admission"`
 }
 
 // Health returns the figures of the last control interval.
@@ -74,7 +76,10 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		Interval:     interval,
 		BatchSize:    n.BatchSize(),
 		MaxBatchSize: n.cfg.MaxBatchSize,
-		ArrivalRate:  float64(s.arrived) / secs,
+		// Offered, as the field says: the records refused at the queue
+		// were offered too. With admission bounding the queue by delay,
+		// the queue no longer grows to show the demand; this does.
+		ArrivalRate:  float64(s.arrived+s.rejected) / secs,
 		Throughput:   float64(s.written) / secs,
 		Goodput:      float64(s.good) / secs,
 		P50:          s.p50,
@@ -156,6 +161,7 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		WantBytes:  n.want(d, obs, avgRecord),
 		GrantBytes: n.grantBytes.Load(), Breaker: breaker, SinkErrors: int64(obs.SinkErrors),
 	}
+	h.Admission = n.admit(obs)
 	n.health.Store(h)
 	n.history.add(*h)
 	n.metrics.setBreaker(breaker)
@@ -173,6 +179,27 @@ func (n *Node) want(d tuner.Decision, obs tuner.Observation, avgRecord float64) 
 		w *= 2
 	}
 	return int64(w)
+}
+
+// admit updates the admission's bounds from the interval's figures and
+// returns its state.
+func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
+	a := n.queue.adm
+	before := a.counters()
+	a.update(admissionInput{
+		slo:           obs.SLO,
+		written:       obs.Throughput,
+		batches:       obs.Batches,
+		meanFill:      obs.MeanBatchFill,
+		meanBatchTime: obs.MeanBatchTime,
+		concurrency:   n.cfg.FlushConcurrency,
+		batchSize:     n.BatchSize(),
+		inForce:       obs.BatchSize,
+		depth:         obs.QueueDepth,
+		queueBytes:    obs.QueueBytes,
+		failed:        obs.SinkErrors,
+	})
+	return a.health(obs.QueueDepth, before)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

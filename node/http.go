@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -41,6 +42,10 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request, others []Body
 	if n.draining.Load() {
 		n.Rejected("draining", 1)
 		writeError(w, http.StatusServiceUnavailable, ErrDraining.Error(), 0)
+		return
+	}
+	if err := n.admitHeaders(r); err != nil {
+		n.writeOverloaded(w, err) // before the body is read (admission.go)
 		return
 	}
 	body, status, err := readBody(r, n.cfg.MaxBodyBytes)
@@ -101,21 +106,21 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request, others []Body
 	}
 	status, msg := IngestStatus(err)
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", RetryAfterSeconds)
+		w.Header().Set("Retry-After", strconv.Itoa(n.RetryAfter()))
 	}
 	writeError(w, status, msg, 0)
 }
 
-// RetryAfterSeconds is the Retry-After every intake sends with a 429 or 503.
-const RetryAfterSeconds = "1"
-
 // IngestStatus maps an error of Receiver.Ingest to the HTTP status and
-// message every HTTP intake answers with: 429 for a full queue (send
-// Retry-After), 503 while draining, while the breaker is open or when the
+// message every HTTP intake answers with: 429 for a full queue or a
+// request over the delay bound (send Retry-After: Receiver.RetryAfter), 503 while draining, while the breaker is open or when the
 // sink failed, 422 when the sink can never write a record of the request.
 func IngestStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrQueueFull):
+		if errors.Is(err, ErrOverloaded) {
+			return http.StatusTooManyRequests, msgOverloaded
+		}
 		return http.StatusTooManyRequests, "queue full: retry later"
 	case errors.Is(err, ErrDraining), errors.Is(err, ErrBreakerOpen):
 		return http.StatusServiceUnavailable, err.Error()

@@ -44,6 +44,10 @@ type Receiver interface {
 	// reached the node (malformed, too_large, unauthorized), by reason, in
 	// batchpilot_records_rejected_total.
 	Rejected(reason string, count int)
+	// RetryAfter is the Retry-After, in whole seconds, to answer a request
+	// refused with ErrQueueFull, ErrDraining or ErrBreakerOpen: the time
+	// the node's queue takes to drain (admission.go), at least 1.
+	RetryAfter() int
 }
 
 var _ Receiver = (*Node)(nil)

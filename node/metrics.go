@@ -23,6 +23,14 @@ type metrics struct {
 	grant      prometheus.GaugeFunc
 	breaker    *prometheus.GaugeVec   // by state, set by the control loop
 	decisions  *prometheus.CounterVec // by reason
+
+	// Admission (admission.go).
+	admRefused *prometheus.CounterVec // requests refused at the queue, by why and source
+	admPaused  *prometheus.CounterVec // blocking puts that waited for room, by source
+	admBound   prometheus.GaugeFunc
+	admDelay   prometheus.GaugeFunc
+	admMax     prometheus.GaugeFunc
+	admRate    prometheus.GaugeFunc
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -73,8 +81,42 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Name: "batchpilot_tuner_decisions_total", Help: "Batch size changes made by the tuner, by reason.",
 		}, []string{"reason"}),
 	}
+	m.admRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "batchpilot_admission_refused_total",
+		Help: "Requests (HTTP) and records (syslog UDP) refused at the queue, by why: delay (the expected wait, queue depth / drain rate, is over the delay bound), sojourn (the oldest queued record already waited past the latency budget), records or bytes (the queue's hard bounds).",
+	}, []string{"why", "source"})
+	m.admPaused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "batchpilot_admission_paused_total",
+		Help: "Records from connections that are not read while the queue has no room (syslog TCP), by source: each had to wait.",
+	}, []string{"source"})
+	adm := n.queue.adm
+	m.admBound = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "batchpilot_admission_delay_bound_seconds",
+		Help: "The queue wait admission allows a new record: its share of the latency SLO less one batch's write time.",
+	}, func() float64 { return adm.delayBound().Seconds() })
+	m.admDelay = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "batchpilot_admission_expected_delay_seconds",
+		Help: "The wait a record queued now can expect: queue depth / drain rate.",
+	}, func() float64 {
+		if r := adm.drainRate(); r > 0 {
+			d, _, _, _ := n.queue.state()
+			return float64(d) / r
+		}
+		return 0
+	})
+	m.admMax = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "batchpilot_admission_queue_limit_records",
+		Help: "The queue depth admission holds the node to now (0: not measured yet; the hard bound holds).",
+	}, func() float64 { return float64(adm.maxQueue()) })
+	m.admRate = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "batchpilot_admission_drain_rate",
+		Help: "The rate the queue drains at, as admission measures it (records/s).",
+	}, func() float64 { return adm.drainRate() })
+	adm.onRefuse = func(why string, src Source) { m.admRefused.WithLabelValues(why, string(src)).Inc() }
+	adm.onPause = func(src Source) { m.admPaused.WithLabelValues(string(src)).Inc() }
 	reg.MustRegister(m.received, m.written, m.rejected, m.batches, m.batchSize, m.batchRecs,
-		m.batchTime, m.e2e, m.queueDepth, m.queueBytes, m.inflight, m.grant, m.breaker, m.decisions)
+		m.batchTime, m.e2e, m.queueDepth, m.queueBytes, m.inflight, m.grant, m.breaker, m.decisions,
+		m.admRefused, m.admPaused, m.admBound, m.admDelay, m.admMax, m.admRate)
 	m.setBreaker(tuner.BreakerClosed)
 	return m
 }

@@ -38,6 +38,10 @@ type Config struct {
 
 	QueueRecords int   // 200000
 	QueueBytes   int64 // 128 MiB
+	// Admission is "delay" (default): refuse a request whose records would
+	// wait past the latency budget (admission.go); or "queue": refuse only
+	// at QueueRecords and QueueBytes.
+	Admission string
 	MaxBodyBytes int64 // 16 MiB, after decompression
 	MaxLineBytes int   // 1 MiB: one record
 
@@ -139,7 +143,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.Name),
 		sink:    cfg.Sink,
-		queue:   newQueue(cfg.QueueRecords, cfg.QueueBytes),
+		queue:   newQueue(cfg.QueueRecords, cfg.QueueBytes, cfg.Admission == AdmissionQueue),
 		win:     newWindow(),
 		decided: tuner.NewDecisionLog(1000),
 		slots:   make(chan struct{}, cfg.FlushConcurrency),

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 )
@@ -31,15 +32,20 @@ type queue struct {
 	// records, which wakes every producer waiting in putWait.
 	ready chan struct{}
 	room  chan struct{}
+
+	// adm bounds the queue by the time its records will wait (admission.go);
+	// maxRecords and maxBytes stay the hard ceiling behind it.
+	adm *admission
 }
 
-func newQueue(maxRecords int, maxBytes int64) *queue {
+func newQueue(maxRecords int, maxBytes int64, queueOnly bool) *queue {
 	return &queue{
 		buf:        make([]Record, maxRecords),
 		maxRecords: maxRecords,
 		maxBytes:   maxBytes,
 		ready:      make(chan struct{}, 1),
 		room:       make(chan struct{}),
+		adm:        newAdmission(queueOnly),
 	}
 }
 
@@ -58,39 +64,91 @@ func recordsBytes(recs []Record) int64 {
 	return b
 }
 
-// put adds all of recs or none: ErrQueueFull when they do not fit now.
+// put adds all of recs or none: ErrQueueFull when they do not fit now
+// (ErrOverloaded when the delay bound refused them), counted as a refusal.
 func (q *queue) put(recs []Record) error {
-	_, err := q.tryPut(recs)
+	_, why, err := q.tryPut(recs)
+	if why != "" {
+		q.adm.refused(why, recs[0].Source)
+	}
 	return err
 }
 
-// tryPut is put that also returns, when the queue is full, a channel that
-// is closed once the batcher has made room.
-func (q *queue) tryPut(recs []Record) (<-chan struct{}, error) {
+// tryPut is put without the count: when the records do not fit it returns
+// why, and a channel that is closed once the batcher has made room.
+func (q *queue) tryPut(recs []Record) (<-chan struct{}, string, error) {
 	size := recordsBytes(recs)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return nil, ErrDraining
+		return nil, "", ErrDraining
 	}
 	if len(recs) > q.maxRecords {
-		return nil, ErrQueueFull
+		return nil, whyRecords, ErrQueueFull
 	}
-	// An empty queue always takes one request, however large, so that a
-	// request bigger than the byte bound is not refused forever.
-	if q.n+len(recs) > q.maxRecords || (q.n > 0 && q.bytes+size > q.maxBytes) {
-		return q.room, ErrQueueFull
+	if why, err := q.admitsLocked(len(recs), size); err != nil {
+		return q.room, why, err
 	}
 	q.pushLocked(recs, size)
-	return nil, nil
+	return nil, "", nil
 }
 
-// putWait adds recs, waiting for room until ctx is done.
+// admitsLocked reports whether n records of size bytes fit now: the hard
+// bounds, then the admission's delay bound. An empty queue always takes
+// one request, however large, so that a request bigger than the byte bound
+// is not refused forever.
+func (q *queue) admitsLocked(n int, size int64) (string, error) {
+	switch {
+	case q.n+n > q.maxRecords:
+		return whyRecords, ErrQueueFull
+	case q.n > 0 && q.bytes+size > q.maxBytes:
+		return whyBytes, ErrQueueFull
+	}
+	var head time.Time
+	if q.n > 0 {
+		head = q.buf[q.head].Received
+	}
+	if why := q.adm.check(q.n, n, head, time.Now()); why != "" {
+		return why, ErrOverloaded
+	}
+	return "", nil
+}
+
+// admitsBody reports whether a request whose body is length bytes (0:
+// unknown) would be admitted now, estimating its records from the mean
+// size of the queued ones (or of the last interval's when the queue is
+// empty), of which only headerEstimate is counted so that the estimate does
+// not refuse what would fit. It returns the estimate.
+func (q *queue) admitsBody(length int64) (string, int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return "", 0, ErrDraining
+	}
+	est := 1
+	if length > 0 {
+		avg := math.Float64frombits(q.adm.avgRec.Load())
+		if q.n > 0 {
+			avg = float64(q.bytes) / float64(q.n)
+		}
+		est = max(1, int(headerEstimate*float64(length)/(avg+1)))
+	}
+	why, err := q.admitsLocked(est, 0)
+	return why, est, err
+}
+
+// putWait adds recs, waiting for room until ctx is done. A wait is counted
+// once (syslog TCP: the connection is not read meanwhile).
 func (q *queue) putWait(ctx context.Context, recs []Record) error {
+	waited := false
 	for {
-		room, err := q.tryPut(recs)
-		if err != ErrQueueFull || room == nil {
+		room, _, err := q.tryPut(recs)
+		if !errors.Is(err, ErrQueueFull) || room == nil {
 			return err
+		}
+		if !waited {
+			waited = true
+			q.adm.waited(recs[0].Source)
 		}
 		select {
 		case <-room:

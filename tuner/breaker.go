@@ -65,7 +65,8 @@ func (c *BreakerConfig) defaults() {
 // Breaker is the safety breaker that sits between a controller and the
 // batcher. It trips when, over an interval, the host's CPU or memory use,
 // this process's RSS, or the share of batches the sink failed exceeds its
-// limit: it shrinks the size at once (×Shrink; again while memory keeps
+// limit (batches refused for their size, and batches that failed on the
+// downstream's back pressure, are not failures: see failedBatches): it shrinks the size at once (×Shrink; again while memory keeps
 // rising), holds it while open, and
 // after CoolDown without a crossed limit probes a limited size half-open;
 // one healthy interval half-open closes it, a crossed limit reopens it.
@@ -195,8 +196,8 @@ func (b *Breaker) crossed(obs Observation) (kind, detail string) {
 		return "memory", fmt.Sprintf("memory %.1f%% > %.0f%%", obs.MemPercent, memLimit)
 	case b.cfg.RSSLimit > 0 && obs.RSSBytes > b.cfg.RSSLimit:
 		return "rss", fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
-	case obs.SinkErrors-obs.TooLarge > 0:
-		failed := obs.SinkErrors - obs.TooLarge
+	case failedBatches(obs) > 0:
+		failed := failedBatches(obs)
 		ratio := 1.0
 		if obs.Batches > 0 {
 			ratio = float64(failed) / float64(obs.Batches)
@@ -206,6 +207,27 @@ func (b *Breaker) crossed(obs Observation) (kind, detail string) {
 		}
 	}
 	return "", ""
+}
+
+// failedBatches is the interval's batches that count as a failing sink:
+// the sink errors less those refused for their size (413: the size is
+// wrong, not the sink), and less those that failed on the downstream's back
+// pressure (429, 503, timeouts: obs.Backpressure) while other batches of
+// the interval were written. A downstream that takes part of the load and
+// answers the rest 429 or Retry-After is well and asks the node to slow
+// down; opening the breaker would refuse everybody's records (503) for the
+// cool-down and then probe, when what helps is sending less: the node's
+// admission bound follows the write rate the downstream allows and shrinks
+// on back pressure, and the controller sees the signal. A downstream that
+// takes nothing is down, whatever it answers: a storm of 503s (or 429s)
+// with no batch written still opens the breaker, and so do other 5xx
+// answers, refused connections and other failures.
+func failedBatches(obs Observation) int {
+	failed := obs.SinkErrors - obs.TooLarge
+	if obs.Batches > obs.SinkErrors {
+		failed -= min(obs.Backpressure, failed)
+	}
+	return max(0, failed)
 }
 
 // Guarded is a Controller whose decisions pass through a Breaker and are

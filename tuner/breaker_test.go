@@ -60,6 +60,39 @@ func TestBreakerDoesNotTripOnBatchesRefusedAsTooLarge(t *testing.T) {
 	}
 }
 
+// A downstream that takes part of the load and answers the rest 429 (or
+// 503 with Retry-After, or times out) is pushing back, not failing: the
+// breaker, which would refuse everybody's records, stays closed and the
+// decision passes. One that takes nothing is down, whatever it answers, and
+// a storm of other failures (500s, refused connections) opens it too.
+func TestBreakerBackPressureIsNotFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		errors, bp, tooLarge int
+		wantState            string
+	}{
+		{"429s while other batches are written", 6, 6, 0, BreakerClosed},
+		{"429s and 413s while other batches are written", 8, 5, 3, BreakerClosed},
+		{"back pressure counted per attempt, beyond the failed batches", 6, 20, 0, BreakerClosed},
+		{"every batch pushed back and none written: an outage", 10, 10, 0, BreakerOpen},
+		{"a 5xx storm", 6, 0, 0, BreakerOpen},
+		{"a 5xx storm beside 429s", 8, 3, 0, BreakerOpen},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBreaker(BreakerConfig{})
+			obs := healthy(0, 400) // 10 batches
+			obs.SinkErrors, obs.Backpressure, obs.TooLarge = tc.errors, tc.bp, tc.tooLarge
+			d := b.Apply(obs, Decision{BatchSize: 500, Reason: "model"})
+			if b.State() != tc.wantState || d.Breaker != tc.wantState {
+				t.Fatalf("state %q / %q, want %q", b.State(), d.Breaker, tc.wantState)
+			}
+			if tc.wantState == BreakerClosed && d.BatchSize != 500 {
+				t.Fatalf("size %d, want the controller's 500", d.BatchSize)
+			}
+		})
+	}
+}
+
 func TestBreakerLetsHealthyDecisionsThrough(t *testing.T) {
 	b := NewBreaker(BreakerConfig{})
 	obs := healthy(0, 400)

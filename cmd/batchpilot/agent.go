@@ -72,6 +72,7 @@ type agentConfig struct {
 	FlushConcurrency int
 	QueueRecords     int
 	QueueBytes       int64
+	Admission        string
 	MaxBodyBytes     int64
 	MaxLineBytes     int
 
@@ -136,6 +137,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.FlushConcurrency, "flush-concurrency", 4, "batches written to the sink at once")
 	fs.IntVar(&c.QueueRecords, "queue-records", 200000, "records the ingest queue holds before it pushes back")
 	fs.Int64Var(&c.QueueBytes, "queue-bytes", 128<<20, "bytes the ingest queue holds before it pushes back")
+	fs.StringVar(&c.Admission, "admission", node.AdmissionDelay, "delay: refuse (429) a request whose records would wait past the latency budget;\nqueue: refuse only when --queue-records or --queue-bytes is reached (docs/overload.md)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 16<<20, "largest HTTP request body, after decompression (413 above)")
 	fs.IntVar(&c.MaxLineBytes, "max-line-bytes", 1<<20, "largest single record or syslog message")
 	fs.StringVar(&c.APIToken, "api-token", "", "bearer token required for mutating API calls when set")
@@ -200,6 +202,9 @@ func (c *agentConfig) validate() error {
 	}
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateIngest()...)
+	if c.Admission != node.AdmissionDelay && c.Admission != node.AdmissionQueue {
+		errs = append(errs, fmt.Sprintf("--admission %q: want delay or queue", c.Admission))
+	}
 	if c.Encrypt != "" && c.EncryptFile != "" {
 		errs = append(errs, "give --encrypt or --encrypt-file, not both")
 	}
@@ -342,6 +347,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		FlushConcurrency: cfg.FlushConcurrency,
 		QueueRecords:     cfg.QueueRecords,
 		QueueBytes:       cfg.QueueBytes,
+		Admission:        cfg.Admission,
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		MaxLineBytes:     cfg.MaxLineBytes,
 		Processors:       []node.Processor{node.TimestampNormalizer{}},

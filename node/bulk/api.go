@@ -166,7 +166,7 @@ func (a *API) serveBulk(w http.ResponseWriter, r *http.Request) {
 		a.refused.Add(1)
 		status, msg := node.IngestStatus(err)
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", node.RetryAfterSeconds)
+			w.Header().Set("Retry-After", strconv.Itoa(a.cfg.Receiver.RetryAfter()))
 		}
 		typ := "es_rejected_execution_exception"
 		if status != http.StatusTooManyRequests {

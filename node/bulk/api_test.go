@@ -23,6 +23,7 @@ type refusing struct{ err error }
 func (r refusing) Ingest(context.Context, [][]byte, node.Source) error    { return r.err }
 func (r refusing) Offer(context.Context, []byte, node.Source, bool) error { return r.err }
 func (r refusing) Rejected(string, int)                                   {}
+func (r refusing) RetryAfter() int                                        { return 1 }
 
 // startNode runs a real node over a file sink in a temporary directory.
 func startNode(t *testing.T) (*node.Node, string) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -145,10 +146,10 @@ func (in *Intake) ServeBody(w http.ResponseWriter, r *http.Request, body []byte)
 		code := codeUnavailable
 		switch status {
 		case http.StatusTooManyRequests:
-			w.Header().Set("Retry-After", node.RetryAfterSeconds)
+			w.Header().Set("Retry-After", strconv.Itoa(in.recv.RetryAfter()))
 			code = codeResourceExhausted
 		case http.StatusServiceUnavailable:
-			w.Header().Set("Retry-After", node.RetryAfterSeconds)
+			w.Header().Set("Retry-After", strconv.Itoa(in.recv.RetryAfter()))
 		case http.StatusUnprocessableEntity:
 			// Not retryable: OTLP clients retry only 429, 502, 503, 504.
 			status, code = http.StatusBadRequest, codeInvalidArgument

@@ -46,6 +46,8 @@ func (r *receiver) Offer(context.Context, []byte, node.Source, bool) error {
 	panic("OTLP never offers")
 }
 
+func (r *receiver) RetryAfter() int { return 1 }
+
 func (r *receiver) Rejected(reason string, n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

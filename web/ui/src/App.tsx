@@ -4,6 +4,7 @@
 
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { getDecisions, type Decision, type Snapshot } from './api';
+import { Admission } from './components/Admission';
 import { Budgets } from './components/Budgets';
 import { Chart } from './components/Chart';
 import { ClusterPanel } from './components/ClusterPanel';
@@ -97,6 +98,7 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: App
             <Chart title="Memory" unit="%" metric="mem_percent" store={store} version={version} focus={focus} limit={limits?.mem_limit_percent} limitLabel="limit" />
           </div>
         </section>
+        <Admission node={focus ?? snap?.served_by ?? null} sloMs={limits?.slo_ms} stale={stale} />
         <Budgets cluster={snap} stale={stale} />
         <DecisionLog decisions={decisions} nodes={nodes} />
         <LimitsEditor limits={limits} />

@@ -145,6 +145,28 @@ async function answer<T>(resp: Response): Promise<T> {
   return body as T;
 }
 
+/** The node's admission (GET /api/v1/nodes/{name}: health.admission). */
+export interface AdmissionHealth {
+  delay_bound_ms: number;
+  expected_delay_ms: number;
+  drain_rps: number;
+  max_queue: number;
+  refused: number;
+  refused_by?: Record<string, number>;
+  why?: string;
+}
+
+/** The part of GET /api/v1/nodes/{name} the dashboard reads. */
+export interface NodeView {
+  name: string;
+  health: { queue_depth: number; p99_ms: number; admission?: AdmissionHealth };
+}
+
+export async function getNode(name: string, signal?: AbortSignal): Promise<NodeView> {
+  const resp = await fetch(`/api/v1/nodes/${encodeURIComponent(name)}`, { signal, headers: { Accept: 'application/json' } });
+  return answer<NodeView>(resp);
+}
+
 export async function getDecisions(limit = 200, signal?: AbortSignal): Promise<DecisionsAnswer> {
   const resp = await fetch(`/api/v1/decisions?limit=${limit}`, { signal, headers: { Accept: 'application/json' } });
   return answer<DecisionsAnswer>(resp);

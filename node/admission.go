@@ -1,0 +1,384 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrOverloaded is returned when a request is refused because its records
+// would wait in the queue past the latency budget (see admission). It
+// matches ErrQueueFull under errors.Is, so every intake answers it as it
+// answers a full queue: 429 with Retry-After, or, for syslog TCP, by not
+// reading the connection until there is room.
+var ErrOverloaded = fmt.Errorf("%w: the node holds more than it can write within the latency budget", ErrQueueFull)
+
+// Why a request was refused at the queue, as the metrics and the health
+// spell it.
+const (
+	whyDelay   = "delay"   // depth / drain rate is over the delay bound
+	whySojourn = "sojourn" // the oldest queued record has already waited past the budget
+	whyRecords = "records" // the queue's hard bound in records
+	whyBytes   = "bytes"   // the queue's hard bound in bytes
+)
+
+var admissionWhys = []string{whyDelay, whySojourn, whyRecords, whyBytes}
+
+// The admission's constants; where each comes from is said where it is used.
+const (
+	// admitShare is the share of the SLO a queued record may expect to
+	// spend waiting and being written. Below 1 because the bound holds the
+	// mean and the SLO is a p99; not much below, because a refused record
+	// is late for certain (its client retries after Retry-After, a second
+	// or more) while one admitted at the margin is late only perhaps.
+	admitShare      = 0.8
+	admitRateSmooth = 0.5 // the EWMA weight of a new drain-rate estimate
+	headerEstimate  = 0.9 // the share of Content-Length / record size counted before the body is read
+	retryAfterMax   = 60  // seconds
+)
+
+// admission bounds what the node holds by the time it will take to write
+// it, not only by a count. A record queued behind depth others waits about
+// depth / μ before its batch is taken, μ being the rate the node drains its
+// queue (records written per second), and then its batch's write time T:
+// so the queue admits a request only while
+//
+//	depth + len(request) <= μ · (0.8 · SLO − T)      (the delay bound)
+//
+// and refuses it whole otherwise (ErrOverloaded: 429 and a Retry-After of
+// the drain time on HTTP; syslog TCP is not read meanwhile; UDP datagrams
+// are dropped and counted). The count and byte bounds of the queue stay as
+// the hard ceiling behind it.
+//
+// What it follows:
+//
+//   - CoDel (Nichols and Jacobson, RFC 8289; Linux include/net/codel_impl.h,
+//     codel_should_drop): judge the queue by the time its items spend in it
+//     (the sojourn time), not by its length, and leave a backlog of at most
+//     one unit alone ("*backlog <= params->mtu" stays below). Here the
+//     expected wait of a new record, depth / μ, is the delay bound's
+//     measure; and the sojourn time of the oldest queued record is checked
+//     on every request as CoDel checks it on every dequeue, so that a
+//     downstream that stalls is seen at once, not at the next control
+//     interval: once the head has waited past the whole budget (SLO − T)
+//     while a batch or more is queued, nothing more is admitted.
+//   - Netflix concurrency-limits' server-side limiters
+//     (ConcurrencyLimitServletFilter: when the limiter gives no permit the
+//     request is answered 429 before the handler runs): refuse at the door,
+//     before any work is spent on the request. The HTTP intake checks the
+//     bound from Content-Length before it reads the body (admitHeaders).
+//     And Gradient2Limit._update's "Don't grow the limit if we are app
+//     limited" (inflight < estimatedLimit / 2): a measurement taken while
+//     the load, not the capacity, set the pace says nothing about the
+//     capacity. Here, turned around: the drain rate is only lowered by an
+//     interval in which the node was backlogged (records refused, or a
+//     batch or more queued at its end); an interval of light load, in which
+//     fewer records were written because fewer came, can only raise it.
+//     Without that, refusals thin the arrivals, the rate measured falls
+//     with them, the bound with it, and refusals grow.
+//   - Envoy's adaptive concurrency filter (GradientController::
+//     calculateNewLimit: gradient = buffered minRTT / sampleRTT clamped to
+//     [0.5, 2.0], new limit = limit × gradient + burst headroom, never
+//     below min_concurrency): the latency objective is what sets the limit,
+//     and a floor keeps the upstream busy. Here the objective is the SLO
+//     itself rather than a measured minRTT (a log pipeline's budget is given,
+//     not discovered), and the floor is one batch of the size in force
+//     (less than a batch queued is always admitted), so that a full batch
+//     can always form and the bound never starves the pipeline into ever
+//     smaller measured rates.
+//
+// The drain rate μ is the larger of the records written per second in the
+// interval (what the node carried: the truth while it was backlogged) and
+// FlushConcurrency × mean batch fill / mean batch time, counting only the
+// batches that were written (what it would carry with every flush busy:
+// the headroom while it was not), smoothed. A downstream that pushes back
+// (429, 503) or fails lowers both, so the node holds less while it is
+// pushed back. The share of the SLO is fixed (admitShare): the p99 of the
+// written records is not used to tighten it, since a p99 over the SLO
+// with a short queue (a slow batch, a busy host) is not the queue's doing,
+// and a tighter bound would only turn late records into refused ones.
+//
+// update is called once per control interval by the control loop; check
+// and the figures are read by the intakes at any time.
+type admission struct {
+	// queueOnly turns the delay and sojourn bounds off (Config.Admission
+	// "queue"): only the queue's hard bounds refuse. The bounds are still
+	// computed and shown.
+	queueOnly bool
+	// Read on every request.
+	bound   atomic.Int64 // records the queue may hold; 0: no bound yet (no measurement)
+	sojourn atomic.Int64 // nanoseconds: the head's sojourn past which nothing is admitted; 0: off
+	minHold atomic.Int64 // records always admitted (one batch)
+	rate    atomic.Uint64
+	avgRec  atomic.Uint64 // float64 bits: mean bytes of a queued record
+
+	refusedBy [4]atomic.Int64 // requests (and datagrams) refused, by why, since start
+	paused    atomic.Int64    // blocking puts (syslog TCP) that had to wait for room
+
+	// onRefuse, when set (by the metrics, before Start), is told of every
+	// refusal.
+	onRefuse func(why string, src Source)
+	onPause  func(src Source)
+
+	// The control loop's state.
+	mu        sync.Mutex
+	rateEWMA  float64
+	measured  bool          // a batch has finished: rateEWMA means something
+	budget    time.Duration // admitShare·SLO − T: the queue wait admitted
+	batchTime time.Duration
+	lastBy    [4]int64
+	lastWhy   string
+}
+
+// The values of Config.Admission.
+const (
+	AdmissionDelay = "delay"
+	AdmissionQueue = "queue"
+)
+
+func newAdmission(queueOnly bool) *admission {
+	a := &admission{queueOnly: queueOnly}
+	a.avgRec.Store(math.Float64bits(256))
+	return a
+}
+
+func whyIndex(why string) int {
+	for i, w := range admissionWhys {
+		if w == why {
+			return i
+		}
+	}
+	return 0
+}
+
+// check reports why a request of n records cannot join a queue of depth
+// records whose oldest arrived at head, or "" when it may. The caller holds
+// the queue's lock and has checked the hard bounds; an empty queue is never
+// refused here.
+func (a *admission) check(depth, n int, head, now time.Time) string {
+	// Less than one batch queued is left alone, however long its records
+	// wait (they wait for the batch to fill, or for the linger): as CoDel
+	// never drops with less than an MTU queued. Otherwise the bound could
+	// keep the queue from ever holding a full batch, so that every batch
+	// would leave on the linger, the measured rate would fall, and the bound
+	// with it.
+	if a.queueOnly || int64(depth) < a.minHold.Load() || depth == 0 {
+		return ""
+	}
+	if b := a.bound.Load(); b > 0 && int64(depth+n) > b {
+		return whyDelay
+	}
+	if s := a.sojourn.Load(); s > 0 && now.Sub(head) > time.Duration(s) {
+		return whySojourn
+	}
+	return ""
+}
+
+// refused counts one refusal.
+func (a *admission) refused(why string, src Source) {
+	a.refusedBy[whyIndex(why)].Add(1)
+	if a.onRefuse != nil {
+		a.onRefuse(why, src)
+	}
+}
+
+func (a *admission) waited(src Source) {
+	a.paused.Add(1)
+	if a.onPause != nil {
+		a.onPause(src)
+	}
+}
+
+// maxQueue is the depth the queue is held to now: the delay bound, but
+// never less than one batch; 0 before the first measurement.
+func (a *admission) maxQueue() int64 {
+	b := a.bound.Load()
+	if b <= 0 {
+		return 0
+	}
+	return max(b, a.minHold.Load())
+}
+
+// delayBound is the queue wait admitted now (0.8·SLO − T).
+func (a *admission) delayBound() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.budget
+}
+
+// drainRate is μ in records per second; 0 before the first measurement.
+func (a *admission) drainRate() float64 { return math.Float64frombits(a.rate.Load()) }
+
+// admissionInput is what update needs from one control interval.
+type admissionInput struct {
+	slo           time.Duration
+	written       float64 // records written per second
+	batches       int
+	meanFill      float64
+	meanBatchTime time.Duration
+	concurrency   int
+	batchSize     int // the size decided for the next interval
+	inForce       int // the size in force during the interval
+	depth         int
+	queueBytes    int64
+	failed        int // batches that failed, whatever the cause
+}
+
+// update recomputes the bounds from one interval's figures.
+func (a *admission) update(in admissionInput) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if in.depth > 0 && in.queueBytes > 0 {
+		a.avgRec.Store(math.Float64bits(float64(in.queueBytes) / float64(in.depth)))
+	}
+	var refusedNow int64
+	for i := range a.refusedBy {
+		v := a.refusedBy[i].Load()
+		if d := v - a.lastBy[i]; d > 0 {
+			refusedNow += d
+			a.lastWhy = admissionWhys[i]
+		}
+		a.lastBy[i] = v
+	}
+	// Backlogged: the capacity, not the load, set the pace.
+	backlogged := refusedNow > 0 || (in.depth > 0 && in.depth >= in.inForce)
+	switch {
+	case in.batches > 0:
+		est := in.written
+		if in.meanBatchTime > 0 && in.concurrency > 0 {
+			// Only the batches that were written count: a failing
+			// downstream empties the queue too, but writes nothing.
+			ok := float64(in.batches-min(in.failed, in.batches)) / float64(in.batches)
+			est = math.Max(est, ok*float64(in.concurrency)*in.meanFill/in.meanBatchTime.Seconds())
+		}
+		switch {
+		case !a.measured:
+			a.measured, a.rateEWMA = true, est
+		case est > a.rateEWMA || backlogged:
+			a.rateEWMA += admitRateSmooth * (est - a.rateEWMA)
+		}
+		a.batchTime = in.meanBatchTime
+	case in.depth > 0:
+		// Not one batch finished while records wait: the writes stall.
+		a.rateEWMA *= 0.5
+	}
+	slo := in.slo
+	if slo <= 0 {
+		slo = 500 * time.Millisecond
+	}
+	a.budget = max(0, time.Duration(admitShare*float64(slo))-a.batchTime)
+	a.minHold.Store(int64(max(1, in.batchSize)))
+	a.rate.Store(math.Float64bits(a.rateEWMA))
+	if !a.measured {
+		// Nothing measured yet: only the hard bounds and the sojourn check.
+		a.bound.Store(0)
+	} else {
+		a.bound.Store(max(1, int64(a.rateEWMA*a.budget.Seconds())))
+	}
+	a.sojourn.Store(int64(max(slo-a.batchTime, slo/10)))
+}
+
+// AdmissionHealth is the admission's state at the end of a control
+// interval, as the API and the dashboard show it.
+type AdmissionHealth struct {
+	// DelayBoundMS is the queue wait a newly admitted record may expect:
+	// the share of the SLO admission allows, less one batch's write time.
+	DelayBoundMS float64 `json:"delay_bound_ms"`
+	// ExpectedDelayMS is the wait of a record queued now: depth / drain rate.
+	ExpectedDelayMS float64 `json:"expected_delay_ms"`
+	// DrainRPS is the measured rate the queue drains at (records/s).
+	DrainRPS float64 `json:"drain_rps"`
+	// MaxQueue is the depth admission holds the queue to now (records);
+	// 0 before the first measurement (then only the hard bounds hold).
+	MaxQueue int64 `json:"max_queue"`
+	// Refused counts the requests (and syslog datagrams) refused at the
+	// queue in the interval, by why: "delay", "sojourn", "records",
+	// "bytes".
+	Refused   int64            `json:"refused"`
+	RefusedBy map[string]int64 `json:"refused_by,omitempty"`
+	// Why is the reason of the interval's last refusal ("" if none).
+	Why string `json:"why,omitempty"`
+}
+
+// health is the AdmissionHealth after update; refusedBefore are the
+// counters at the start of the interval.
+func (a *admission) health(depth int, refusedBefore [4]int64) AdmissionHealth {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := AdmissionHealth{
+		DelayBoundMS: ms(a.budget),
+		DrainRPS:     a.rateEWMA,
+		MaxQueue:     a.maxQueue(),
+	}
+	if a.rateEWMA > 0 {
+		h.ExpectedDelayMS = 1000 * float64(depth) / a.rateEWMA
+	}
+	for i, w := range admissionWhys {
+		if d := a.lastBy[i] - refusedBefore[i]; d > 0 {
+			if h.RefusedBy == nil {
+				h.RefusedBy = map[string]int64{}
+			}
+			h.RefusedBy[w] = d
+			h.Refused += d
+		}
+	}
+	if h.Refused > 0 {
+		h.Why = a.lastWhy
+	}
+	return h
+}
+
+// counters are the refusal counters as update last saw them.
+func (a *admission) counters() [4]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastBy
+}
+
+// RetryAfter is the Retry-After, in whole seconds, for a client refused
+// because the node is full or over its delay bound: the time the queue
+// takes to drain at the measured rate, at least 1 s and at most 60 s.
+func (n *Node) RetryAfter() int {
+	depth, _, _, _ := n.queue.state()
+	rate := n.queue.adm.drainRate()
+	if rate <= 0 {
+		return 1
+	}
+	return int(min(retryAfterMax, max(1, math.Ceil(float64(depth)/rate))))
+}
+
+// admitHeaders refuses, before its body is read, a request that the queue
+// would refuse anyway: when the queue is over its bounds now, or when
+// Content-Length says the request holds more records than fit. The record
+// count is estimated from the length (uncompressed bodies only) and the mean
+// size of the queued records, counting only headerEstimate of it, so that
+// the estimate does not refuse what would fit. It counts the refusal.
+func (n *Node) admitHeaders(r *http.Request) error {
+	length := r.ContentLength
+	if r.Header.Get("Content-Encoding") != "" {
+		length = 0 // compressed: the length says little about the records
+	}
+	why, est, err := n.queue.admitsBody(length)
+	if err == nil || errors.Is(err, ErrDraining) {
+		return nil // (draining is answered where the body is)
+	}
+	n.queue.adm.refused(why, SourceHTTP)
+	n.win.addRejected(est)
+	n.metrics.rejected.WithLabelValues("queue_full").Add(float64(est))
+	return err
+}
+
+const msgOverloaded = "overloaded: the node holds what it can write within its latency budget; retry later"
+
+// writeOverloaded answers a request refused for room: 429 with the drain
+// time as Retry-After and what bound refused it.
+func (n *Node) writeOverloaded(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", strconv.Itoa(n.RetryAfter()))
+	_, msg := IngestStatus(err)
+	writeError(w, http.StatusTooManyRequests, msg, 0)
+}

@@ -1,0 +1,295 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// busy is an interval in which the node wrote 4,000 records/s in batches of
+// 400 taking 100 ms, four at once, with a backlog of depth records.
+func busy(depth int) admissionInput {
+	return admissionInput{
+		slo: 500 * time.Millisecond, written: 4000, batches: 40, meanFill: 400,
+		meanBatchTime: 100 * time.Millisecond, concurrency: 1, batchSize: 400, inForce: 400, depth: depth,
+		queueBytes: int64(depth) * 100,
+	}
+}
+
+func TestAdmissionBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		intervals []admissionInput
+		wantBound int64
+		wantRate  float64
+	}{
+		{
+			name:      "before any measurement only the hard bounds hold",
+			intervals: nil,
+			wantBound: 0,
+		},
+		{
+			name:      "the bound is the drain rate times the budget left after a batch's write",
+			intervals: []admissionInput{busy(0)},
+			// 4,000/s × (0.8 × 500 ms − 100 ms)
+			wantBound: 1200, wantRate: 4000,
+		},
+		{
+			name: "idle flushes count at what every flush busy would carry",
+			intervals: []admissionInput{func() admissionInput {
+				in := busy(0)
+				in.written, in.concurrency = 1000, 4 // 4 × 400 / 100 ms = 16,000/s
+				return in
+			}()},
+			wantBound: 4800, wantRate: 16000,
+		},
+		{
+			name: "failed batches drain the queue but are not counted as written",
+			intervals: []admissionInput{func() admissionInput {
+				in := busy(0)
+				in.written, in.concurrency, in.failed = 0, 4, 40
+				return in
+			}()},
+			wantBound: 1, // (and one batch, which is always admitted)
+		},
+		{
+			name: "a stall halves the drain rate",
+			intervals: []admissionInput{busy(100), func() admissionInput {
+				in := busy(5000)
+				in.batches, in.written = 0, 0
+				return in
+			}()},
+			wantBound: 600, wantRate: 2000,
+		},
+		{
+			name: "an interval of light load does not lower the drain rate",
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := busy(0)
+				in.written, in.meanFill, in.meanBatchTime = 1000, 100, 50*time.Millisecond
+				return in
+			}()},
+			// 4,000/s × (400 − 50 ms)
+			wantBound: 1400, wantRate: 4000,
+		},
+		{
+			name: "a backlogged interval does",
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := busy(500)
+				in.written, in.meanBatchTime = 2000, 200*time.Millisecond
+				return in
+			}()},
+			// (4,000 + 2,000) / 2 × (400 − 200 ms)
+			wantBound: 600, wantRate: 3000,
+		},
+		{
+			name: "a batch slower than the budget leaves no room beyond one batch",
+			intervals: []admissionInput{func() admissionInput {
+				in := busy(0)
+				in.meanBatchTime = 2 * time.Second
+				return in
+			}()},
+			wantBound: 1, wantRate: 4000,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAdmission(false)
+			for _, in := range tc.intervals {
+				a.update(in)
+			}
+			if got := a.bound.Load(); got != tc.wantBound {
+				t.Errorf("bound %d records, want %d", got, tc.wantBound)
+			}
+			if got := a.drainRate(); got != tc.wantRate && tc.wantRate != 0 {
+				t.Errorf("drain rate %.0f/s, want %.0f/s", got, tc.wantRate)
+			}
+		})
+	}
+}
+
+func TestAdmissionCheck(t *testing.T) {
+	now := time.Now()
+	a := newAdmission(false)
+	a.update(busy(0)) // bound 1,200 records; sojourn limit 400 ms
+	for _, tc := range []struct {
+		name     string
+		depth, n int
+		waited   time.Duration
+		want     string
+	}{
+		{"an empty queue takes any request", 0, 5000, 0, ""},
+		{"a request that fits the delay bound is admitted", 1000, 200, 10 * time.Millisecond, ""},
+		{"a request past the delay bound is refused for delay", 1100, 101, 10 * time.Millisecond, whyDelay},
+		{"a head that waited past the budget refuses the next request", 500, 1, time.Second, whySojourn},
+		{"less than one batch queued is left alone whatever its age", 399, 500, time.Second, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := a.check(tc.depth, tc.n, now.Add(-tc.waited), now); got != tc.want {
+				t.Errorf("check = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A request refused by the delay bound is refused whole: nothing of it is
+// queued, the client is told ErrOverloaded (a kind of ErrQueueFull), and
+// the refusal is counted with its reason.
+func TestOverloadRefusesTheWholeRequest(t *testing.T) {
+	s := newMemSink()
+	s.gate = make(chan struct{})
+	defer close(s.gate)
+	n := startNode(t, Config{Sink: s, InitialBatchSize: 1, FlushConcurrency: 1, MaxLinger: time.Millisecond, ControlInterval: time.Hour})
+	go func() { _ = n.Ingest(context.Background(), recs(1, "first"), SourceHTTP) }()
+	<-s.entered
+	n.queue.adm.bound.Store(9)
+	go func() { _ = n.Ingest(context.Background(), recs(9, "fill"), SourceHTTP) }()
+	waitFor(t, func() bool { d, _, _, _ := n.queue.state(); return d == 9 })
+	err := n.Ingest(context.Background(), recs(3, "over"), SourceHTTP)
+	if !errors.Is(err, ErrOverloaded) || !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("err = %v, want ErrOverloaded", err)
+	}
+	if d, _, _, _ := n.queue.state(); d != 9 {
+		t.Fatalf("queue depth %d after a refused request, want 9", d)
+	}
+	if got := counterValue(t, n, "batchpilot_admission_refused_total", "why", whyDelay); got != 1 {
+		t.Fatalf("batchpilot_admission_refused_total{why=delay} = %v, want 1", got)
+	}
+	// A syslog UDP record is dropped and counted; a TCP one waits.
+	if err := n.Offer(context.Background(), []byte(`{"m":1}`), SourceSyslog, false); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("UDP offer: err = %v, want ErrOverloaded", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := n.Offer(ctx, []byte(`{"m":1}`), SourceSyslog, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("TCP offer: err = %v, want to wait for room until its context ended", err)
+	}
+	if got := counterValue(t, n, "batchpilot_admission_paused_total", "source", "syslog"); got != 1 {
+		t.Fatalf("batchpilot_admission_paused_total{source=syslog} = %v, want 1", got)
+	}
+}
+
+// countingBody notes whether anything read it.
+type countingBody struct {
+	io.Reader
+	read bool
+}
+
+func (b *countingBody) Read(p []byte) (int, error) { b.read = true; return b.Reader.Read(p) }
+
+func TestIngestHTTPOverloadIsRefusedBeforeTheBodyIsRead(t *testing.T) {
+	s := newMemSink()
+	s.gate = make(chan struct{})
+	defer close(s.gate)
+	n := startNode(t, Config{Sink: s, InitialBatchSize: 1, FlushConcurrency: 1, MaxLinger: time.Millisecond, ControlInterval: time.Hour})
+	go func() { _ = n.Ingest(context.Background(), recs(1, "first"), SourceHTTP) }()
+	<-s.entered
+	go func() { _ = n.Ingest(context.Background(), recs(30, "fill"), SourceHTTP) }()
+	waitFor(t, func() bool { d, _, _, _ := n.queue.state(); return d == 30 })
+	// 30 records queued, drained at 10/s: 3 s to drain.
+	n.queue.adm.rate.Store(math.Float64bits(10))
+	n.queue.adm.bound.Store(40)
+
+	for _, tc := range []struct {
+		name     string
+		records  int
+		wantCode int
+		wantRead bool
+	}{
+		{"a request whose length says it fits is read and queued", 5, 0, true},
+		{"a request whose length says it does not fit is refused unread", 50, http.StatusTooManyRequests, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			for _, r := range recs(tc.records, "h") {
+				buf.Write(r)
+				buf.WriteByte('\n')
+			}
+			body := &countingBody{Reader: bytes.NewReader(buf.Bytes())}
+			req := httptest.NewRequest("POST", "/v1/logs", body)
+			req.ContentLength = int64(buf.Len())
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			rr := httptest.NewRecorder()
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			n.IngestHandler().ServeHTTP(rr, req.WithContext(ctx))
+			if body.read != tc.wantRead {
+				t.Fatalf("body read = %v, want %v", body.read, tc.wantRead)
+			}
+			if tc.wantCode == 0 {
+				return // queued behind the stuck sink; its client gave up
+			}
+			if rr.Code != tc.wantCode || rr.Header().Get("Retry-After") != "4" {
+				t.Fatalf("got %d Retry-After=%q, want %d with the drain time of 35 records at 10/s (4)", rr.Code, rr.Header().Get("Retry-After"), tc.wantCode)
+			}
+			if !strings.Contains(rr.Body.String(), "overloaded") {
+				t.Fatalf("body %q does not say why", rr.Body.String())
+			}
+		})
+	}
+}
+
+// counterValue reads one labelled counter of the node's registry.
+func counterValue(t *testing.T, n *Node, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabel(m, label, value) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAdmissionQueueModeRefusesOnlyAtTheHardBounds(t *testing.T) {
+	now := time.Now()
+	a := newAdmission(true)
+	a.update(busy(0)) // the same bound as TestAdmissionCheck: computed, not enforced
+	if got := a.bound.Load(); got != 1200 {
+		t.Fatalf("bound %d records, want it still computed (1200)", got)
+	}
+	for _, tc := range []struct {
+		name     string
+		depth, n int
+		waited   time.Duration
+	}{
+		{"past the delay bound", 1100, 101, 10 * time.Millisecond},
+		{"a head that waited past the budget", 500, 1, time.Second},
+	} {
+		if got := a.check(tc.depth, tc.n, now.Add(-tc.waited), now); got != "" {
+			t.Errorf("%s: check = %q, want admitted", tc.name, got)
+		}
+	}
+	q := newQueue(10, 1<<20, true)
+	if err := q.put(make([]Record, 10)); err != nil {
+		t.Fatalf("10 records into a queue of 10: %v", err)
+	}
+	if err := q.put(make([]Record, 1)); !errors.Is(err, ErrQueueFull) || errors.Is(err, ErrOverloaded) {
+		t.Errorf("the 11th record: %v, want the hard bound's ErrQueueFull", err)
+	}
+}
