@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fmt.Fprintf(cfg.Progress, "bench: scenario %s (%d phases, %s), %d controllers, sweep %v, oracle %s: %d runs, about %s\n",
 		sc.Name, all, sc.Duration(), len(cfg.Controllers), sweep, cfg.Oracle, len(jobs), est.Round(time.Minute))
 
-	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery}
+	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery, quick: cfg.Quick}
 	results := map[job]Result{}
 	for i, j := range jobs {
 		label := j.spec
