@@ -76,7 +76,10 @@ func TestRetryPolicyStopsWithItsContext(t *testing.T) {
 		t.Errorf("error %v after %d attempts, want a give-up before the deadline after 1", err, attempts)
 	}
 	cancel()
-	if err := p.Do(ctx, nil, func(context.Context) AttemptResult { t.Fatal("attempted after the context ended"); return AttemptResult{} }); !errors.Is(err, context.Canceled) {
+	if err := p.Do(ctx, nil, func(context.Context) AttemptResult {
+		t.Fatal("attempted after the context ended")
+		return AttemptResult{}
+	}); !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want the context's", err)
 	}
 }
