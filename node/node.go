@@ -110,6 +110,7 @@ type Node struct {
 	limits        atomic.Pointer[Limits]
 	draining      atomic.Bool
 	breakerOpen   atomic.Bool
+	flow          flow // batches in flight, their limit, the byte bound, the attempts (batcher.go)
 
 	slots    chan struct{} // one token per flush in progress
 	flushed  chan struct{} // signalled when a flush ends

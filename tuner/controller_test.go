@@ -106,3 +106,23 @@ func FuzzNew(f *testing.F) {
 		}
 	})
 }
+
+func TestAttemptStatsSumTheIntervalsAttempts(t *testing.T) {
+	ms := time.Millisecond
+	obs := Observation{Attempts: []Attempt{
+		{RTT: 10 * ms, Records: 100, Outcome: AttemptOK, RetryAfter: -1, InFlight: 1},
+		{RTT: 1 * ms, Records: 100, Outcome: AttemptBackpressure, RetryAfter: 2 * time.Second, InFlight: 3},
+		{RTT: 30 * ms, Records: 50, Outcome: AttemptOK, RetryAfter: -1, InFlight: 2},
+		{RTT: 2 * ms, Records: 900, Outcome: AttemptTooLarge, RetryAfter: -1, InFlight: 1},
+		{RTT: 5 * ms, Records: 1, Outcome: AttemptFailed, RetryAfter: -1, InFlight: 1},
+	}}
+	got := obs.AttemptStats()
+	want := AttemptStats{Attempts: 5, OK: 2, Backpressure: 1, TooLarge: 1, Failed: 1, MeanRTT: 20 * ms, OKRecords: 150,
+		MaxRetryAfter: 2 * time.Second, MaxInFlight: 3}
+	if got != want {
+		t.Errorf("stats %+v, want %+v", got, want)
+	}
+	if (Observation{}).AttemptStats() != (AttemptStats{}) {
+		t.Error("an interval without attempts has stats")
+	}
+}
