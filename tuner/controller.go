@@ -249,10 +249,11 @@ const defaultSLO = 500 * time.Millisecond
 var ErrUnknownController = errors.New("unknown controller")
 
 // ControllerNames are the specs New accepts, as --controller documents them.
-var ControllerNames = []string{"gradient", "aimd", "gradient2", "target", "static", "static:N"}
+var ControllerNames = []string{"gradient", "aimd", "gradient2", "target", "arc", "static", "static:N"}
 
 // New returns the controller a spec names: "gradient", "aimd", "gradient2",
-// "target", "static" (fixed at initial) or "static:N" (fixed at N). initial
+// "target", "arc" (a fixed batch with adaptive flush concurrency, as Vector
+// runs it), "static" (fixed at initial) or "static:N" (fixed at N). initial
 // is the starting size and max the largest size it may choose (0: only
 // obs.MaxBatchSize bounds it).
 func New(spec string, initial, max int) (Controller, error) {
@@ -272,6 +273,8 @@ func New(spec string, initial, max int) (Controller, error) {
 		return NewGradient2(Gradient2Config{Initial: initial, Max: max}), nil
 	case "target":
 		return NewTarget(TargetConfig{Initial: initial, Max: max}), nil
+	case "arc":
+		return NewARC(ARCConfig{}), nil
 	case "static":
 		size := initial
 		if hasArg {

@@ -25,7 +25,7 @@ func runBench(ctx context.Context, args []string) error {
 		"scenario (--suite --quick in under 15 minutes) and prints one table. See docs/bench.md.")
 	scenario := fs.String("scenario", "", "a committed scenario: "+strings.Join(bench.Names(), ", ")+" (default shifting)")
 	scenarioFile := fs.String("scenario-file", "", "a scenario JSON file instead (see docs/bench.md)")
-	controllers := fs.String("controllers", strings.Join(bench.DefaultControllers, ","), "comma-separated controllers: gradient, aimd, gradient2, target, static:N")
+	controllers := fs.String("controllers", strings.Join(bench.DefaultControllers, ","), "comma-separated controllers: gradient, aimd, gradient2, target, arc, static:N")
 	quick := fs.Bool("quick", false, "short phases, a smaller sweep, the oracle from the sweep's whole runs")
 	seed := fs.Uint64("seed", 0, "seed of the load and the downstream (0: the scenario's)")
 	out := fs.String("out", "", "write the report JSON to `FILE`")

@@ -96,6 +96,14 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 	if size, ok := staticSize(ctl.Name()); ok {
 		initial = size
 	}
+	// A controller of the flush concurrency (arc) runs up to its own
+	// ceiling, Vector's 200, rather than the node's fixed 4: that is the
+	// room Vector's adaptive concurrency has. It starts at its own initial
+	// limit (1), so the node's ceiling is only room.
+	flush := sc.Node.FlushConcurrency
+	if _, ok := ctl.(tuner.FlowController); ok {
+		flush = max(flush, tuner.ARCMaxConcurrency)
+	}
 	sampler, err := tuner.NewSampler(ctx)
 	if err != nil {
 		return Result{}, err
@@ -118,7 +126,7 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 		MaxBatchSize:     sc.Node.MaxBatchSize,
 		MaxLinger:        sc.Node.MaxLinger.D(),
 		LatencySLO:       sc.SLO.D(),
-		FlushConcurrency: sc.Node.FlushConcurrency,
+		FlushConcurrency: flush,
 		QueueRecords:     sc.Node.QueueRecords,
 		ControlInterval:  sc.Node.ControlInterval.D(),
 		Processors:       []node.Processor{node.TimestampNormalizer{}},

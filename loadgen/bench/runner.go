@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultControllers are the controllers "bench" compares by default.
-var DefaultControllers = []string{"static:100", "aimd", "gradient2", "target", "gradient"}
+var DefaultControllers = []string{"static:100", "aimd", "gradient2", "target", "arc", "gradient"}
 
 // Config is one bench.
 type Config struct {
