@@ -57,7 +57,11 @@ func (n *Node) applyFlow(d tuner.Decision) {
 		notify(n.flushed) // a raised limit may let the batcher go on
 	}
 	if d.BatchBytes > 0 {
-		n.flow.batchBytes.Store(int64(d.BatchBytes))
+		b := int64(d.BatchBytes)
+		if n.cfg.MaxBatchBytes > 0 {
+			b = min(b, n.cfg.MaxBatchBytes)
+		}
+		n.flow.batchBytes.Store(b)
 	}
 }
 
@@ -81,6 +85,7 @@ func enrichOverhead(node string) int64 { return int64(len(node)) + 96 }
 // set a lower limit), and never more bytes than the node's grant.
 func (n *Node) batchLoop() {
 	defer close(n.done)
+	n.flow.batchBytes.Store(max(0, n.cfg.MaxBatchBytes))
 	if fc, ok := n.cfg.Controller.(tuner.FlowController); ok {
 		conc, bytes := fc.InitialFlow()
 		n.applyFlow(tuner.Decision{FlushConcurrency: conc, BatchBytes: bytes})

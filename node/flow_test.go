@@ -131,10 +131,23 @@ func TestAControllerCanLowerTheFlushConcurrency(t *testing.T) {
 }
 
 func TestAByteBoundKeepsEveryBatchWithinIt(t *testing.T) {
-	s := newMemSink()
 	const bound = 2000
-	ctl := &flowCtl{bytes: bound}
-	n := startNode(t, Config{Sink: s, Controller: ctl, InitialBatchSize: 1000, MaxLinger: 20 * time.Millisecond})
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"set by the controller", Config{Controller: &flowCtl{bytes: bound}}},
+		{"set in the node's config", Config{MaxBatchBytes: bound}},
+		{"the lower of the controller's and the config's", Config{Controller: &flowCtl{bytes: 50_000}, MaxBatchBytes: bound}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testByteBound(t, tc.cfg, bound) })
+	}
+}
+
+func testByteBound(t *testing.T, cfg Config, bound int) {
+	s := newMemSink()
+	cfg.Sink, cfg.InitialBatchSize, cfg.MaxLinger = s, 1000, 20*time.Millisecond
+	n := startNode(t, cfg)
 	// Records of two sizes, so that a bound counted in records could not
 	// hold both.
 	var batch [][]byte

@@ -36,6 +36,12 @@ type Config struct {
 	FlushTimeout     time.Duration // 30s: one batch's write, retries included
 	ControlInterval  time.Duration // 1s
 
+	// MaxBatchBytes bounds a batch's bytes as the sink writes them as well
+	// as its records (Vector's max_bytes beside max_events), so that a
+	// downstream's body limit holds however large the records are; 0: no
+	// bound. A controller may set a lower one (Decision.BatchBytes).
+	MaxBatchBytes int64
+
 	QueueRecords int   // 200000
 	QueueBytes   int64 // 128 MiB
 	MaxBodyBytes int64 // 16 MiB, after decompression

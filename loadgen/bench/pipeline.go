@@ -127,6 +127,7 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 		MaxLinger:        sc.Node.MaxLinger.D(),
 		LatencySLO:       sc.SLO.D(),
 		FlushConcurrency: flush,
+		MaxBatchBytes:    sc.Node.MaxBatchBytes,
 		QueueRecords:     sc.Node.QueueRecords,
 		ControlInterval:  sc.Node.ControlInterval.D(),
 		Processors:       []node.Processor{node.TimestampNormalizer{}},

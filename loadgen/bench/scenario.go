@@ -66,6 +66,7 @@ type NodeSettings struct {
 	MaxBatchSize     int              `json:"max_batch_size,omitempty"`     // 20000
 	MaxLinger        loadgen.Duration `json:"max_linger,omitempty"`         // 200ms
 	FlushConcurrency int              `json:"flush_concurrency,omitempty"`  // 4
+	MaxBatchBytes    int64            `json:"max_batch_bytes,omitempty"`    // 0: no bound in bytes
 	QueueRecords     int              `json:"queue_records,omitempty"`      // 200000
 	ControlInterval  loadgen.Duration `json:"control_interval,omitempty"`   // 1s
 }
@@ -296,6 +297,9 @@ func (n NodeSettings) check() error {
 		if v < 0 || v > 10_000_000 {
 			return fmt.Errorf("%s %d out of [0, 10000000]", name, v)
 		}
+	}
+	if n.MaxBatchBytes < 0 || n.MaxBatchBytes > 1<<30 {
+		return fmt.Errorf("max_batch_bytes %d out of [0, 1 GiB]", n.MaxBatchBytes)
 	}
 	if n.FlushConcurrency > 1024 {
 		return fmt.Errorf("flush_concurrency %d above 1024", n.FlushConcurrency)

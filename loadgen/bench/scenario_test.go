@@ -193,6 +193,7 @@ func TestParseScenarioRejects(t *testing.T) {
 		{"a negative process cost", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_record": -1}}]}`, "duration"},
 		{"a process cost per record above 10ms", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_record": "20ms"}}]}`, "per_record"},
 		{"a process cost per batch above 1s", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_batch": "2s"}}]}`, "per_batch"},
+		{"a negative byte bound", `{"node": {"max_batch_bytes": -1}, "phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}}]}`, "max_batch_bytes"},
 		{"an unknown process field", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_byte": "1ns"}}]}`, "unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
