@@ -85,7 +85,8 @@ func enrichOverhead(node string) int64 { return int64(len(node)) + 96 }
 // set a lower limit), and never more bytes than the node's grant.
 func (n *Node) batchLoop() {
 	defer close(n.done)
-	n.flow.batchBytes.Store(max(0, n.cfg.MaxBatchBytes))
+	// The configured bound, unless a first decision already set one.
+	n.flow.batchBytes.CompareAndSwap(0, max(0, n.cfg.MaxBatchBytes))
 	if fc, ok := n.cfg.Controller.(tuner.FlowController); ok {
 		conc, bytes := fc.InitialFlow()
 		n.applyFlow(tuner.Decision{FlushConcurrency: conc, BatchBytes: bytes})
