@@ -33,7 +33,7 @@ func runBench(ctx context.Context, args []string) error {
 	cpuLimit := fs.Float64("cpu-limit", 100, "host CPU limit in percent for the breaker and the controllers' objectives; the\ngenerator, the node and the downstream share this host, so the agent's 90 would trip\non the bench's own load (see docs/bench.md)")
 	oracle := fs.String("oracle", "", "how the per-phase oracle is found: phase-alone (each phase run alone at every size)\nor whole-run (the phases of the sweep's whole runs); default phase-alone, whole-run with --quick")
 	noSweep := fs.Bool("no-sweep", false, "run the controllers only: no fixed-size sweep, no best static size, no oracle")
-	suite := fs.Bool("suite", false, "run every committed scenario ("+strings.Join(bench.Names(), ", ")+") and print one table;\n--out writes {\"scenarios\": [REPORT, ...]}")
+	suite := fs.Bool("suite", false, "run every committed scenario ("+strings.Join(bench.Names(), ", ")+") and print one table\n(default controllers "+strings.Join(bench.SuiteControllers, ",")+"); --out writes {\"scenarios\": [REPORT, ...]}")
 	seeds := fs.Int("seeds", 1, "run everything on `N` seeds (the scenario's or --seed, then the next ones) and report\nthe mean and the range")
 	progressEvery := fs.Duration("progress-interval", 10*time.Second, "how often a running run reports")
 	if err := parseFlags(fs, args); err != nil {
@@ -66,6 +66,9 @@ func runBench(ctx context.Context, args []string) error {
 		Progress: os.Stderr, ProgressEvery: *progressEvery,
 	}
 	if *suite {
+		if *controllers == strings.Join(bench.DefaultControllers, ",") {
+			cfg.Controllers = bench.SuiteControllers
+		}
 		return runSuite(ctx, cfg, *seed, *seeds, *out)
 	}
 	var (

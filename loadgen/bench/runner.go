@@ -16,6 +16,11 @@ import (
 // DefaultControllers are the controllers "bench" compares by default.
 var DefaultControllers = []string{"static:100", "aimd", "gradient2", "target", "arc", "gradient"}
 
+// SuiteControllers are the controllers "bench --suite" compares by default:
+// DefaultControllers without static:100, whose column the suite's table
+// does not have (each scenario's sweep has the static sizes).
+var SuiteControllers = []string{"aimd", "gradient2", "target", "arc", "gradient"}
+
 // Config is one bench.
 type Config struct {
 	// Scenario to run; for --quick, pass Scenario.QuickVersion() and set
