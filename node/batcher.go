@@ -4,40 +4,144 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/batchpilot/batchpilot/node/sink"
+	"github.com/batchpilot/batchpilot/tuner"
 )
 
+// flow is the batcher's state beside the batch size: how many batches are
+// in flight and the limit a controller may set on them (at most
+// FlushConcurrency), the bound on a batch's bytes, and the sink's attempts
+// of the current control interval, which the control loop hands to the
+// controller.
+type flow struct {
+	inFlight   atomic.Int32
+	limit      atomic.Int32 // 0: FlushConcurrency
+	batchBytes atomic.Int64 // 0: no bound
+
+	mu       sync.Mutex
+	attempts []tuner.Attempt
+	dropped  int
+}
+
+// record keeps one attempt for the control interval.
+func (f *flow) record(a tuner.Attempt) {
+	f.mu.Lock()
+	if len(f.attempts) < tuner.MaxAttempts {
+		f.attempts = append(f.attempts, a)
+	} else {
+		f.dropped++
+	}
+	f.mu.Unlock()
+}
+
+// observeFlow hands the interval's attempts and the flow's limits to obs
+// and starts a new interval; the control loop calls it once an interval.
+func (n *Node) observeFlow(obs *tuner.Observation) {
+	f := &n.flow
+	f.mu.Lock()
+	obs.Attempts, obs.AttemptsDropped = f.attempts, f.dropped
+	f.attempts, f.dropped = nil, 0
+	f.mu.Unlock()
+	obs.FlushLimit = n.flushLimit()
+	obs.BatchBytes = int(f.batchBytes.Load())
+}
+
+// applyFlow carries out a decision's flush concurrency and byte bound
+// (0 leaves each as it is).
+func (n *Node) applyFlow(d tuner.Decision) {
+	if d.FlushConcurrency > 0 {
+		n.flow.limit.Store(int32(min(d.FlushConcurrency, n.cfg.FlushConcurrency)))
+		notify(n.flushed) // a raised limit may let the batcher go on
+	}
+	if d.BatchBytes > 0 {
+		b := int64(d.BatchBytes)
+		if n.cfg.MaxBatchBytes > 0 {
+			b = min(b, n.cfg.MaxBatchBytes)
+		}
+		n.flow.batchBytes.Store(b)
+	}
+}
+
+// flushLimit is how many batches may be in flight at once now.
+func (n *Node) flushLimit() int {
+	if l := int(n.flow.limit.Load()); l > 0 {
+		return l
+	}
+	return n.cfg.FlushConcurrency
+}
+
+// enrichOverhead is an upper bound on the bytes the node adds to a record
+// as the sink writes it (its fields and the NDJSON newline), to bound a
+// batch's bytes as written from the bytes as received.
+func enrichOverhead(node string) int64 { return int64(len(node)) + 96 }
+
 // batchLoop forms batches and hands each to a flush goroutine. A batch is
-// due when the queue holds the batch size, when its oldest record has waited
-// MaxLinger, or at once while draining. At most FlushConcurrency batches are
-// in flight, and never more bytes than the node's grant.
+// due when the queue holds the batch size (or the byte bound's worth),
+// when its oldest record has waited MaxLinger, or at once while draining.
+// At most FlushConcurrency batches are in flight (fewer when a controller
+// set a lower limit), and never more bytes than the node's grant.
 func (n *Node) batchLoop() {
 	defer close(n.done)
+	// The configured bound, unless a first decision already set one.
+	n.flow.batchBytes.CompareAndSwap(0, max(0, n.cfg.MaxBatchBytes))
+	if fc, ok := n.cfg.Controller.(tuner.FlowController); ok {
+		conc, bytes := fc.InitialFlow()
+		n.applyFlow(tuner.Decision{FlushConcurrency: conc, BatchBytes: bytes})
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
 		n.slots <- struct{}{}
-		recs, ok := n.nextBatch(timer)
+		n.waitFlushLimit()
+		recs, full, ok := n.nextBatch(timer)
 		if !ok {
 			<-n.slots
 			break
 		}
 		n.flushes.Add(1)
-		go n.flush(recs)
+		inFlight := int(n.flow.inFlight.Add(1))
+		go n.flush(recs, batchInfo{inFlight: inFlight, full: full})
 	}
 	n.flushes.Wait()
 }
 
+// waitFlushLimit waits until fewer batches than the flush limit are in
+// flight.
+func (n *Node) waitFlushLimit() {
+	for int(n.flow.inFlight.Load()) >= n.flushLimit() {
+		<-n.flushed
+	}
+}
+
+// batchInfo is what the batcher knew of a batch when it cut it.
+type batchInfo struct {
+	inFlight int  // batches in flight with it, itself included
+	full     bool // cut at its bound rather than by the linger
+}
+
 // nextBatch waits for the next due batch; false once the queue is closed
-// and empty.
-func (n *Node) nextBatch(timer *time.Timer) ([]Record, bool) {
+// and empty. full says the batch was due for its size (in records or in
+// bytes), not for its linger.
+func (n *Node) nextBatch(timer *time.Timer) ([]Record, bool, bool) {
 	for {
-		count, _, oldest, closed := n.queue.state()
+		count, qbytes, oldest, closed := n.queue.state()
 		size := int(n.batchSize.Load())
 		if count == 0 && closed {
-			return nil, false
+			return nil, false, false
+		}
+		// A byte bound caps the records of a batch at what fits in it at
+		// the queue's mean record size; the raw bytes left for them are the
+		// bound less the node's additions, so that the batch as written
+		// stays within the bound whatever the records' sizes.
+		byteCap := int64(1) << 62
+		if lim := n.flow.batchBytes.Load(); lim > 0 && count > 0 {
+			over := enrichOverhead(n.cfg.Name)
+			fit := max(1, int(lim/(qbytes/int64(count)+over)))
+			size = min(size, fit)
+			byteCap = max(1, lim-int64(size)*over)
 		}
 		var wait time.Duration
 		if count > 0 && count < size && !closed {
@@ -46,12 +150,12 @@ func (n *Node) nextBatch(timer *time.Timer) ([]Record, bool) {
 		if count > 0 && wait <= 0 {
 			budget, idle, ok := n.byteBudget()
 			if ok {
-				recs := n.queue.take(getRecords(size), size, budget, idle)
+				recs := n.queue.take(getRecords(size), size, min(budget, byteCap), idle)
 				if len(recs) > 0 {
 					// Count the batch in flight before the next one is
 					// sized, so two batches cannot both fit one budget.
 					n.inflightBytes.Add(rawBytes(recs))
-					return recs, true
+					return recs, count >= size, true
 				}
 				putRecords(recs)
 			}
@@ -121,36 +225,52 @@ func putRecords(recs []Record) {
 }
 
 // flush processes and writes one batch, then settles its acknowledgements.
-func (n *Node) flush(recs []Record) {
+func (n *Node) flush(recs []Record, info batchInfo) {
 	defer n.flushes.Done()
 	raw := rawBytes(recs) // counted in flight by nextBatch
-	if err := n.write(recs); errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
+	if err := n.write(recs, info); errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
 		// The sink refused a record of the batch as data it can never
 		// write (PostgreSQL's jsonb and \u0000, say). Write each request's
 		// records on their own, so that only the request with the bad
 		// record is refused and the others are not failed with it.
 		for i := 0; i < len(recs); {
 			j := runEnd(recs, i)
-			_ = n.write(recs[i:j])
+			_ = n.write(recs[i:j], info)
 			i = j
 		}
 	}
 	putRecords(recs)
 	n.inflightBytes.Add(-raw)
+	n.flow.inFlight.Add(-1)
 	<-n.slots
 	notify(n.flushed)
 	notify(n.queue.ready)
 }
 
 // write processes recs, writes them as one batch, settles their
-// acknowledgements with the outcome, accounts for it, and returns it.
-func (n *Node) write(recs []Record) error {
+// acknowledgements with the outcome, accounts for it, and returns it. Every
+// attempt the sink reports goes to the control interval's attempts; a sink
+// that reports none gives one, timed around its write.
+func (n *Node) write(recs []Record, info batchInfo) error {
 	start := time.Now()
 	b := encodeBatch(recs, n.cfg.Name, n.cfg.Processors)
+	reported := false
+	attempt := func(a tuner.Attempt) {
+		reported = true
+		a.Records, a.Bytes, a.InFlight, a.Full = len(recs), b.batch.Bytes, info.inFlight, info.full
+		n.flow.record(a)
+	}
+	b.batch.OnAttempt = func(a sink.Attempt) {
+		attempt(tuner.Attempt{End: a.Start.Add(a.RTT), RTT: a.RTT, N: a.N, RetryAfter: a.RetryAfter, Outcome: attemptOutcome(a.Outcome)})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.FlushTimeout)
+	sinkStart := time.Now()
 	err := n.sink.Write(ctx, &b.batch)
 	cancel()
 	end := time.Now()
+	if !reported {
+		attempt(tuner.Attempt{End: end, RTT: end.Sub(sinkStart), RetryAfter: -1, Outcome: outcomeOfErr(err)})
+	}
 	if errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
 		// Not settled yet: flush writes the requests one by one.
 		putEncoded(b)
@@ -239,6 +359,7 @@ type encoded struct {
 var encodedPool = sync.Pool{New: func() any { return new(encoded) }}
 
 func putEncoded(e *encoded) {
+	e.batch.OnAttempt = nil
 	clear(e.batch.Records)
 	e.batch.Records = e.batch.Records[:0]
 	e.buf = e.buf[:0]
@@ -272,4 +393,31 @@ func encodeBatch(recs []Record, node string, procs []Processor) *encoded {
 	}
 	e.batch.Bytes = len(e.buf)
 	return e
+}
+
+// attemptOutcome is a sink's attempt outcome for the tuner.
+func attemptOutcome(o sink.Outcome) tuner.AttemptOutcome {
+	switch o {
+	case sink.OutcomeOK:
+		return tuner.AttemptOK
+	case sink.OutcomeBackpressure:
+		return tuner.AttemptBackpressure
+	case sink.OutcomeTooLarge:
+		return tuner.AttemptTooLarge
+	}
+	return tuner.AttemptFailed
+}
+
+// outcomeOfErr sorts a whole write's error for a sink that reports no
+// attempts.
+func outcomeOfErr(err error) tuner.AttemptOutcome {
+	switch {
+	case err == nil:
+		return tuner.AttemptOK
+	case errors.Is(err, sink.ErrBatchTooLarge):
+		return tuner.AttemptTooLarge
+	case errors.Is(err, sink.ErrBackpressure):
+		return tuner.AttemptBackpressure
+	}
+	return tuner.AttemptFailed
 }

@@ -120,6 +120,7 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 	if max := n.grantBatchCap(*avgRecord); max > 0 && max < obs.MaxBatchSize {
 		obs.MaxBatchSize = max
 	}
+	n.observeFlow(&obs) // the sink's attempts (batcher.go)
 	return obs
 }
 
@@ -145,6 +146,7 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		sinkTrip = strings.HasPrefix(g.Reason(), "sink")
 	}
 	d.BatchSize = tuner.Clamp(d.BatchSize, obs.MaxBatchSize)
+	n.applyFlow(d) // flush concurrency and byte bound, when the controller sets them (batcher.go)
 	if d.BatchSize != old {
 		n.setBatchSize(d.BatchSize)
 		n.metrics.decisions.WithLabelValues(d.Reason).Inc()

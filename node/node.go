@@ -36,6 +36,12 @@ type Config struct {
 	FlushTimeout     time.Duration // 30s: one batch's write, retries included
 	ControlInterval  time.Duration // 1s
 
+	// MaxBatchBytes bounds a batch's bytes as the sink writes them as well
+	// as its records (Vector's max_bytes beside max_events), so that a
+	// downstream's body limit holds however large the records are; 0: no
+	// bound. A controller may set a lower one (Decision.BatchBytes).
+	MaxBatchBytes int64
+
 	QueueRecords int   // 200000
 	QueueBytes   int64 // 128 MiB
 	// Admission is "delay" (default): refuse a request whose records would
@@ -114,6 +120,7 @@ type Node struct {
 	limits        atomic.Pointer[Limits]
 	draining      atomic.Bool
 	breakerOpen   atomic.Bool
+	flow          flow // batches in flight, their limit, the byte bound, the attempts (batcher.go)
 
 	slots    chan struct{} // one token per flush in progress
 	flushed  chan struct{} // signalled when a flush ends

@@ -3,41 +3,57 @@ package tuner
 import "math"
 
 // AIMD is Vector's adaptive request concurrency (ARC) applied to the batch
-// size instead of the number of requests in flight. It is ported from
-// vectordotdev/vector src/sinks/util/adaptive_concurrency/controller.rs
-// (Controller::manage_limit and adjust_to_response_inner) with Vector's
-// defaults (ewma_alpha 0.4, rtt_deviation_scale 2.5, decrease_ratio 0.9):
+// size instead of the number of requests in flight: the controller of
+// vectordotdev/vector 05b56b79 src/sinks/util/adaptive_concurrency/controller.rs
+// (record_attempt, lines 270-299; adjust_to_response_inner, 133-209;
+// manage_limit, 211-256), with Vector's defaults (mod.rs:83-101:
+// ewma_alpha 0.4, rtt_deviation_scale 2.5, decrease_ratio 0.9), ported in
+// vectorARC (arc.go). It decides per RTT window as Vector does: the sink's
+// attempts of a control interval (Observation.Attempts) are replayed in
+// the order they ended, and a decision falls at the end of every window
+// of past_rtt's mean length, not once per interval.
 //
-//   - the round-trip time is the interval's mean batch write time
-//     (obs.MeanBatchTime), and past_rtt is an exponentially weighted mean and
-//     variance of it (West's recurrence, as Vector's EwmaVar);
-//   - the size grows additively when the limit was reached (Vector: in-flight
-//     requests hit the limit; here: batches filled up to the size, or the
-//     queue held a full batch), there was no back pressure and the RTT was
-//     not above its past mean;
-//   - it shrinks ×0.9 on back pressure (429/503/timeouts: obs.Backpressure)
-//     or when the RTT is at or above the past mean plus 2.5 standard
-//     deviations;
-//   - past_rtt is updated after the decision, as in Vector.
+// Where the mapping to a batch size departs, and why:
 //
-// Vector adds one request of concurrency, against limits that usually sit
-// in the tens: a step of a few to ten percent. One record is nothing against
-// a batch of hundreds, so the additive step here is a tenth of the initial
-// size (10 records for the default 100), still a constant as additive
-// increase requires. Vector adjusts once per past-RTT mean; this runs once
-// per control interval.
+//   - The sample is an attempt's RTT per record, not its RTT. A request's
+//     RTT does not depend on the concurrency limit unless the service
+//     queues, which is what lets Vector read a rising RTT as congestion; a
+//     batch's RTT grows with its size whatever the downstream's state, so
+//     the raw RTT would read every increase as congestion. The RTT per
+//     record does not grow with the size unless the downstream is past a
+//     knee or queueing.
+//   - The limit counts as reached when the batch was cut at its size
+//     rather than flushed by the linger with room to spare (Vector: the
+//     requests in flight reached the limit). So a size only grows while
+//     batches fill, which bounds it under light load as the concurrency
+//     limit is bounded by the requests there are.
+//   - A 413 (too large) is back pressure here: it is the downstream
+//     refusing the batch's size, the one thing this controller sets.
+//     Vector, which never changes a batch, does not retry a 413 and its
+//     controller ignores it.
+//   - The additive step is a tenth of the initial size (10 records for the
+//     default 100), not one: Vector adds one request to limits in the
+//     tens, a step of a few percent; one record is nothing against a
+//     batch of hundreds. It is still a constant, as additive increase
+//     requires.
+//   - Every RTT window decides, as in Vector, but the node applies a size
+//     once per control interval, where Vector's limit takes effect at
+//     once; so the later windows of an interval see batches of the size
+//     in force, not of the limit they decide on. A window takes only
+//     evidence about that limit: batches that reached it (full, and at
+//     least the limit) for growth, and back pressure and RTTs of batches
+//     within it. After a step up, batches of the old size no longer reach
+//     the new limit; after a cut, the 429s of the larger batches cut
+//     before it say nothing of the new one. Acting on them anyway (the
+//     first version of this port did) compounds a second's windows on one
+//     stale size and swings the size by several times its capacity. So the
+//     size moves at most about a step up or a cut per interval unless
+//     batches within the new limit give new evidence: a sawtooth around
+//     the downstream's edge, as Vector's.
 type AIMD struct {
-	size     int
-	max      int
-	step     int
-	alpha    float64
-	devScale float64
-	decrease float64
-	last     int
-
-	pastSeen bool
-	pastMean float64
-	pastVar  float64
+	core vectorARC
+	max  int
+	last int
 }
 
 // AIMDConfig are the AIMD's parameters; zero fields take Vector's defaults.
@@ -58,17 +74,17 @@ func NewAIMD(cfg AIMDConfig) *AIMD {
 	if cfg.Step <= 0 {
 		cfg.Step = max(1, cfg.Initial/10)
 	}
-	if cfg.Alpha <= 0 {
-		cfg.Alpha = 0.4
+	core := newVectorARC(float64(cfg.Initial), float64(cfg.Step))
+	if cfg.Alpha > 0 && cfg.Alpha < 1 {
+		core.alpha = cfg.Alpha
 	}
-	if cfg.DeviationScale <= 0 {
-		cfg.DeviationScale = 2.5
+	if cfg.DeviationScale > 0 {
+		core.devScale = cfg.DeviationScale
 	}
-	if cfg.DecreaseRatio <= 0 || cfg.DecreaseRatio >= 1 {
-		cfg.DecreaseRatio = 0.9
+	if cfg.DecreaseRatio > 0 && cfg.DecreaseRatio < 1 {
+		core.decrease = cfg.DecreaseRatio
 	}
-	return &AIMD{size: cfg.Initial, max: cfg.Max, step: cfg.Step, alpha: cfg.Alpha,
-		devScale: cfg.DeviationScale, decrease: cfg.DecreaseRatio}
+	return &AIMD{core: core, max: cfg.Max}
 }
 
 // Name implements Controller.
@@ -76,50 +92,35 @@ func (a *AIMD) Name() string { return "aimd" }
 
 // Next implements Controller.
 func (a *AIMD) Next(obs Observation) Decision {
-	a.size = adopt(a.size, a.last, obs.BatchSize)
-	hasRTT := obs.Batches > 0 && obs.MeanBatchTime > 0
-	rtt := obs.MeanBatchTime.Seconds()
-	backPressure := obs.Backpressure > 0
-	limit := obs.BatchSize
-	if limit <= 0 {
-		limit = a.size
+	if adopted := adopt(int(a.core.limit), a.last, obs.BatchSize); adopted != int(a.core.limit) {
+		a.core.limit = float64(adopted) // a breaker or the grant overrode it
 	}
-	reached := (obs.Batches > 0 && obs.MeanBatchFill >= 0.9*float64(limit)) || obs.QueueDepth >= limit
 	maxSize := bound(a.max, obs.MaxBatchSize)
-
+	a.core.max = float64(maxSize)
 	reason := "hold"
-	if !a.pastSeen {
-		if hasRTT {
-			a.pastSeen, a.pastMean, a.pastVar = true, rtt, 0
-		}
+	if len(obs.Attempts) == 0 {
+		reason = "hold:no-attempts"
+	}
+	if !a.core.pastSeen && len(obs.Attempts) > 0 {
 		reason = "hold:warmup"
-	} else {
-		threshold := math.Sqrt(a.pastVar) * a.devScale
-		cur := 0.0
-		if hasRTT {
-			cur = rtt
+	}
+	for _, at := range obs.Attempts {
+		perRecord := math.NaN()
+		if at.Records > 0 {
+			perRecord = at.RTT.Seconds() / float64(at.Records)
 		}
-		switch {
-		case (maxSize <= 0 || a.size < maxSize) && reached && !backPressure && hasRTT && rtt <= a.pastMean:
-			a.size += a.step
-			reason = "grow:additive"
-		case a.size > 1 && (backPressure || cur >= a.pastMean+threshold):
-			a.size = max(1, int(float64(a.size)*a.decrease))
-			reason = "shrink:latency"
-			if backPressure {
-				reason = "shrink:backpressure"
-			}
-		}
-		if hasRTT {
-			diff := rtt - a.pastMean
-			inc := a.alpha * diff
-			a.pastMean += inc
-			a.pastVar = (1 - a.alpha) * (a.pastVar + diff*inc)
+		// A window takes only evidence about the limit it decides on (see
+		// the type's comment).
+		limit := int(a.core.limit)
+		current := at.Records <= limit
+		pushback := current && (at.Outcome == AttemptBackpressure || at.Outcome == AttemptTooLarge)
+		ok := current && at.Outcome == AttemptOK
+		if r := a.core.feed(at.End, at.RTT, perRecord, ok, pushback, at.Full && at.Records >= limit); r != "" {
+			reason = r
 		}
 	}
-	a.size = Clamp(a.size, maxSize)
-	a.last = a.size
-	return Decision{BatchSize: a.size, Reason: reason}
+	a.last = Clamp(int(a.core.limit), maxSize)
+	return Decision{BatchSize: a.last, Reason: reason}
 }
 
 // adopt returns the size a controller should continue from: its own, unless

@@ -68,6 +68,111 @@ type Observation struct {
 	// the Breaker's configured default.
 	CPULimit float64
 	MemLimit float64
+
+	// Attempts are the sink's requests to the downstream whose answers
+	// came in the interval, oldest first, retries included (at most
+	// MaxAttempts; AttemptsDropped counts the rest). Every controller sees
+	// the same attempt-level signals: each request's own RTT, 429/503 and
+	// Retry-After as back pressure even when a retry then succeeded, 413
+	// as too large. A sink that does not report attempts (the file sink)
+	// gives one per batch, timed around its write.
+	Attempts        []Attempt
+	AttemptsDropped int
+	// FlushLimit is how many batches may be in flight at once now: the
+	// node's FlushConcurrency unless a controller set a lower limit
+	// (Decision.FlushConcurrency). 0: unknown.
+	FlushLimit int
+	// BatchBytes is the bound on a batch's bytes in force (as the sink
+	// writes them; Decision.BatchBytes); 0: none.
+	BatchBytes int
+}
+
+// MaxAttempts bounds Observation.Attempts.
+const MaxAttempts = 4096
+
+// AttemptOutcome is what the downstream's answer to an attempt meant.
+type AttemptOutcome int
+
+// The outcomes of an attempt.
+const (
+	AttemptOK           AttemptOutcome = iota // the downstream has the batch
+	AttemptBackpressure                       // 429, 503, a timeout, an overloaded database
+	AttemptTooLarge                           // 413: the batch is too large for the downstream
+	AttemptFailed                             // any other failure
+)
+
+func (o AttemptOutcome) String() string {
+	switch o {
+	case AttemptOK:
+		return "ok"
+	case AttemptBackpressure:
+		return "backpressure"
+	case AttemptTooLarge:
+		return "too_large"
+	}
+	return "failed"
+}
+
+// Attempt is one request of the sink to the downstream.
+type Attempt struct {
+	// End is when the answer came (or the attempt failed); RTT is from
+	// sending to then, without any wait before it.
+	End time.Time
+	RTT time.Duration
+	// Records and Bytes are the batch's (bytes as the sink writes them).
+	Records int
+	Bytes   int
+	Outcome AttemptOutcome
+	// RetryAfter is the wait the downstream asked for; negative: none.
+	RetryAfter time.Duration
+	// N is the attempt's number for its batch, from 0 (retries are 1, 2...).
+	N int
+	// InFlight is how many batches were being flushed when this one
+	// started, itself included.
+	InFlight int
+	// Full says the batch was cut at its bound (records or bytes) rather
+	// than flushed by the linger with room to spare.
+	Full bool
+}
+
+// AttemptStats sums an interval's attempts.
+type AttemptStats struct {
+	Attempts, OK, Backpressure, TooLarge, Failed int
+	// MeanRTT is the mean RTT of the successful attempts; OKRecords the
+	// records they carried.
+	MeanRTT   time.Duration
+	OKRecords int
+	// MaxRetryAfter is the longest wait the downstream asked for.
+	MaxRetryAfter time.Duration
+	// MaxInFlight is the most batches in flight when an attempt started.
+	MaxInFlight int
+}
+
+// AttemptStats sums obs.Attempts.
+func (obs Observation) AttemptStats() AttemptStats {
+	var s AttemptStats
+	var rtt time.Duration
+	for _, a := range obs.Attempts {
+		s.Attempts++
+		s.MaxInFlight = max(s.MaxInFlight, a.InFlight)
+		s.MaxRetryAfter = max(s.MaxRetryAfter, a.RetryAfter)
+		switch a.Outcome {
+		case AttemptOK:
+			s.OK++
+			s.OKRecords += a.Records
+			rtt += a.RTT
+		case AttemptBackpressure:
+			s.Backpressure++
+		case AttemptTooLarge:
+			s.TooLarge++
+		default:
+			s.Failed++
+		}
+	}
+	if s.OK > 0 {
+		s.MeanRTT = rtt / time.Duration(s.OK)
+	}
+	return s
 }
 
 // Decision is a controller's answer for the next interval.
@@ -79,6 +184,23 @@ type Decision struct {
 	// Breaker is the breaker's state after it saw this decision ("closed",
 	// "open", "half-open"); empty when no breaker was applied.
 	Breaker string
+	// FlushConcurrency, when > 0, sets how many batches may be in flight
+	// at once, up to the node's FlushConcurrency (a controller of request
+	// concurrency, arc, sets it); 0 leaves it as it is.
+	FlushConcurrency int
+	// BatchBytes, when > 0, bounds a batch's bytes as the sink writes them
+	// as well as its records (Vector's max_bytes beside max_events); 0
+	// leaves the bound as it is.
+	BatchBytes int
+}
+
+// FlowController is implemented by a controller that sets the flush
+// concurrency or a byte bound from the start (arc): the node reads
+// InitialFlow once, before its first batch, and then takes both from each
+// Decision. Zero values leave the node's own.
+type FlowController interface {
+	Controller
+	InitialFlow() (flushConcurrency, batchBytes int)
 }
 
 // Controller chooses the batch size for the next interval.
@@ -127,10 +249,11 @@ const defaultSLO = 500 * time.Millisecond
 var ErrUnknownController = errors.New("unknown controller")
 
 // ControllerNames are the specs New accepts, as --controller documents them.
-var ControllerNames = []string{"gradient", "aimd", "gradient2", "target", "static", "static:N"}
+var ControllerNames = []string{"gradient", "aimd", "gradient2", "target", "arc", "static", "static:N"}
 
 // New returns the controller a spec names: "gradient", "aimd", "gradient2",
-// "target", "static" (fixed at initial) or "static:N" (fixed at N). initial
+// "target", "arc" (a fixed batch with adaptive flush concurrency, as Vector
+// runs it), "static" (fixed at initial) or "static:N" (fixed at N). initial
 // is the starting size and max the largest size it may choose (0: only
 // obs.MaxBatchSize bounds it).
 func New(spec string, initial, max int) (Controller, error) {
@@ -150,6 +273,8 @@ func New(spec string, initial, max int) (Controller, error) {
 		return NewGradient2(Gradient2Config{Initial: initial, Max: max}), nil
 	case "target":
 		return NewTarget(TargetConfig{Initial: initial, Max: max}), nil
+	case "arc":
+		return NewARC(ARCConfig{}), nil
 	case "static":
 		size := initial
 		if hasArg {

@@ -64,7 +64,7 @@ func TestStaticKeepsItsSizeWithinTheGrant(t *testing.T) {
 
 // Every controller answers within [1, MaxBatchSize] whatever it is fed.
 func TestControllersStayWithinBounds(t *testing.T) {
-	for _, spec := range []string{"gradient", "aimd", "gradient2", "target", "static:50000"} {
+	for _, spec := range []string{"gradient", "aimd", "gradient2", "target", "arc", "static:50000"} {
 		c, _ := New(spec, 100, 0)
 		now := time.Unix(0, 0)
 		for i := 0; i < 200; i++ {
@@ -77,6 +77,11 @@ func TestControllersStayWithinBounds(t *testing.T) {
 				QueueDepth: i * 113 % 30000, Backpressure: i % 7 / 6, CPUPercent: float64(i % 100),
 			}
 			obs.Goodput = obs.Throughput / 2
+			for k := range i % 9 {
+				obs.Attempts = append(obs.Attempts, Attempt{End: now.Add(-time.Duration(k*97) * time.Millisecond),
+					RTT: time.Duration((i*k)%400) * time.Millisecond, Records: (i*k*31)%1500 + k%2,
+					Outcome: AttemptOutcome((i + k) % 4), RetryAfter: -1, InFlight: k%4 + 1, Full: (i+k)%3 == 0})
+			}
 			d := c.Next(obs)
 			if d.BatchSize < 1 || d.BatchSize > 1000 {
 				t.Fatalf("%s: interval %d chose %d, outside [1, 1000]", spec, i, d.BatchSize)
@@ -105,4 +110,24 @@ func FuzzNew(f *testing.F) {
 			t.Fatalf("New(%q).Next = %d, outside [1, 100]", spec, d.BatchSize)
 		}
 	})
+}
+
+func TestAttemptStatsSumTheIntervalsAttempts(t *testing.T) {
+	ms := time.Millisecond
+	obs := Observation{Attempts: []Attempt{
+		{RTT: 10 * ms, Records: 100, Outcome: AttemptOK, RetryAfter: -1, InFlight: 1},
+		{RTT: 1 * ms, Records: 100, Outcome: AttemptBackpressure, RetryAfter: 2 * time.Second, InFlight: 3},
+		{RTT: 30 * ms, Records: 50, Outcome: AttemptOK, RetryAfter: -1, InFlight: 2},
+		{RTT: 2 * ms, Records: 900, Outcome: AttemptTooLarge, RetryAfter: -1, InFlight: 1},
+		{RTT: 5 * ms, Records: 1, Outcome: AttemptFailed, RetryAfter: -1, InFlight: 1},
+	}}
+	got := obs.AttemptStats()
+	want := AttemptStats{Attempts: 5, OK: 2, Backpressure: 1, TooLarge: 1, Failed: 1, MeanRTT: 20 * ms, OKRecords: 150,
+		MaxRetryAfter: 2 * time.Second, MaxInFlight: 3}
+	if got != want {
+		t.Errorf("stats %+v, want %+v", got, want)
+	}
+	if (Observation{}).AttemptStats() != (AttemptStats{}) {
+		t.Error("an interval without attempts has stats")
+	}
 }

@@ -70,6 +70,7 @@ type agentConfig struct {
 	MaxLinger        time.Duration
 	LatencySLO       time.Duration
 	FlushConcurrency int
+	MaxBatchBytes    int64
 	QueueRecords     int
 	QueueBytes       int64
 	Admission        string
@@ -135,6 +136,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxLinger, "max-linger", 200*time.Millisecond, "longest a record waits for its batch to fill")
 	fs.DurationVar(&c.LatencySLO, "latency-slo", 500*time.Millisecond, "p99 end-to-end latency objective")
 	fs.IntVar(&c.FlushConcurrency, "flush-concurrency", 4, "batches written to the sink at once")
+	fs.Int64Var(&c.MaxBatchBytes, "max-batch-bytes", 0, "largest batch in bytes as the sink writes it, beside its records (a downstream's body limit); 0: no bound")
 	fs.IntVar(&c.QueueRecords, "queue-records", 200000, "records the ingest queue holds before it pushes back")
 	fs.Int64Var(&c.QueueBytes, "queue-bytes", 128<<20, "bytes the ingest queue holds before it pushes back")
 	fs.StringVar(&c.Admission, "admission", node.AdmissionDelay, "delay: refuse (429) a request whose records would wait past the latency budget;\nqueue: refuse only when --queue-records or --queue-bytes is reached (docs/overload.md)")
@@ -187,6 +189,9 @@ func (c *agentConfig) validate() error {
 	}
 	if c.FlushConcurrency < 1 {
 		errs = append(errs, "--flush-concurrency must be at least 1")
+	}
+	if c.MaxBatchBytes < 0 {
+		errs = append(errs, fmt.Sprintf("--max-batch-bytes %d: want 0 (no bound) or more", c.MaxBatchBytes))
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Sprintf("--max-conns %d: want at least 1", c.MaxConns))
@@ -345,6 +350,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		MaxLinger:        cfg.MaxLinger,
 		LatencySLO:       cfg.LatencySLO,
 		FlushConcurrency: cfg.FlushConcurrency,
+		MaxBatchBytes:    cfg.MaxBatchBytes,
 		QueueRecords:     cfg.QueueRecords,
 		QueueBytes:       cfg.QueueBytes,
 		Admission:        cfg.Admission,

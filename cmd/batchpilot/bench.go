@@ -21,10 +21,11 @@ func runBench(ctx context.Context, args []string) error {
 		"127.0.0.1 (loadgen over HTTP -> a node with the controller and the breaker -> the http sink ->\n"+
 		"sinksim paying the scenario's costs), then sweeps fixed sizes for the best static size in\n"+
 		"hindsight and the per-phase oracle. Progress goes to stderr, the table to stdout. The full\n"+
-		"shifting bench takes about an hour; --quick about 3 minutes. See docs/bench.md.")
+		"shifting bench takes about an hour; --quick about 3 minutes. --suite runs every committed\n"+
+		"scenario (--suite --quick in under 15 minutes) and prints one table. See docs/bench.md.")
 	scenario := fs.String("scenario", "", "a committed scenario: "+strings.Join(bench.Names(), ", ")+" (default shifting)")
 	scenarioFile := fs.String("scenario-file", "", "a scenario JSON file instead (see docs/bench.md)")
-	controllers := fs.String("controllers", strings.Join(bench.DefaultControllers, ","), "comma-separated controllers: gradient, aimd, gradient2, target, static:N")
+	controllers := fs.String("controllers", strings.Join(bench.DefaultControllers, ","), "comma-separated controllers: gradient, aimd, gradient2, target, arc, static:N")
 	quick := fs.Bool("quick", false, "short phases, a smaller sweep, the oracle from the sweep's whole runs")
 	seed := fs.Uint64("seed", 0, "seed of the load and the downstream (0: the scenario's)")
 	out := fs.String("out", "", "write the report JSON to `FILE`")
@@ -32,6 +33,8 @@ func runBench(ctx context.Context, args []string) error {
 	cpuLimit := fs.Float64("cpu-limit", 100, "host CPU limit in percent for the breaker and the controllers' objectives; the\ngenerator, the node and the downstream share this host, so the agent's 90 would trip\non the bench's own load (see docs/bench.md)")
 	oracle := fs.String("oracle", "", "how the per-phase oracle is found: phase-alone (each phase run alone at every size)\nor whole-run (the phases of the sweep's whole runs); default phase-alone, whole-run with --quick")
 	noSweep := fs.Bool("no-sweep", false, "run the controllers only: no fixed-size sweep, no best static size, no oracle")
+	suite := fs.Bool("suite", false, "run every committed scenario ("+strings.Join(bench.Names(), ", ")+") and print one table\n(default controllers "+strings.Join(bench.SuiteControllers, ",")+"); --out writes {\"scenarios\": [REPORT, ...]}")
+	seeds := fs.Int("seeds", 1, "run everything on `N` seeds (the scenario's or --seed, then the next ones) and report\nthe mean and the range")
 	progressEvery := fs.Duration("progress-interval", 10*time.Second, "how often a running run reports")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,6 +46,30 @@ func runBench(ctx context.Context, args []string) error {
 	if *scenario != "" && *scenarioFile != "" {
 		fmt.Fprintln(fs.Output(), "give --scenario or --scenario-file, not both")
 		return errUsage
+	}
+	if *suite && (*scenario != "" || *scenarioFile != "" || *svg != "") {
+		fmt.Fprintln(fs.Output(), "--suite runs every committed scenario: leave out --scenario, --scenario-file and --svg")
+		return errUsage
+	}
+	if *seeds < 1 || *seeds > 100 {
+		fmt.Fprintln(fs.Output(), "--seeds must be in [1, 100]")
+		return errUsage
+	}
+	var specs []string
+	for _, s := range strings.Split(*controllers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			specs = append(specs, s)
+		}
+	}
+	cfg := bench.Config{
+		Quick: *quick, Controllers: specs, CPULimit: *cpuLimit, Oracle: *oracle, NoSweep: *noSweep,
+		Progress: os.Stderr, ProgressEvery: *progressEvery,
+	}
+	if *suite {
+		if *controllers == strings.Join(bench.DefaultControllers, ",") {
+			cfg.Controllers = bench.SuiteControllers
+		}
+		return runSuite(ctx, cfg, *seed, *seeds, *out)
 	}
 	var (
 		sc  *bench.Scenario
@@ -64,16 +91,8 @@ func runBench(ctx context.Context, args []string) error {
 	if *quick {
 		sc = sc.QuickVersion()
 	}
-	var specs []string
-	for _, s := range strings.Split(*controllers, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			specs = append(specs, s)
-		}
-	}
-	rep, err := bench.Run(ctx, bench.Config{
-		Scenario: sc, Quick: *quick, Controllers: specs, CPULimit: *cpuLimit, Oracle: *oracle, NoSweep: *noSweep,
-		Progress: os.Stderr, ProgressEvery: *progressEvery,
-	})
+	cfg.Scenario = sc
+	rep, err := bench.RunSeeds(ctx, cfg, *seeds)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return errors.New("interrupted")
@@ -92,6 +111,36 @@ func runBench(ctx context.Context, args []string) error {
 		if err := rep.WriteSVG(*svg); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// runSuite runs every committed scenario and prints one table.
+func runSuite(ctx context.Context, cfg bench.Config, seed uint64, seeds int, out string) error {
+	var scenarios []*bench.Scenario
+	for _, name := range bench.Names() {
+		sc, err := bench.Named(name)
+		if err != nil {
+			return err
+		}
+		sc = sc.WithSeed(seed)
+		if cfg.Quick {
+			sc = sc.QuickVersion()
+		}
+		scenarios = append(scenarios, sc)
+	}
+	s, err := bench.RunSuite(ctx, cfg, scenarios, seeds)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errors.New("interrupted")
+		}
+		return err
+	}
+	if err := s.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	if out != "" {
+		return s.WriteJSON(out)
 	}
 	return nil
 }

@@ -34,6 +34,19 @@ type pipeline struct {
 	progress io.Writer
 	every    time.Duration
 	tag      string // prefix of progress lines
+	// quick shortens the grace time after the schedule (see grace).
+	quick bool
+}
+
+// grace is how long a run waits after its schedule for the last answers:
+// a record still unanswered then is far past the SLO (and one answered
+// later would not count as good anyway). The full bench waits four SLOs,
+// at least 2 s; --quick two, at least 1 s.
+func (p *pipeline) grace() time.Duration {
+	if p.quick {
+		return max(time.Second, 2*p.sc.SLO.D())
+	}
+	return max(2*time.Second, 4*p.sc.SLO.D())
 }
 
 // sampleEvery is how often the node's batch size is read.
@@ -74,7 +87,7 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 	if err != nil {
 		return Result{}, err
 	}
-	snk := &cutoffSink{Sink: httpSink}
+	snk := &cutoffSink{Sink: httpSink, process: sc.processCosts(from, to)}
 	ctl, err := tuner.New(spec, sc.Node.initial(), sc.Node.maxBatch())
 	if err != nil {
 		return Result{}, err
@@ -82,6 +95,14 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 	initial := sc.Node.initial()
 	if size, ok := staticSize(ctl.Name()); ok {
 		initial = size
+	}
+	// A controller of the flush concurrency (arc) runs up to its own
+	// ceiling, Vector's 200, rather than the node's fixed 4: that is the
+	// room Vector's adaptive concurrency has. It starts at its own initial
+	// limit (1), so the node's ceiling is only room.
+	flush := sc.Node.FlushConcurrency
+	if _, ok := ctl.(tuner.FlowController); ok {
+		flush = max(flush, tuner.ARCMaxConcurrency)
 	}
 	sampler, err := tuner.NewSampler(ctx)
 	if err != nil {
@@ -105,7 +126,8 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 		MaxBatchSize:     sc.Node.MaxBatchSize,
 		MaxLinger:        sc.Node.MaxLinger.D(),
 		LatencySLO:       sc.SLO.D(),
-		FlushConcurrency: sc.Node.FlushConcurrency,
+		FlushConcurrency: flush,
+		MaxBatchBytes:    sc.Node.MaxBatchBytes,
 		QueueRecords:     sc.Node.QueueRecords,
 		ControlInterval:  sc.Node.ControlInterval.D(),
 		Processors:       []node.Processor{node.TimestampNormalizer{}},
@@ -182,7 +204,8 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 
 	// The run lasts the schedule plus a grace time for the last answers:
 	// a record still unanswered then is far past any SLO.
-	grace := max(2*time.Second, 4*sc.SLO.D())
+	grace := p.grace()
+	snk.begin(time.Now())
 	runCtx, cancel := context.WithTimeout(ctx, total+grace)
 	rep, err := loadgen.Run(runCtx, loadgen.Config{
 		Targets:      []string{"http://" + ln.Addr().String()},
@@ -318,17 +341,64 @@ func phaseAt(sc *Scenario, from, to int, el time.Duration) string {
 // errCutoff fails the writes left after a run.
 var errCutoff = errors.New("bench: run over")
 
-// cutoffSink is the node's sink; once cut, it fails every write at once,
-// so that what is still queued after a run is not written at the
-// downstream's pace.
+// cutoffSink is the node's sink. Before each write it spends the phase's
+// process cost (the node's CPU work on the batch, in the flush that writes
+// it, so inside the batch time the node measures); once cut, it fails
+// every write at once, so that what is still queued after a run is not
+// written at the downstream's pace.
 type cutoffSink struct {
 	sink.Sink
-	cut atomic.Bool
+	cut     atomic.Bool
+	process []phaseCost
+	start   atomic.Int64 // unix nanoseconds of the run's start; 0 before
 }
+
+// phaseCost is a phase's process cost, until end since the run's start.
+type phaseCost struct {
+	end  time.Duration
+	cost *ProcessCost
+}
+
+// processCosts lists the process costs of phases [from, to), or nil when
+// none has one.
+func (sc *Scenario) processCosts(from, to int) []phaseCost {
+	var out []phaseCost
+	var end time.Duration
+	has := false
+	for _, p := range sc.Phases[from:to] {
+		end += p.Duration.D()
+		out = append(out, phaseCost{end: end, cost: p.Process})
+		has = has || p.Process != nil
+	}
+	if !has {
+		return nil
+	}
+	return out
+}
+
+// costAt is the process cost in force el into the run: the last phase's
+// after the end.
+func costAt(costs []phaseCost, el time.Duration) *ProcessCost {
+	for _, c := range costs {
+		if el < c.end {
+			return c.cost
+		}
+	}
+	if len(costs) == 0 {
+		return nil
+	}
+	return costs[len(costs)-1].cost
+}
+
+func (s *cutoffSink) begin(t time.Time) { s.start.Store(t.UnixNano()) }
 
 func (s *cutoffSink) Write(ctx context.Context, b *sink.Batch) error {
 	if s.cut.Load() {
 		return errCutoff
+	}
+	if start := s.start.Load(); start != 0 && s.process != nil {
+		el := time.Duration(time.Now().UnixNano() - start)
+		burn(costAt(s.process, el).of(len(b.Records)))
 	}
 	return s.Sink.Write(ctx, b)
 }

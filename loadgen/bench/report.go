@@ -35,6 +35,9 @@ type Report struct {
 	Sweep []Result `json:"sweep"`
 	// ElapsedS is the bench's own wall-clock time.
 	ElapsedS float64 `json:"elapsed_s"`
+	// Seeds, with --seeds N, are the seeds the scenario ran on; every
+	// figure is then the mean over them (Result.Spread has the ranges).
+	Seeds []uint64 `json:"seeds,omitempty"`
 }
 
 // Result is one run of the scenario under one controller.
@@ -79,6 +82,9 @@ type Result struct {
 	HostLoad   float64  `json:"host_load"`
 	Sink429    int64    `json:"sink_429"`
 	Series     []Second `json:"series,omitempty"`
+	// Spread, with --seeds N, is the range of the headline figures over
+	// the seeds (the series is the first seed's).
+	Spread *Spreads `json:"spread,omitempty"`
 }
 
 // PhaseResult is a Result restricted to one phase.
@@ -89,6 +95,9 @@ type PhaseResult struct {
 	MeanBatchSize float64 `json:"mean_batch_size"`
 	OfferedRPS    float64 `json:"offered_rps"`
 	SLOOKRatio    float64 `json:"slo_ok_ratio"`
+	// ThroughputRPS: the phase's records acknowledged, late or not, per
+	// second of the phase (what the oracle's capacity is read from).
+	ThroughputRPS float64 `json:"throughput_rps"`
 }
 
 // Second is one second of a run, by intended send time.
@@ -113,6 +122,13 @@ type Best struct {
 
 // Oracle is the goodput of the best static size chosen afresh for every
 // phase, in hindsight: the per-phase best weighted by the phases' lengths.
+// Where no size carries a phase's offered load at all (the downstream's
+// capacity binds), a fixed size that queues what it cannot carry is late
+// for everything, and its goodput says nothing of what the phase allows:
+// there the phase's oracle is the capacity, the most records a second any
+// size acknowledged (late or not), which a node that admits only what it
+// can carry could deliver. That is an upper bound (it does not ask that
+// the capacity be reached within the SLO) and is marked as such.
 type Oracle struct {
 	GoodputRPS float64 `json:"goodput_rps"`
 	// Method: "phase-alone" (each phase run alone, from an empty node, at
@@ -128,7 +144,29 @@ type OraclePhase struct {
 	Name       string  `json:"name"`
 	BatchSize  int     `json:"batch_size"`
 	GoodputRPS float64 `json:"goodput_rps"`
+	// OfferedRPS is the phase's offered load; CapacityRPS the most records
+	// a second any size acknowledged in it, at CapacityBatchSize.
+	OfferedRPS        float64 `json:"offered_rps"`
+	CapacityRPS       float64 `json:"capacity_rps"`
+	CapacityBatchSize int     `json:"capacity_batch_size"`
+	// Limit says what bounds the phase's oracle: "offered" (the best size
+	// delivered the offered load within the SLO), "slo" (some size carried
+	// the load but none delivered it all within the SLO: the oracle is the
+	// best goodput) or "capacity" (no size carried the load: the oracle is
+	// the capacity, an upper bound).
+	Limit string `json:"limit"`
 }
+
+// Limits of an oracle phase.
+const (
+	LimitOffered  = "offered"
+	LimitSLO      = "slo"
+	LimitCapacity = "capacity"
+)
+
+// carried is the share of the offered load above which a phase counts as
+// carried: a run of a few seconds loses a little at its edges.
+const carried = 0.97
 
 // outcome is what became of one request of the schedule.
 type outcome struct {
@@ -253,6 +291,7 @@ func summarize(controller string, phases []span, outs []outcome, sizes []sizeSam
 		if secs > 0 {
 			pr.GoodputRPS = float64(a.good) / secs
 			pr.OfferedRPS = float64(a.offered) / secs
+			pr.ThroughputRPS = float64(a.acked) / secs
 		}
 		if phN[j] > 0 {
 			pr.MeanBatchSize = phSize[j] / float64(phN[j])
@@ -342,8 +381,10 @@ func staticSize(name string) (int, bool) {
 
 // oracleOf picks, for every phase, the static run with the most goodput in
 // that phase; runs[i] are the candidates for phase i (a Result whose phase
-// figures include one named like the phase). The oracle's goodput weighs
-// each phase's best by the phase's length.
+// figures include one named like the phase). Where no candidate carried
+// the phase's offered load, the phase's oracle is the capacity instead
+// (see Oracle). The oracle's goodput weighs each phase's oracle by the
+// phase's length.
 func oracleOf(phases []span, runs [][]Result, method string) Oracle {
 	o := Oracle{Method: method}
 	var total time.Duration
@@ -358,9 +399,27 @@ func oracleOf(phases []span, runs [][]Result, method string) Oracle {
 				continue
 			}
 			for _, pr := range r.Phases {
-				if pr.Name == p.name && (pr.GoodputRPS > best.GoodputRPS || best.BatchSize == 0) {
+				if pr.Name != p.name {
+					continue
+				}
+				best.OfferedRPS = max(best.OfferedRPS, pr.OfferedRPS)
+				if pr.GoodputRPS > best.GoodputRPS || best.BatchSize == 0 {
 					best.BatchSize, best.GoodputRPS = size, pr.GoodputRPS
 				}
+				if pr.ThroughputRPS > best.CapacityRPS || best.CapacityBatchSize == 0 {
+					best.CapacityBatchSize, best.CapacityRPS = size, pr.ThroughputRPS
+				}
+			}
+		}
+		switch {
+		case best.GoodputRPS >= carried*best.OfferedRPS:
+			best.Limit = LimitOffered
+		case best.CapacityRPS >= carried*best.OfferedRPS:
+			best.Limit = LimitSLO
+		default:
+			best.Limit = LimitCapacity
+			if best.CapacityRPS > best.GoodputRPS {
+				best.BatchSize, best.GoodputRPS = best.CapacityBatchSize, best.CapacityRPS
 			}
 		}
 		o.Phases = append(o.Phases, best)
@@ -441,9 +500,30 @@ func (r *Report) WriteTable(w io.Writer) error {
 				fmt.Fprint(w, ", ")
 			}
 			fmt.Fprintf(w, "%s %.0f@%d", p.Name, p.GoodputRPS, p.BatchSize)
+			if p.Limit != LimitOffered && p.Limit != "" {
+				fmt.Fprintf(w, " [%s]", p.Limit)
+			}
 		}
 		fmt.Fprintln(w, ")")
+		if r.Oracle.marked() {
+			fmt.Fprint(w, oracleLegend)
+		}
 	}
 	fmt.Fprintf(w, "cells: goodput/s @ mean batch size; the bench took %s\n", time.Duration(r.ElapsedS*float64(time.Second)).Round(time.Second))
 	return nil
+}
+
+// oracleLegend explains the marks on the oracle's phases.
+const oracleLegend = "oracle limits: [slo] some size carried the phase's load but none delivered it all within the SLO;\n" +
+	"  [capacity] no size carried it: the oracle is the most any size acknowledged, late or not (an upper bound)\n"
+
+// marked reports whether a phase's oracle is bounded by something other
+// than the offered load.
+func (o Oracle) marked() bool {
+	for _, p := range o.Phases {
+		if p.Limit != LimitOffered && p.Limit != "" {
+			return true
+		}
+	}
+	return false
 }

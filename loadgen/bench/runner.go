@@ -14,7 +14,12 @@ import (
 )
 
 // DefaultControllers are the controllers "bench" compares by default.
-var DefaultControllers = []string{"static:100", "aimd", "gradient2", "target", "gradient"}
+var DefaultControllers = []string{"static:100", "aimd", "gradient2", "target", "arc", "gradient"}
+
+// SuiteControllers are the controllers "bench --suite" compares by default:
+// DefaultControllers without static:100, whose column the suite's table
+// does not have (each scenario's sweep has the static sizes).
+var SuiteControllers = []string{"aimd", "gradient2", "target", "arc", "gradient"}
 
 // Config is one bench.
 type Config struct {
@@ -126,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fmt.Fprintf(cfg.Progress, "bench: scenario %s (%d phases, %s), %d controllers, sweep %v, oracle %s: %d runs, about %s\n",
 		sc.Name, all, sc.Duration(), len(cfg.Controllers), sweep, cfg.Oracle, len(jobs), est.Round(time.Minute))
 
-	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery}
+	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery, quick: cfg.Quick}
 	results := map[job]Result{}
 	for i, j := range jobs {
 		label := j.spec

@@ -66,6 +66,7 @@ type NodeSettings struct {
 	MaxBatchSize     int              `json:"max_batch_size,omitempty"`     // 20000
 	MaxLinger        loadgen.Duration `json:"max_linger,omitempty"`         // 200ms
 	FlushConcurrency int              `json:"flush_concurrency,omitempty"`  // 4
+	MaxBatchBytes    int64            `json:"max_batch_bytes,omitempty"`    // 0: no bound in bytes
 	QueueRecords     int              `json:"queue_records,omitempty"`      // 200000
 	ControlInterval  loadgen.Duration `json:"control_interval,omitempty"`   // 1s
 }
@@ -97,6 +98,47 @@ type Phase struct {
 	Source string        `json:"source,omitempty"`
 	Load   loadgen.Phase `json:"load"`
 	Sink   sinksim.Phase `json:"sink"`
+	// Process is CPU work the node does on every batch before writing it
+	// (parsing, enrichment, inference); none when left out.
+	Process *ProcessCost `json:"process,omitempty"`
+}
+
+// ProcessCost is CPU time the node spends on a batch in the flush that
+// writes it, before the sink: PerBatch once (a model call's fixed cost, say)
+// plus PerRecord for each record. It is CPU time of the flushing thread,
+// not wall time, so on a busy machine it takes longer and competes for the
+// cores: a phase with a process cost is bound by the node's CPU rather than
+// by the downstream.
+type ProcessCost struct {
+	PerBatch  loadgen.Duration `json:"per_batch,omitempty"`
+	PerRecord loadgen.Duration `json:"per_record,omitempty"`
+}
+
+// Limits on a process cost.
+const (
+	maxProcessPerBatch  = time.Second
+	maxProcessPerRecord = 10 * time.Millisecond
+)
+
+func (c *ProcessCost) check() error {
+	if c == nil {
+		return nil
+	}
+	if c.PerBatch < 0 || c.PerBatch.D() > maxProcessPerBatch {
+		return fmt.Errorf("process per_batch %v out of [0, %v]", c.PerBatch.D(), maxProcessPerBatch)
+	}
+	if c.PerRecord < 0 || c.PerRecord.D() > maxProcessPerRecord {
+		return fmt.Errorf("process per_record %v out of [0, %v]", c.PerRecord.D(), maxProcessPerRecord)
+	}
+	return nil
+}
+
+// of is the CPU time a batch of n records costs.
+func (c *ProcessCost) of(n int) time.Duration {
+	if c == nil {
+		return 0
+	}
+	return c.PerBatch.D() + time.Duration(n)*c.PerRecord.D()
 }
 
 // DefaultSweep is the fixed sizes swept when a scenario names none.
@@ -256,6 +298,9 @@ func (n NodeSettings) check() error {
 			return fmt.Errorf("%s %d out of [0, 10000000]", name, v)
 		}
 	}
+	if n.MaxBatchBytes < 0 || n.MaxBatchBytes > 1<<30 {
+		return fmt.Errorf("max_batch_bytes %d out of [0, 1 GiB]", n.MaxBatchBytes)
+	}
 	if n.FlushConcurrency > 1024 {
 		return fmt.Errorf("flush_concurrency %d above 1024", n.FlushConcurrency)
 	}
@@ -313,6 +358,9 @@ func (p *Phase) check(defaults *loadgen.Phase) error {
 	}
 	if p.Load.Name != "" || p.Sink.Name != "" {
 		return errors.New("the phase's name is the load's and the downstream's: leave name out of load and sink")
+	}
+	if err := p.Process.check(); err != nil {
+		return err
 	}
 	load, err := mergeLoad(p.Load, defaults)
 	if err != nil {

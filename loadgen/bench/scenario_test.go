@@ -63,6 +63,66 @@ func TestShiftingPhasesAsTheIssueAsks(t *testing.T) {
 	}
 }
 
+// TestTheSuiteAsTheIssueAsks checks that the committed suite has the
+// scenarios issue #16 names, each saying where its figures come from.
+func TestTheSuiteAsTheIssueAsks(t *testing.T) {
+	want := []string{"brownout", "bytes", "cpu", "diurnal", "knee", "light", "overload", "shifting"}
+	if got := Names(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("committed scenarios %v, want %v", got, want)
+	}
+	for _, name := range want {
+		sc, err := Named(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.Description == "" {
+			t.Errorf("%s has no description", name)
+		}
+		for _, p := range sc.Phases {
+			if p.Source == "" {
+				t.Errorf("%s phase %s does not say where its figures come from", name, p.Name)
+			}
+		}
+	}
+	cpu, _ := Named("cpu")
+	if cpu.Phases[1].Process.of(100) <= cpu.Phases[0].Process.of(100) {
+		t.Error("the cpu scenario's middle phase costs no more CPU than its first")
+	}
+}
+
+func TestProcessCostOfABatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cost *ProcessCost
+		n    int
+		want time.Duration
+	}{
+		{"no cost is free", nil, 100, 0},
+		{"per batch once plus per record", &ProcessCost{PerBatch: loadgen.Duration(5 * time.Millisecond),
+			PerRecord: loadgen.Duration(200 * time.Microsecond)}, 10, 7 * time.Millisecond},
+		{"an empty batch pays the call", &ProcessCost{PerBatch: loadgen.Duration(time.Millisecond)}, 0, time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.cost.of(tc.n); got != tc.want {
+				t.Errorf("cost of %d records: %v, want %v", tc.n, got, tc.want)
+			}
+		})
+	}
+	sc, err := ParseScenario([]byte(`{"phases": [
+		{"name": "a", "duration": "10s", "load": {"rate": 1}, "sink": {}},
+		{"name": "b", "duration": "10s", "load": {"rate": 1}, "sink": {}, "process": {"per_record": "1ms"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	costs := sc.processCosts(0, 2)
+	if costAt(costs, 5*time.Second) != nil || costAt(costs, 15*time.Second) == nil || costAt(costs, time.Minute) == nil {
+		t.Error("the process cost is not the phase's in force")
+	}
+	if sc.processCosts(0, 1) != nil {
+		t.Error("a run of phases without a process cost carries one")
+	}
+}
+
 func TestQuickVersionScalesTheLoadsOwnDurations(t *testing.T) {
 	sc, err := ParseScenario([]byte(`{"name": "q", "quick": {"phase_duration": "3s", "control_interval": "250ms", "sweep": [10, 100]},
 		"phases": [{"name": "b", "duration": "30s",
@@ -130,6 +190,11 @@ func TestParseScenarioRejects(t *testing.T) {
 		{"a quick section without a duration", `{"quick": {}, "phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}}]}`, "phase_duration"},
 		{"trailing data", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}}]} {}`, "after"},
 		{"a rate out of range", phase(`{"rate": 1e12}`, `{}`), "rate"},
+		{"a negative process cost", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_record": -1}}]}`, "duration"},
+		{"a process cost per record above 10ms", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_record": "20ms"}}]}`, "per_record"},
+		{"a process cost per batch above 1s", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_batch": "2s"}}]}`, "per_batch"},
+		{"a negative byte bound", `{"node": {"max_batch_bytes": -1}, "phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}}]}`, "max_batch_bytes"},
+		{"an unknown process field", `{"phases": [{"duration": "1s", "load": {"rate": 1}, "sink": {}, "process": {"per_byte": "1ns"}}]}`, "unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseScenario([]byte(tc.json))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,12 +16,12 @@ import (
 	"time"
 )
 
-// Defaults for HTTPConfig's zero fields.
+// Defaults for HTTPConfig's zero fields (the retry policy's, RetryPolicy).
 const (
 	DefaultHTTPTimeout     = 10 * time.Second
-	DefaultHTTPMaxRetries  = 3
-	DefaultHTTPBackoffBase = 100 * time.Millisecond
-	DefaultHTTPBackoffMax  = 5 * time.Second
+	DefaultHTTPMaxRetries  = DefaultMaxRetries
+	DefaultHTTPBackoffBase = DefaultBackoffBase
+	DefaultHTTPBackoffMax  = DefaultBackoffMax
 )
 
 const (
@@ -105,16 +104,14 @@ func (e *StatusError) Unwrap() error {
 // backoff, honouring Retry-After; other answers fail the batch at once.
 // Safe for concurrent use.
 type HTTP struct {
-	url         string
-	redacted    string
-	hostport    string
-	timeout     time.Duration
-	maxRetries  int
-	backoffBase time.Duration
-	backoffMax  time.Duration
-	client      *http.Client
-	ownClient   bool
-	log         *slog.Logger
+	url       string
+	redacted  string
+	hostport  string
+	timeout   time.Duration
+	retry     RetryPolicy
+	client    *http.Client
+	ownClient bool
+	log       *slog.Logger
 
 	closed atomic.Bool
 	epoch  time.Time    // monotonic origin for lastOK
@@ -143,35 +140,19 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultHTTPTimeout
 	}
-	switch {
-	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = DefaultHTTPMaxRetries
-	case cfg.MaxRetries < 0:
-		cfg.MaxRetries = 0
-	}
-	if cfg.BackoffBase == 0 {
-		cfg.BackoffBase = DefaultHTTPBackoffBase
-	}
-	if cfg.BackoffMax == 0 {
-		cfg.BackoffMax = DefaultHTTPBackoffMax
-	}
-	if cfg.BackoffMax < cfg.BackoffBase {
-		cfg.BackoffMax = cfg.BackoffBase
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	s := &HTTP{
-		url:         u.String(),
-		redacted:    u.Redacted(),
-		hostport:    hostPort(u),
-		timeout:     cfg.Timeout,
-		maxRetries:  cfg.MaxRetries,
-		backoffBase: cfg.BackoffBase,
-		backoffMax:  cfg.BackoffMax,
-		client:      cfg.Client,
-		log:         cfg.Logger,
-		epoch:       time.Now(),
+		url:      u.String(),
+		redacted: u.Redacted(),
+		hostport: hostPort(u),
+		timeout:  cfg.Timeout,
+		retry: RetryPolicy{MaxRetries: cfg.MaxRetries, BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax,
+			Name: "http sink", Logger: cfg.Logger}.withDefaults(),
+		client: cfg.Client,
+		log:    cfg.Logger,
+		epoch:  time.Now(),
 	}
 	if s.client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -213,7 +194,7 @@ func (s *HTTP) Write(ctx context.Context, b *Batch) error {
 		s.failures.Add(1)
 		return fmt.Errorf("http sink: %w", err)
 	}
-	if err := s.post(ctx, body); err != nil {
+	if err := s.post(ctx, body, b.OnAttempt); err != nil {
 		s.failures.Add(1)
 		return err
 	}
@@ -221,82 +202,34 @@ func (s *HTTP) Write(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-func (s *HTTP) post(ctx context.Context, body []byte) error {
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return s.gaveUp(ctx, attempt, lastErr)
-		}
-		if attempt > 0 {
+// post sends body under the retry policy, reporting every attempt.
+func (s *HTTP) post(ctx context.Context, body []byte, report func(Attempt)) error {
+	n := 0
+	return s.retry.Do(ctx, report, func(ctx context.Context) AttemptResult {
+		if n > 0 {
 			s.retries.Add(1)
 		}
+		n++
 		s.requests.Add(1)
-		res := s.attempt(ctx, body)
-		if res.err == nil {
-			return nil
-		}
-		lastErr = res.err
-		if ctx.Err() != nil {
-			return s.gaveUp(ctx, attempt+1, lastErr)
-		}
-		if !res.retry {
-			return fmt.Errorf("http sink: %w", lastErr)
-		}
-		if attempt >= s.maxRetries {
-			return fmt.Errorf("http sink: giving up after %d attempts: %w", attempt+1, lastErr)
-		}
-		wait := s.retryWait(attempt, res.retryAfter)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return fmt.Errorf("http sink: giving up after %d attempts, the next would start after the deadline: %w", attempt+1, lastErr)
-		}
-		s.log.Warn("http sink: retrying batch",
-			"url", s.redacted, "attempt", attempt+1, "wait", wait, "error", lastErr)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return s.gaveUp(ctx, attempt+1, lastErr)
-		}
-	}
+		return s.attempt(ctx, body)
+	}, "url", s.redacted)
 }
 
-func (s *HTTP) gaveUp(ctx context.Context, attempts int, lastErr error) error {
-	if lastErr == nil {
-		return fmt.Errorf("http sink: POST %s: %w", s.redacted, ctx.Err())
-	}
-	return fmt.Errorf("http sink: stopped after %d attempts: %w (last attempt: %w)", attempts, ctx.Err(), lastErr)
-}
-
-// retryWait returns the wait after failed attempt n (0-based). A
-// Retry-After from the server (retryAfter >= 0) is obeyed up to BackoffMax.
-// Otherwise it is min(BackoffBase·2ⁿ, BackoffMax) with the upper half
-// random, so that writers that failed together do not retry together.
+// retryWait returns the wait after failed attempt n (0-based): the retry
+// policy's (RetryPolicy.Wait).
 func (s *HTTP) retryWait(n int, retryAfter time.Duration) time.Duration {
-	if retryAfter >= 0 {
-		return min(retryAfter, s.backoffMax)
-	}
-	d := s.backoffBase
-	for i := 0; i < n && d < s.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, s.backoffMax)
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return s.retry.Wait(n, retryAfter)
 }
 
-type attemptResult struct {
-	err        error
-	retry      bool
-	retryAfter time.Duration // < 0: no Retry-After
-}
-
-func (s *HTTP) attempt(ctx context.Context, body []byte) attemptResult {
+// attempt sends body once and sorts the answer: 2xx is success; 429 and
+// 503 are back pressure and 413 a batch too large, as StatusError unwraps
+// them; 429 and 5xx are retried, honouring Retry-After.
+func (s *HTTP) attempt(ctx context.Context, body []byte) AttemptResult {
 	actx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
-		return attemptResult{err: fmt.Errorf("build request for %s: %w", s.redacted, err), retryAfter: -1}
+		return AttemptResult{Err: fmt.Errorf("build request for %s: %w", s.redacted, err), RetryAfter: -1, Outcome: OutcomeFailed}
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err := s.client.Do(req)
@@ -308,35 +241,49 @@ func (s *HTTP) attempt(ctx context.Context, body []byte) attemptResult {
 		resp.Body.Close()
 	}()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return attemptResult{}
+		return AttemptResult{RetryAfter: -1}
 	}
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	serr := &StatusError{URL: s.redacted, StatusCode: resp.StatusCode, Body: strings.TrimSpace(string(head))}
-	res := attemptResult{err: serr, retryAfter: -1}
+	res := AttemptResult{Err: serr, RetryAfter: -1, Outcome: outcomeOf(serr)}
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests, code >= 500:
-		res.retry = true
-		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		res.Retry = true
+		res.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return res
 }
 
 // transportError classifies an error from Client.Do. Timeouts are
 // backpressure; a refused or broken connection is retried but is not.
-func (s *HTTP) transportError(ctx, actx context.Context, err error) attemptResult {
+func (s *HTTP) transportError(ctx, actx context.Context, err error) AttemptResult {
 	if ctx.Err() != nil {
 		// The caller's context ended; post reports that.
-		return attemptResult{err: fmt.Errorf("POST %s: %w", s.redacted, err), retryAfter: -1}
+		return AttemptResult{Err: fmt.Errorf("POST %s: %w", s.redacted, err), RetryAfter: -1, Outcome: OutcomeFailed}
 	}
 	var nerr net.Error
 	if actx.Err() != nil || (errors.As(err, &nerr) && nerr.Timeout()) {
-		return attemptResult{
-			err:        fmt.Errorf("POST %s: no answer within %s: %w: %w", s.redacted, s.timeout, ErrBackpressure, err),
-			retry:      true,
-			retryAfter: -1,
+		return AttemptResult{
+			Err:        fmt.Errorf("POST %s: no answer within %s: %w: %w", s.redacted, s.timeout, ErrBackpressure, err),
+			Retry:      true,
+			RetryAfter: -1,
+			Outcome:    OutcomeBackpressure,
 		}
 	}
-	return attemptResult{err: fmt.Errorf("POST %s: %w", s.redacted, err), retry: true, retryAfter: -1}
+	return AttemptResult{Err: fmt.Errorf("POST %s: %w", s.redacted, err), Retry: true, RetryAfter: -1, Outcome: OutcomeFailed}
+}
+
+// outcomeOf sorts a failed attempt's error for the tuner.
+func outcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrBatchTooLarge):
+		return OutcomeTooLarge
+	case errors.Is(err, ErrBackpressure):
+		return OutcomeBackpressure
+	}
+	return OutcomeFailed
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.

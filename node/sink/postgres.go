@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -111,15 +110,13 @@ var pgColumns = []string{"received_at", "node", "source", "record_id", "record"}
 // stored twice by the sink's own retries. Safe for concurrent use: each Write
 // takes its own connection from a pool.
 type Postgres struct {
-	pool        *pgxpool.Pool
-	table       pgx.Identifier
-	tableSQL    string // table, quoted
-	where       string // user@host:port/db, for logs and errors
-	timeout     time.Duration
-	maxRetries  int
-	backoffBase time.Duration
-	backoffMax  time.Duration
-	log         *slog.Logger
+	pool     *pgxpool.Pool
+	table    pgx.Identifier
+	tableSQL string // table, quoted
+	where    string // user@host:port/db, for logs and errors
+	timeout  time.Duration
+	retry    RetryPolicy
+	log      *slog.Logger
 
 	ensured atomic.Bool // the table is known to exist
 	closed  atomic.Bool
@@ -152,20 +149,14 @@ func NewPostgres(cfg PostgresConfig) (*Postgres, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultPostgresTimeout
 	}
-	switch {
-	case cfg.MaxRetries == 0:
+	if cfg.MaxRetries == 0 {
 		cfg.MaxRetries = DefaultPostgresMaxRetries
-	case cfg.MaxRetries < 0:
-		cfg.MaxRetries = 0
 	}
 	if cfg.BackoffBase == 0 {
 		cfg.BackoffBase = DefaultPostgresBackoffBase
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = DefaultPostgresBackoffMax
-	}
-	if cfg.BackoffMax < cfg.BackoffBase {
-		cfg.BackoffMax = cfg.BackoffBase
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -183,16 +174,15 @@ func NewPostgres(cfg PostgresConfig) (*Postgres, error) {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	p := &Postgres{
-		pool:        pool,
-		table:       table,
-		tableSQL:    table.Sanitize(),
-		where:       fmt.Sprintf("%s@%s:%d/%s", pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, pcfg.ConnConfig.Database),
-		timeout:     cfg.Timeout,
-		maxRetries:  cfg.MaxRetries,
-		backoffBase: cfg.BackoffBase,
-		backoffMax:  cfg.BackoffMax,
-		log:         cfg.Logger,
-		epoch:       time.Now(),
+		pool:     pool,
+		table:    table,
+		tableSQL: table.Sanitize(),
+		where:    fmt.Sprintf("%s@%s:%d/%s", pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, pcfg.ConnConfig.Database),
+		timeout:  cfg.Timeout,
+		retry: RetryPolicy{MaxRetries: cfg.MaxRetries, BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax,
+			Name: "postgres sink", Logger: cfg.Logger}.withDefaults(),
+		log:   cfg.Logger,
+		epoch: time.Now(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(pgStartupCheck, cfg.Timeout))
 	defer cancel()
@@ -297,7 +287,7 @@ func (p *Postgres) Write(ctx context.Context, b *Batch) error {
 			return fmt.Errorf("postgres sink: record %d of %d: %w: %w", i, len(b.Records), ErrBadRecord, err)
 		}
 	}
-	if err := p.copyRetrying(ctx, rows); err != nil {
+	if err := p.copyRetrying(ctx, rows, b.OnAttempt); err != nil {
 		p.failures.Add(1)
 		if !errors.Is(err, ErrBadRecord) {
 			p.lastOK.Store(0) // let Ready look for itself
@@ -310,65 +300,36 @@ func (p *Postgres) Write(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-func (p *Postgres) copyRetrying(ctx context.Context, rows []pgRow) error {
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return p.gaveUp(ctx, attempt, lastErr)
-		}
-		if attempt > 0 {
+// copyRetrying copies rows under the retry policy, reporting every
+// attempt. A class 53 error (too many connections, out of memory or disk)
+// or a timeout is back pressure; a refused record fails the batch at once.
+func (p *Postgres) copyRetrying(ctx context.Context, rows []pgRow, report func(Attempt)) error {
+	n := 0
+	return p.retry.Do(ctx, report, func(ctx context.Context) AttemptResult {
+		if n > 0 {
 			p.retries.Add(1)
 		}
+		n++
 		p.attempts.Add(1)
 		err := p.attempt(ctx, rows)
 		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return p.gaveUp(ctx, attempt+1, err)
+			return AttemptResult{RetryAfter: -1}
 		}
 		f := classifyPG(err)
-		lastErr = f.mark(err)
 		if f.missingTable {
 			p.ensured.Store(false) // dropped under us: create it again
 		}
-		if !f.retry {
-			return fmt.Errorf("postgres sink: %w", lastErr)
+		res := AttemptResult{Err: f.mark(err), Retry: f.retry, RetryAfter: -1, Outcome: OutcomeFailed}
+		if f.backpressure {
+			res.Outcome = OutcomeBackpressure
 		}
-		if attempt >= p.maxRetries {
-			return fmt.Errorf("postgres sink: giving up after %d attempts: %w", attempt+1, lastErr)
-		}
-		wait := p.backoff(attempt)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return fmt.Errorf("postgres sink: giving up after %d attempts, the next would start after the deadline: %w", attempt+1, lastErr)
-		}
-		p.log.Warn("postgres sink: retrying batch",
-			"db", p.where, "table", p.tableSQL, "records", len(rows), "attempt", attempt+1, "wait", wait, "error", lastErr)
-		if err := sleepCtx(ctx, wait); err != nil {
-			return p.gaveUp(ctx, attempt+1, lastErr)
-		}
-	}
+		return res
+	}, "db", p.where, "table", p.tableSQL, "records", len(rows))
 }
 
-func (p *Postgres) gaveUp(ctx context.Context, attempts int, lastErr error) error {
-	if lastErr == nil {
-		return fmt.Errorf("postgres sink: %s: %w", p.where, ctx.Err())
-	}
-	return fmt.Errorf("postgres sink: stopped after %d attempts: %w (last attempt: %w)", attempts, ctx.Err(), lastErr)
-}
-
-// backoff returns the wait after failed attempt n (0-based):
-// min(BackoffBase·2ⁿ, BackoffMax) with the upper half random, so that
-// writers that failed together do not retry together.
-func (p *Postgres) backoff(n int) time.Duration {
-	d := p.backoffBase
-	for i := 0; i < n && d < p.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, p.backoffMax)
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
+// backoff returns the wait after failed attempt n (0-based): the retry
+// policy's (RetryPolicy.Wait).
+func (p *Postgres) backoff(n int) time.Duration { return p.retry.Wait(n, -1) }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -474,7 +435,7 @@ func (p *Postgres) commitOutcome(ctx context.Context, xid int64, commitErr error
 		default: // "in progress": its session has not ended yet
 			lastErr = fmt.Errorf("transaction %d still in progress", xid)
 		}
-		if i >= p.maxRetries || ctx.Err() != nil {
+		if i >= p.retry.retries() || ctx.Err() != nil {
 			return fmt.Errorf("commit of transaction %d: %w (last look-up: %w): %w", xid, ErrCommitUnknown, lastErr, commitErr)
 		}
 		if err := sleepCtx(ctx, p.backoff(i)); err != nil {

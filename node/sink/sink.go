@@ -15,6 +15,12 @@ type Batch struct {
 	Records [][]byte
 	// Bytes is the sum of len(Records[i]).
 	Bytes int
+	// OnAttempt, when not nil, is told of every attempt the sink makes at
+	// the batch as it ends, retries included (RetryPolicy calls it), from
+	// the goroutine that called Write and before Write returns. The node
+	// passes each attempt to its tuner, so that every controller sees each
+	// answer of the downstream, not only the batch's final outcome.
+	OnAttempt func(Attempt)
 }
 
 // Sink writes batches durably.

@@ -136,18 +136,27 @@ func TestBreakerTripsWithinOneIntervalAndTheSizeRecovers(t *testing.T) {
 }
 
 func TestAIMDBacksOffOn429sInTheBrownout(t *testing.T) {
+	// Vector's controller needs a successful request to seed its past RTT
+	// (a batch of 1500 never gets through the brown-out's 1000-record
+	// bucket): two seconds of the light phase come first.
+	light := Shifting(1, 2*time.Second).Phases[0]
 	brownout := Shifting(1, 20*time.Second).Phases[5]
-	r := Run(Config{Seed: 2, Phases: []Phase{brownout}}, tuner.NewAIMD(tuner.AIMDConfig{Initial: 1500}), 1500)
-	var sizes []int
-	// (The first interval only seeds the past RTT, as in Vector.)
-	for _, iv := range r.Trace[1:6] {
-		sizes = append(sizes, iv.Decision.BatchSize)
-		if iv.Obs.Backpressure > 0 && iv.Decision.BatchSize != int(float64(iv.Obs.BatchSize)*0.9) {
-			t.Errorf("after 429s at %d: %d (%s), want ×0.9", iv.Obs.BatchSize, iv.Decision.BatchSize, iv.Decision.Reason)
-		}
+	r := Run(Config{Seed: 2, Phases: []Phase{light, brownout}}, tuner.NewAIMD(tuner.AIMDConfig{Initial: 1500}), 1500)
+	first := r.Trace[2] // the brown-out's first interval
+	if first.Obs.Backpressure == 0 || first.Decision.BatchSize >= first.Obs.BatchSize {
+		t.Errorf("first brown-out interval: %d 429s, size %d -> %d (%s); want a cut",
+			first.Obs.Backpressure, first.Obs.BatchSize, first.Decision.BatchSize, first.Decision.Reason)
 	}
-	if last := r.Trace[len(r.Trace)-1].Obs.BatchSize; last >= 1000 {
-		t.Errorf("size %d at the end (sizes %v...), want below the 1000-record bucket", last, sizes)
+	// Then a sawtooth around the bucket, as Vector's limit saws around a
+	// service's capacity.
+	var sum float64
+	var sizes []int
+	for _, iv := range r.Trace[6:] {
+		sum += float64(iv.Decision.BatchSize)
+		sizes = append(sizes, iv.Decision.BatchSize)
+	}
+	if mean := sum / float64(len(sizes)); mean < 800 || mean > 1200 {
+		t.Errorf("mean size %.0f over the brown-out (sizes %v), want within 20 %% of the 1000-record bucket", mean, sizes)
 	}
 }
 

@@ -159,6 +159,9 @@ type worker struct {
 	backoff bool    // waiting to retry rather than writing
 	ok      bool    // the current attempt is admitted
 	start   float64 // first attempt's start
+	began   float64 // the current attempt's start
+	full    bool    // the batch was cut at the size, not by the linger
+	flying  int     // batches in flight when it started, itself included
 	tries   int
 	n       int
 	recs    []chunk
@@ -197,6 +200,7 @@ type ivStats struct {
 	sinkErrors, bp    int
 	cpu               float64 // CPU seconds spent writing
 	hist              hist
+	attempts          []tuner.Attempt
 }
 
 // New returns a simulator at time zero of cfg's first phase.
@@ -398,6 +402,13 @@ func (s *Sim) dispatch() {
 			s.qhead = 0
 		}
 		w.busy, w.n, w.tries, w.start = true, n, 0, s.now
+		w.full = n >= s.size
+		w.flying = 0
+		for i := range s.workers {
+			if s.workers[i].busy {
+				w.flying++
+			}
+		}
 		s.inflight += n
 		s.attempt(w)
 	}
@@ -408,6 +419,7 @@ func (s *Sim) attempt(w *worker) {
 	p := s.cur()
 	w.backoff = false
 	w.tries++
+	w.began = s.now
 	// A record's CPU cost grows with its size beyond 1 KB.
 	perRec := s.cfg.CPUPerRecord.Seconds() * max(1, float64(s.recordBytes())/1024)
 	s.iv.cpu += s.cfg.CPUPerBatch.Seconds() + perRec*float64(w.n)
@@ -437,6 +449,16 @@ func (s *Sim) finish(w *worker) {
 	if w.backoff {
 		s.attempt(w)
 		return
+	}
+	// Every attempt reaches the controller, as the node reports them.
+	a := tuner.Attempt{End: Epoch.Add(time.Duration(s.now * float64(time.Second))),
+		RTT: time.Duration((s.now - w.began) * float64(time.Second)), Records: w.n, Bytes: w.n * s.recordBytes(),
+		Outcome: tuner.AttemptOK, RetryAfter: -1, N: w.tries - 1, InFlight: w.flying, Full: w.full}
+	if !w.ok {
+		a.Outcome = tuner.AttemptBackpressure
+	}
+	if len(s.iv.attempts) < tuner.MaxAttempts {
+		s.iv.attempts = append(s.iv.attempts, a)
 	}
 	if !w.ok {
 		s.iv.bp++
@@ -509,6 +531,8 @@ func (s *Sim) observe(end float64) tuner.Observation {
 		Rejected:         iv.rejected,
 		CPULimit:         s.cfg.CPULimit,
 		MemLimit:         s.cfg.MemLimit,
+		Attempts:         iv.attempts,
+		FlushLimit:       s.cfg.Concurrency,
 	}
 	if iv.batches > 0 {
 		obs.MeanBatchFill = float64(iv.fill) / float64(iv.batches)

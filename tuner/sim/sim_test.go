@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func TestSameSeedSameRun(t *testing.T) {
 		t.Fatalf("%d and %d intervals", len(a.Trace), len(b.Trace))
 	}
 	for i := range a.Trace {
-		if a.Trace[i].Obs != b.Trace[i].Obs || a.Trace[i].Decision != b.Trace[i].Decision {
+		if !reflect.DeepEqual(a.Trace[i].Obs, b.Trace[i].Obs) || a.Trace[i].Decision != b.Trace[i].Decision {
 			t.Fatalf("interval %d differs:\n%+v\n%+v", i, a.Trace[i], b.Trace[i])
 		}
 	}
