@@ -130,7 +130,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.SinkDSN, "sink-dsn", "", "PostgreSQL connection string for the postgres sink")
 	fs.StringVar(&c.SinkTable, "sink-table", "logs", "table the postgres sink writes to (created if missing)")
 	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", 64<<20, "free space the file sink leaves on the data dir's filesystem, so that Raft's store can\nstill write (at most a tenth of the filesystem); below it ingest answers 503 with\nRetry-After until there is room again; 0: none")
-	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller: gradient, aimd, gradient2, target or static")
+	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller: gradient, aimd, gradient2, target, arc or static")
 	fs.IntVar(&c.BatchSize, "batch-size", 100, "initial batch size in records, or the fixed size for --controller static")
 	fs.IntVar(&c.MaxBatchSize, "max-batch-size", 20000, "largest batch size the tuner may choose")
 	fs.DurationVar(&c.MaxLinger, "max-linger", 200*time.Millisecond, "longest a record waits for its batch to fill")
