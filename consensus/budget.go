@@ -213,7 +213,8 @@ func (c *BudgetController) Next(o BudgetObservation) BudgetDecision {
 func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, string) {
 	switch {
 	case o.Fixed:
-		c.started, c.grew, c.settle = true, false, 0
+		// Back in learned mode it starts again from what the nodes hold.
+		c.started, c.grew, c.settle = false, false, 0
 		return o.Ceiling, BudgetReasonFixed
 	case !c.started:
 		// A new leader (or a switch from fixed) starts from what the nodes
@@ -276,13 +277,12 @@ func (c *BudgetController) binds(o BudgetObservation) bool {
 	return o.WantBytes > c.budget || o.HasBytes >= mulDiv(c.budget, int64(c.cfg.BindPercent), 100)
 }
 
-// LearnedFloor is the least learned budget: enough that every one of n
-// nodes keeps the baseline the ceiling gives it (Baseline takes at most
-// MaxBaselineSharePercent of the budget for the baselines), plus the room
-// kept for nodes joining.
+// LearnedFloor is the least learned budget: every one of n nodes keeps the
+// baseline the ceiling gives it (the lease table takes baselines from the
+// ceiling, whatever the learned budget), plus the room kept for nodes
+// joining.
 func LearnedFloor(l Limits, n int) int64 {
-	base := Baseline(l, n)
-	f := mulDiv(base*int64(max(n, 1)), 100, MaxBaselineSharePercent) + joinHeadroom
+	f := Baseline(l, n)*int64(max(n, 1)) + joinHeadroom
 	return min(f, l.ClusterBudgetBytes)
 }
 

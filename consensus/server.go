@@ -720,6 +720,8 @@ func (r LeaseRequest) Validate() error {
 		return fmt.Errorf("%w: name is longer than 128 bytes", ErrInvalidLease)
 	case r.Want < 0 || r.Has < 0:
 		return fmt.Errorf("%w: want and has must not be negative (want %d, has %d)", ErrInvalidLease, r.Want, r.Has)
+	case !r.Downstream.valid():
+		return fmt.Errorf("%w: downstream figures must be rates between 0 and 1e12 (got %+v)", ErrInvalidLease, r.Downstream)
 	}
 	return nil
 }
