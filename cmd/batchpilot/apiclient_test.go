@@ -268,7 +268,7 @@ func TestLimitsSetRefusesBadInputBeforeChangingAnything(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown limit", []string{"nope=1"}, `unknown limit "nope" (known: cluster_budget_bytes, `},
+		{"unknown limit", []string{"nope=1"}, `unknown limit "nope" (known: budget_mode, cluster_budget_bytes, `},
 		{"not a number", []string{"max_batch_size=lots"}, `max_batch_size: "lots" is not a whole number`},
 		{"not KEY=VALUE", []string{"max_batch_size"}, `"max_batch_size" is not KEY=VALUE`},
 		{"nothing to set", nil, "limits set needs at least one KEY=VALUE"},
