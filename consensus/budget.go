@@ -27,6 +27,7 @@ const (
 	BudgetReasonIdle     = "idle"      // the nodes want less than the budget: hold
 	BudgetReasonKnee     = "knee"      // the last increase did not raise goodput: step back
 	BudgetReasonSettled  = "settled"   // holding at the knee before the next probe
+	BudgetReasonWait     = "wait"      // the last growth step is not in use yet: hold before judging it
 	BudgetReasonProbe    = "probe"     // growing again from the knee, one step
 	BudgetReasonGrow     = "grow"      // goodput rises inside the SLO: grow
 )
@@ -181,10 +182,18 @@ type BudgetController struct {
 	// step and the goodput it gave; grew says the last step grew.
 	prevBudget  int64
 	prevGoodput float64
+	prevHas     int64
 	grew        bool
+	waited      int
 	settle      int
 	lastReason  string
 }
+
+// maxWait is how many intervals a growth step may wait to be taken up by
+// the nodes (grants follow at their next lease refresh, and the node
+// tuners take a few control intervals to use them) before it is judged on
+// what it gave.
+const maxWait = 3
 
 // NewBudgetController returns a controller that starts, on its first
 // decision, from what the nodes hold.
@@ -232,10 +241,10 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		c.grew = false
 		return c.budget, BudgetReasonNoData
 	case o.WritesPS > 0 && o.PushbackPS/o.WritesPS > c.cfg.PushbackRatio:
-		c.grew, c.settle = false, 0
+		c.grew, c.waited, c.settle = false, 0, 0
 		return mulF(c.budget, c.cfg.PushbackDecrease), BudgetReasonPushback
 	case o.SLOms > 0 && o.P99ms > float64(o.SLOms):
-		c.grew, c.settle = false, 0
+		c.grew, c.waited, c.settle = false, 0, 0
 		return mulF(c.budget, c.cfg.SLODecrease), BudgetReasonSLO
 	case o.WritesPS > 0 && o.TooLargePS/o.WritesPS > c.cfg.PushbackRatio:
 		c.grew = false
@@ -243,11 +252,19 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	}
 	if c.grew {
 		// Did the last step pay? Elasticity: relative goodput gain over
-		// relative budget gain.
-		c.grew = false
+		// relative gain of the bytes the nodes hold. A step the nodes have
+		// not taken up yet is not judged (up to maxWait intervals): the
+		// grants follow the budget one lease refresh later.
 		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
+		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
+		if dh < db/4 && c.waited < maxWait && o.WantBytes > c.prevBudget {
+			c.waited++
+			return c.budget, BudgetReasonWait
+		}
+		c.grew, c.waited = false, 0
+		dx := max(dh, db/4)
 		dg := (o.GoodputRPS - c.prevGoodput) / max(c.prevGoodput, 1)
-		if db > 0 && dg < c.cfg.MinElasticity*db {
+		if db > 0 && dg < c.cfg.MinElasticity*dx {
 			c.settle = c.cfg.SettleSteps
 			return c.prevBudget, BudgetReasonKnee
 		}
@@ -266,7 +283,7 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	if c.budget >= o.Ceiling {
 		return c.budget, BudgetReasonCeiling
 	}
-	c.prevBudget, c.prevGoodput, c.grew = c.budget, o.GoodputRPS, true
+	c.prevBudget, c.prevGoodput, c.prevHas, c.grew, c.waited = c.budget, o.GoodputRPS, o.HasBytes, true, 0
 	step := max(mulDiv(c.budget, int64(c.cfg.IncreasePercent), 100), c.cfg.MinStepBytes)
 	return c.budget + step, reason
 }

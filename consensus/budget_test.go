@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -55,6 +56,13 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			hot(start, 1000), BudgetReasonGrow, start + step},
 		{"a growth step that did not raise goodput steps back", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
 			hot(start+step, 1010), BudgetReasonKnee, start},
+		{"a growth step the nodes have not taken up yet waits", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }), BudgetReasonWait, start + step},
+		{"a growth step still not taken up after 3 waits is judged", []BudgetObservation{hot(start, 1000), hot(start, 1000),
+			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }),
+			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }),
+			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start })},
+			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }), BudgetReasonKnee, start},
 		{"after the knee the budget settles", []BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
 			hot(start, 1000), BudgetReasonSettled, start},
 		{"after settling it probes one step up", append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
@@ -135,40 +143,45 @@ func (m downstream) observe(budget int64) BudgetObservation {
 }
 
 func TestBudgetControllerFindsTheKneeAndBacksOffWhenCapacityDrops(t *testing.T) {
-	const knee = 64 << 20
-	m := downstream{knee: knee, peak: 50000, baseP: 100}
-	c := NewBudgetController(BudgetConfig{})
-	budget := int64(tFloor) // what the nodes hold at the start
-	var trace []int64
-	for range 150 {
-		d := c.Next(m.observe(budget))
-		budget = d.New
-		trace = append(trace, budget)
+	// lag is how many intervals the nodes take to use a new budget (the
+	// grants follow at the next lease refresh).
+	for _, lag := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("the nodes take up a new budget after %d intervals", lag), func(t *testing.T) {
+			const knee = 64 << 20
+			m := downstream{knee: knee, peak: 50000, baseP: 100}
+			c := NewBudgetController(BudgetConfig{})
+			budgets := []int64{tFloor} // what the nodes hold at the start
+			inUse := func() int64 { return budgets[max(0, len(budgets)-1-lag)] }
+			for range 200 {
+				budgets = append(budgets, c.Next(m.observe(inUse())).New)
+			}
+			// Converged: the last 100 steps stay near the knee, and the
+			// budget changes direction at most about twice per probe
+			// (every SettleSteps+1 intervals).
+			last := budgets[len(budgets)-100:]
+			turns := 0
+			for i, b := range last {
+				if b < knee*7/10 || b > knee*115/100 {
+					t.Fatalf("budget %d is not near the knee %d (last 100: %v)", b, knee, last)
+				}
+				if i >= 2 && (last[i]-last[i-1])*(last[i-1]-last[i-2]) < 0 {
+					turns++
+				}
+			}
+			if turns > 2*len(last)/11+2 {
+				t.Fatalf("budget changed direction %d times in %d steps: it oscillates (%v)", turns, len(last), last)
+			}
+			// The downstream loses half its capacity: within 5 steps (plus
+			// the lag) the budget is at most 1.1× the new knee.
+			m.knee, m.peak = knee/2, 25000
+			for i := range 5 + lag {
+				budgets = append(budgets, c.Next(m.observe(inUse())).New)
+				if b := budgets[len(budgets)-1]; b <= knee/2*11/10 {
+					t.Logf("backed off to %d in %d steps", b, i+1)
+					return
+				}
+			}
+			t.Fatalf("budget %d is still above 1.1× the new knee %d after %d steps", budgets[len(budgets)-1], knee/2, 5+lag)
+		})
 	}
-	// Converged: the last 100 steps stay near the knee, and the budget
-	// changes direction at most once per probe (every SettleSteps+1).
-	last := trace[50:]
-	turns := 0
-	for i, b := range last {
-		if b < knee*7/10 || b > knee*115/100 {
-			t.Fatalf("step %d: budget %d is not near the knee %d (trace %v)", 50+i, b, knee, last)
-		}
-		if i >= 2 && (last[i]-last[i-1])*(last[i-1]-last[i-2]) < 0 {
-			turns++
-		}
-	}
-	if turns > 2*len(last)/11+2 {
-		t.Fatalf("budget changed direction %d times in %d steps: it oscillates (trace %v)", turns, len(last), last)
-	}
-	// The downstream loses half its capacity: within 5 steps the budget is
-	// at most 1.1× the new knee.
-	m.knee, m.peak = knee/2, 25000
-	for i := range 5 {
-		budget = c.Next(m.observe(budget)).New
-		if budget <= knee/2*11/10 {
-			t.Logf("backed off to %d in %d steps", budget, i+1)
-			return
-		}
-	}
-	t.Fatalf("budget %d is still above 1.1× the new knee %d after 5 steps", budget, knee/2)
 }

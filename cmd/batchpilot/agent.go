@@ -822,7 +822,7 @@ func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
 		epoch:       d("batchpilot_cluster_epoch", "The lease epoch: the term of the leader that answered this node's last lease (on the leader, its term)."),
 		budget:      d("batchpilot_cluster_budget_bytes", "The cluster budget of in-flight batch bytes in force: the learned one (budget_mode=learned, on the leader and in the last lease answer elsewhere), or the limit cluster_budget_bytes (budget_mode=fixed)."),
 		ceiling:     d("batchpilot_cluster_budget_ceiling_bytes", "The limit cluster_budget_bytes: the learned budget's ceiling."),
-		budgetDec:   d("batchpilot_cluster_budget_decisions_total", "Decisions of the leader's budget controller made on this server, by reason (grow, probe, knee, settled, idle, pushback, slo, too_large, no_data, ceiling, floor, start, fixed).", "reason"),
+		budgetDec:   d("batchpilot_cluster_budget_decisions_total", "Decisions of the leader's budget controller made on this server, by reason (grow, probe, wait, knee, settled, idle, pushback, slo, too_large, no_data, ceiling, floor, start, fixed).", "reason"),
 		granted:     d("batchpilot_cluster_granted_bytes", "On the leader: the sum of what the nodes may hold now under their leases (baselines included)."),
 		floor:       d("batchpilot_cluster_floor_bytes", "The safe baseline a node falls back to when its lease expires."),
 		learning:    d("batchpilot_cluster_learning", "1 while the leader's lease table is in learning mode (one TTL after a change of leader)."),
