@@ -302,3 +302,29 @@ func TestLimitsSetShowsTheServersRefusal(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want exit 1 and the 401's message", code, errOut)
 	}
 }
+
+func TestMembersShowsTheLearnedBudgetBesideItsCeiling(t *testing.T) {
+	l := consensus.DefaultLimits()
+	for _, tc := range []struct {
+		name         string
+		mode         string
+		budget, ceil int64
+		want         string
+	}{
+		{"a learned budget below the ceiling is shown with it", consensus.BudgetLearned, 32 << 20, 256 << 20, "granted 12.0 MiB of 32.0 MiB (learned; ceiling 256.0 MiB)"},
+		{"a learned budget at the ceiling is shown as the ceiling", consensus.BudgetLearned, 256 << 20, 256 << 20, "granted 12.0 MiB of 256.0 MiB\n"},
+		{"a fixed budget is the limit", consensus.BudgetFixed, 256 << 20, 256 << 20, "granted 12.0 MiB of 256.0 MiB\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := fakeStatus(l)
+			st.BudgetMode, st.BudgetBytes, st.CeilingBytes = tc.mode, tc.budget, tc.ceil
+			var b bytes.Buffer
+			if err := printMembers(&b, st); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), tc.want) {
+				t.Fatalf("output lacks %q:\n%s", tc.want, b.String())
+			}
+		})
+	}
+}
