@@ -111,8 +111,9 @@ type BudgetConfig struct {
 	// SettleSteps is how many intervals the budget holds at the knee before
 	// it probes again (default 10).
 	SettleSteps int
-	// BindPercent: the budget binds when the nodes want more than it, or
-	// hold at least this share of it (default 80).
+	// BindPercent: the budget binds when the nodes want more than this
+	// share of it (default 90). What they hold says nothing here: it
+	// counts the baselines, which every node holds, busy or not.
 	BindPercent int
 }
 
@@ -139,7 +140,7 @@ func (c *BudgetConfig) setDefaults() {
 		c.SettleSteps = 10
 	}
 	if c.BindPercent <= 0 || c.BindPercent > 100 {
-		c.BindPercent = 80
+		c.BindPercent = 90
 	}
 }
 
@@ -172,7 +173,7 @@ func (c *BudgetConfig) setDefaults() {
 //
 // The operator's cluster_budget_bytes is the ceiling; the floor keeps
 // every node's baseline. The budget grows only while it binds (the nodes
-// want more than it or hold most of it) and the p99 is inside the SLO: a
+// want more than 90 % of it) and the p99 is inside the SLO: a
 // budget nobody uses teaches nothing about the downstream.
 type BudgetController struct {
 	cfg     BudgetConfig
@@ -288,10 +289,10 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	return c.budget + step, reason
 }
 
-// binds reports whether the budget limits the nodes: they want more than it
-// or hold most of it.
+// binds reports whether the budget limits the nodes: they want (nearly)
+// all of it or more.
 func (c *BudgetController) binds(o BudgetObservation) bool {
-	return o.WantBytes > c.budget || o.HasBytes >= mulDiv(c.budget, int64(c.cfg.BindPercent), 100)
+	return o.WantBytes > mulDiv(c.budget, int64(c.cfg.BindPercent), 100)
 }
 
 // LearnedFloor is the least learned budget: every one of n nodes keeps the

@@ -52,6 +52,8 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			with(hot(start, 1000), func(o *BudgetObservation) { o.TooLargePS = 10 }), BudgetReasonTooLarge, start},
 		{"nodes wanting less than the budget hold it", []BudgetObservation{hot(start, 1000)},
 			with(hot(start, 1000), func(o *BudgetObservation) { o.WantBytes, o.HasBytes = start/2, start/2 }), BudgetReasonIdle, start},
+		{"nodes holding their baselines but wanting little hold it", []BudgetObservation{hot(start, 1000)},
+			with(hot(start, 1000), func(o *BudgetObservation) { o.WantBytes, o.HasBytes = 64<<10, start }), BudgetReasonIdle, start},
 		{"goodput rising in the SLO grows the budget by 12%", []BudgetObservation{hot(start, 1000)},
 			hot(start, 1000), BudgetReasonGrow, start + step},
 		{"a growth step that did not raise goodput steps back", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
