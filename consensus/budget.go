@@ -99,7 +99,7 @@ type BudgetConfig struct {
 	MinStepBytes int64
 	// PushbackDecrease is what the budget is multiplied by on pushback
 	// (default 0.7); SLODecrease on a p99 over the SLO (default 0.9,
-	// Vector's decrease_ratio).
+	// Vector ARC's decrease_ratio).
 	PushbackDecrease, SLODecrease float64
 	// PushbackRatio is the share of writes refused that counts as pushback
 	// (default 0.01: one write in a hundred).
@@ -152,13 +152,17 @@ func (c *BudgetConfig) setDefaults() {
 //
 // It is AIMD with a gradient test, after two known designs:
 //
-//   - Backing off follows Vector's adaptive request concurrency (and TCP's
-//     congestion avoidance): a downstream that answers 429 or 503 (or
+//   - Backing off follows Vector's adaptive request concurrency (ARC, after
+//     TCP's congestion avoidance): a downstream that answers 429 or 503 (or
 //     times out) on more than PushbackRatio of the writes cuts the budget
-//     multiplicatively (×PushbackDecrease), and a p99 past the SLO cuts it
-//     gently (×SLODecrease, Vector's decrease_ratio of 0.9 for a rising
-//     round trip time). Multiplicative decrease is what makes several
-//     senders sharing one bottleneck converge instead of collapsing it.
+//     multiplicatively, and so does a p99 past the SLO (ARC's rising round
+//     trip time). ARC cuts by its decrease_ratio of 0.9 on either, but it
+//     decides per response; this controller decides once per epoch for
+//     the whole cluster, so pushback, the sure sign, cuts harder
+//     (×PushbackDecrease, 0.7, between ARC's 0.9 and TCP's 0.5) and the
+//     latency signal keeps ARC's 0.9. Multiplicative decrease is what
+//     makes several senders sharing one bottleneck converge instead of
+//     collapsing it.
 //   - Growing follows TCP Vegas rather than Reno: Reno grows until it
 //     loses, which against a database past its knee means slow writes
 //     for everybody before the first 429; Vegas compares the throughput it
