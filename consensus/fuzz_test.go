@@ -49,6 +49,7 @@ func FuzzParseLimitsPatch(f *testing.F) {
 	f.Add("cluster_budget_bytes=67108864,epoch_ms=1000")
 	f.Add("cpu_limit_percent=100,mem_limit_percent=100")
 	f.Add("lease_ttl_ms=-1,=,x")
+	f.Add("budget_mode=fixed,budget_mode=learnt")
 	f.Add("max_batch_size=99999999999999999999")
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParseLimitsPatch(strings.Split(s, ","))

@@ -99,6 +99,12 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	}
 	s.table.Store(table)
 	defer s.table.Store(nil)
+	budgetDone := make(chan struct{})
+	go func() {
+		defer close(budgetDone)
+		s.budgetLoop(ctx, table)
+	}()
+	defer func() { <-budgetDone }()
 	s.pilot.Start(ctx)
 	defer func() { <-s.pilot.Stop() }()
 	s.reconcileLoop(ctx)
@@ -163,5 +169,33 @@ func (s *Server) reconcile(ctx context.Context) {
 			return
 		}
 		s.log.Info("raft membership changed", "change", "add-nonvoter", "server", c.ID, "addr", c.Addr, "reason", c.Reason)
+	}
+}
+
+// budgetLoop runs the budget controller once per budget epoch (epoch_ms)
+// while this server leads. Each leadership starts a new controller: its
+// first decision starts from what the nodes hold, once the table's
+// learning mode is over (the last leader's grants are known by then).
+func (s *Server) budgetLoop(ctx context.Context, table *LeaseTable) {
+	ctrl := NewBudgetController(BudgetConfig{})
+	for {
+		epoch := s.fsm.limits().Epoch()
+		if !sleepCtx(ctx, epoch) {
+			return
+		}
+		now := time.Now()
+		if table.Learning(now) {
+			continue
+		}
+		l := s.fsm.limits()
+		obs := table.Observe(now, l, s.aliveIDs(now), epoch)
+		d := ctrl.Next(obs)
+		table.SetBudget(d.New)
+		s.budgetLog.add(d)
+		if d.Recorded {
+			s.log.Info("cluster budget decision", "reason", d.Reason, "old_bytes", d.Old, "new_bytes", d.New,
+				"ceiling_bytes", d.Ceiling, "floor_bytes", d.Floor, "nodes", obs.Nodes, "goodput_rps", obs.GoodputRPS,
+				"pushback_per_s", obs.PushbackPS, "too_large_per_s", obs.TooLargePS, "p99_ms", obs.P99ms)
+		}
 	}
 }

@@ -100,6 +100,9 @@ func (c *leaseClient) refresh(stop <-chan struct{}) (time.Duration, error) {
 		want = h.WantBytes
 	}
 	req := LeaseRequest{ID: c.s.id, Name: c.s.gossip.Name(), Want: want, Has: has, Health: h}
+	if c.s.cfg.Downstream != nil {
+		req.Downstream = c.s.cfg.Downstream()
+	}
 	var ans LeaseAnswer
 	var err error
 	if c.s.raft != nil && c.s.IsLeader() {

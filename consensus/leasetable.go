@@ -16,6 +16,31 @@ type LeaseRequest struct {
 	Want   int64          `json:"want"` // in-flight batch bytes the node would like
 	Has    int64          `json:"has"`  // the grant it obeys now
 	Health cluster.Health `json:"health"`
+	// Downstream is what the node saw of its sink since its last request:
+	// the leader's budget controller learns the budget from it.
+	Downstream DownstreamHealth `json:"downstream,omitzero"`
+}
+
+// DownstreamHealth is what a node saw of its sink over the interval since
+// its last lease request, as rates.
+type DownstreamHealth struct {
+	IntervalMS int64   `json:"interval_ms"`
+	GoodputRPS float64 `json:"goodput_rps"`     // records written within the SLO, per second
+	WritesPS   float64 `json:"writes_per_s"`    // batch writes per second
+	PushbackPS float64 `json:"pushback_per_s"`  // writes refused with 429 or 503, or timed out
+	TooLargePS float64 `json:"too_large_per_s"` // writes refused with 413
+	ErrorsPS   float64 `json:"errors_per_s"`    // every failed write
+	WriteMS    float64 `json:"write_ms"`        // mean time of one write
+}
+
+// valid reports whether every figure is a rate a sink can have.
+func (d DownstreamHealth) valid() bool {
+	for _, v := range []float64{d.GoodputRPS, d.WritesPS, d.PushbackPS, d.TooLargePS, d.ErrorsPS, d.WriteMS} {
+		if !(v >= 0 && v <= 1e12) {
+			return false
+		}
+	}
+	return d.IntervalMS >= 0
 }
 
 // LeaseAnswer is the leader's answer to a LeaseRequest.
@@ -49,6 +74,7 @@ type leaseEntry struct {
 	loweredUntil time.Time
 	seen         time.Time
 	health       cluster.Health
+	downstream   DownstreamHealth
 }
 
 // held is what the node may be holding at now: its grant while its lease
@@ -87,6 +113,9 @@ type LeaseTable struct {
 	entries    map[string]*leaseEntry
 	epoch      uint64
 	learnUntil time.Time
+	// budget is the learned budget in force (0: none yet, the ceiling
+	// applies); it only binds in budget_mode=learned.
+	budget int64
 }
 
 // joinHeadroom is what the leader keeps free for nodes that joined so
@@ -132,7 +161,7 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 		e = &leaseEntry{baseline: InitialBaseline}
 		t.entries[req.ID] = e
 	}
-	e.name, e.want, e.has, e.health, e.seen = req.Name, max(req.Want, 0), max(req.Has, 0), req.Health, now
+	e.name, e.want, e.has, e.health, e.downstream, e.seen = req.Name, max(req.Want, 0), max(req.Has, 0), req.Health, req.Downstream, now
 	if e.lowered > 0 && e.has <= e.grant {
 		e.lowered = 0 // it obeys the lowered grant now
 	}
@@ -145,7 +174,10 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 			unknown++
 		}
 	}
+	// The baseline comes from the ceiling (the learned budget's floor keeps
+	// room for it); the grants share the budget in force.
 	base := Baseline(l, n)
+	budget := t.budgetLocked(l)
 	var others int64
 	demands := make([]Demand, 0, len(t.entries)+unknown)
 	for id, o := range t.entries {
@@ -169,20 +201,27 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 	if learning {
 		// Only what the node already had from the old leader (their sum
 		// was within the budget), within what is free.
-		grant = max(min(e.has, l.ClusterBudgetBytes-others), min(base, e.has))
+		grant = max(min(e.has, budget-others), min(base, e.has))
 	} else {
-		shares := FairShares(l.ClusterBudgetBytes, demands)
+		shares := FairShares(budget, demands)
 		grant = Grant(GrantInput{
-			Budget: l.ClusterBudgetBytes, Share: shares[req.ID], Baseline: base,
+			Budget: budget, Share: shares[req.ID], Baseline: base,
 			Prev: e.held(now), OthersHeld: others, MaxGrowthPercent: l.MaxGrowthPercent,
 		})
 	}
 	// Nothing answered may exceed what is free beside the others' holdings:
 	// not the grant, nor the baseline the node falls back to (which is
 	// then what stays reserved for it). One byte is the least: the node
-	// reads it as one record at a time.
-	free := l.ClusterBudgetBytes - others
-	grant = max(min(grant, free), 1)
+	// reads it as one record at a time. When the budget was lowered below
+	// what the nodes hold, nothing is free: a node then keeps at most what
+	// it holds (never more than its share of the lowered budget), so the
+	// sum of holdings never grows, and falls to the lowered budget as
+	// every node asks again within a refresh interval.
+	free := budget - others
+	if grant > free {
+		grant = max(free, min(grant, e.held(now)))
+	}
+	grant = max(grant, 1)
 	base = min(base, grant)
 	// A grant below what the node holds under its unexpired lease binds
 	// the node once the answer reaches it; until it says so, the larger
@@ -193,7 +232,7 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 	e.grant, e.baseline, e.expires = grant, base, now.Add(ttl+SkewMargin(ttl))
 	return LeaseAnswer{
 		Grant: grant, TTLms: ttl.Milliseconds(), RefreshMS: (ttl / 3).Milliseconds(),
-		Epoch: t.epoch, Baseline: base, Budget: l.ClusterBudgetBytes, Learning: learning, Limits: l,
+		Epoch: t.epoch, Baseline: base, Budget: budget, Learning: learning, Limits: l,
 	}
 }
 
@@ -245,4 +284,70 @@ func (t *LeaseTable) Snapshot(now time.Time) (leases []LeaseState, held int64) {
 	}
 	sort.Slice(leases, func(i, j int) bool { return leases[i].ID < leases[j].ID })
 	return leases, held
+}
+
+// budgetLocked is the budget in force under l: the learned one (at most
+// the ceiling) in budget_mode=learned once the leader has learned one, the
+// ceiling otherwise. t.mu is held.
+func (t *LeaseTable) budgetLocked(l Limits) int64 {
+	if l.LearnedBudget() && t.budget > 0 {
+		return min(t.budget, l.ClusterBudgetBytes)
+	}
+	return l.ClusterBudgetBytes
+}
+
+// Budget is the budget in force under l.
+func (t *LeaseTable) Budget(l Limits) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.budgetLocked(l)
+}
+
+// SetBudget puts a learned budget in force. Lowering it takes nothing from
+// a node at once: each keeps what it holds until it asks again (Request).
+func (t *LeaseTable) SetBudget(b int64) {
+	t.mu.Lock()
+	t.budget = max(b, 0)
+	t.mu.Unlock()
+}
+
+// Observe aggregates the health the nodes reported within one lease (TTL
+// plus the skew margin) before now into the budget controller's
+// observation; alive are the member ids gossip knows (for the floor).
+func (t *LeaseTable) Observe(now time.Time, l Limits, alive []string, interval time.Duration) BudgetObservation {
+	ttl := l.LeaseTTL()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.entries)
+	for _, id := range alive {
+		if _, ok := t.entries[id]; !ok {
+			n++
+		}
+	}
+	o := BudgetObservation{
+		Now: now, Interval: interval, Ceiling: l.ClusterBudgetBytes, Floor: LearnedFloor(l, n),
+		SLOms: l.SLOms, Fixed: !l.LearnedBudget(),
+	}
+	var writeTime float64
+	for _, e := range t.entries {
+		if now.Sub(e.seen) > ttl+SkewMargin(ttl) {
+			continue
+		}
+		d := e.downstream
+		o.Nodes++
+		o.WantBytes += e.want
+		o.HasBytes += e.has
+		o.GoodputRPS += d.GoodputRPS
+		o.ThroughputRPS += e.health.ThroughputRPS
+		o.WritesPS += d.WritesPS
+		o.PushbackPS += d.PushbackPS
+		o.TooLargePS += d.TooLargePS
+		o.ErrorsPS += d.ErrorsPS
+		o.P99ms = max(o.P99ms, e.health.P99ms)
+		writeTime += d.WriteMS * d.WritesPS
+	}
+	if o.WritesPS > 0 {
+		o.WriteMS = writeTime / o.WritesPS
+	}
+	return o
 }

@@ -195,3 +195,99 @@ func TestLeaseRequestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestLeaseTableKeepsGrantsWithinALearnedBudgetThatFalls(t *testing.T) {
+	l := testLimits()
+	ttl := l.LeaseTTL()
+	r := rand.New(rand.NewPCG(5, 6))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type obeyed struct {
+		grant, baseline int64
+		until           time.Time
+	}
+	nodes := map[string]*obeyed{}
+	var alive []string
+	for i := range 8 {
+		id := fmt.Sprint("n", i)
+		alive = append(alive, id)
+		nodes[id] = &obeyed{baseline: InitialBaseline}
+	}
+	obeyedSum := func(now time.Time) int64 {
+		var sum int64
+		for _, o := range nodes {
+			if now.Before(o.until) {
+				sum += max(o.grant, o.baseline)
+			} else {
+				sum += o.baseline
+			}
+		}
+		return sum
+	}
+	tab, now := learned(now, l)
+	floor := LearnedFloor(l, len(alive))
+	lowered := 0
+	for step := range 5000 {
+		if step%40 == 0 {
+			b := floor + r.Int64N(l.ClusterBudgetBytes-floor+1)
+			if b < tab.Budget(l) {
+				lowered++
+			}
+			tab.SetBudget(b)
+		}
+		now = now.Add(time.Duration(r.IntN(400)) * time.Millisecond)
+		id := alive[r.IntN(len(alive))]
+		n := nodes[id]
+		if r.IntN(10) == 0 {
+			continue // cut off: it asks nothing and keeps what it obeys
+		}
+		has := n.baseline
+		if now.Before(n.until) {
+			has = n.grant
+		}
+		before, budget := obeyedSum(now), tab.Budget(l)
+		ans := tab.Request(now, LeaseRequest{ID: id, Want: r.Int64N(80 * mib), Has: has}, l, alive)
+		if ans.Budget != budget {
+			t.Fatalf("step %d: answer names budget %d, the table's is %d", step, ans.Budget, budget)
+		}
+		n.grant, n.baseline, n.until = ans.Grant, ans.Baseline, now.Add(ttl)
+		sum := obeyedSum(now)
+		if sum > l.ClusterBudgetBytes {
+			t.Fatalf("step %d: the nodes may obey %d bytes, over the ceiling %d", step, sum, l.ClusterBudgetBytes)
+		}
+		if sum > max(budget, before) {
+			t.Fatalf("step %d: a grant raised what the nodes may obey from %d to %d, over the budget %d in force", step, before, sum, budget)
+		}
+	}
+	if lowered < 20 {
+		t.Fatalf("the budget was lowered only %d times: the test did not exercise falling budgets", lowered)
+	}
+
+	t.Run("a lowered budget is in force once every node asked again", func(t *testing.T) {
+		tab, now := learned(now, l)
+		ids := []string{"a", "b", "c"}
+		grants := map[string]int64{}
+		for range 4 { // grow to the full shares
+			for _, id := range ids {
+				grants[id] = tab.Request(now, LeaseRequest{ID: id, Want: 90 * mib, Has: grants[id]}, l, ids).Grant
+				now = now.Add(100 * time.Millisecond)
+			}
+		}
+		if _, held := tab.Snapshot(now); held < 80*mib {
+			t.Fatalf("the nodes hold %d before the budget falls; want most of the 100 MiB", held)
+		}
+		tab.SetBudget(40 * mib)
+		for round := range 2 { // each asks, then reports it obeys the lower grant
+			for _, id := range ids {
+				ans := tab.Request(now, LeaseRequest{ID: id, Want: 90 * mib, Has: grants[id]}, l, ids)
+				if round == 0 && ans.Grant > grants[id] {
+					t.Fatalf("%s's grant rose from %d to %d while the budget fell below what is held", id, grants[id], ans.Grant)
+				}
+				grants[id] = ans.Grant
+				now = now.Add(100 * time.Millisecond)
+			}
+		}
+		if _, held := tab.Snapshot(now); held > 40*mib {
+			t.Fatalf("the nodes still hold %d after every node asked twice; want at most the lowered budget of 40 MiB", held)
+		}
+	})
+}

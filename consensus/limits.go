@@ -35,7 +35,15 @@ type Limits struct {
 	EpochMS int `json:"epoch_ms"`
 	// LeaseTTLms is how long a node trusts its grant after applying it.
 	LeaseTTLms int `json:"lease_ttl_ms"`
+	// BudgetMode is "learned" (the leader learns the budget, with
+	// ClusterBudgetBytes as its ceiling) or "fixed" (the budget is
+	// ClusterBudgetBytes). Empty, as in the limits of a cluster made before
+	// the mode existed, means learned.
+	BudgetMode string `json:"budget_mode,omitempty"`
 }
+
+// LearnedBudget reports whether the leader learns the budget.
+func (l Limits) LearnedBudget() bool { return l.BudgetMode != BudgetFixed }
 
 // DefaultLimits are the limits of a new cluster.
 func DefaultLimits() Limits {
@@ -50,6 +58,7 @@ func DefaultLimits() Limits {
 		MemLimitPercent:    85,
 		EpochMS:            2000,
 		LeaseTTLms:         6000,
+		BudgetMode:         BudgetLearned,
 	}
 }
 
@@ -101,6 +110,9 @@ func (l Limits) Validate() error {
 	if l.LeaseTTLms < 2*l.EpochMS || l.LeaseTTLms > maxLeaseTTLms {
 		bad("lease_ttl_ms must be at least twice epoch_ms (%d) and at most %d, got %d", 2*l.EpochMS, maxLeaseTTLms, l.LeaseTTLms)
 	}
+	if l.BudgetMode != "" && l.BudgetMode != BudgetLearned && l.BudgetMode != BudgetFixed {
+		bad("budget_mode must be %q or %q, got %q", BudgetLearned, BudgetFixed, l.BudgetMode)
+	}
 	return errors.Join(errs...)
 }
 
@@ -122,6 +134,7 @@ type LimitsPatch struct {
 	MemLimitPercent    *float64 `json:"mem_limit_percent,omitempty"`
 	EpochMS            *int     `json:"epoch_ms,omitempty"`
 	LeaseTTLms         *int     `json:"lease_ttl_ms,omitempty"`
+	BudgetMode         *string  `json:"budget_mode,omitempty"`
 }
 
 // Apply returns l with the patch applied. It does not validate.
@@ -142,6 +155,9 @@ func (p LimitsPatch) Apply(l Limits) Limits {
 	}
 	if p.NodeFloorBytes != nil {
 		l.NodeFloorBytes = *p.NodeFloorBytes
+	}
+	if p.BudgetMode != nil {
+		l.BudgetMode = *p.BudgetMode
 	}
 	if p.CPULimitPercent != nil {
 		l.CPULimitPercent = *p.CPULimitPercent
@@ -176,6 +192,10 @@ var limitSetters = map[string]func(p *LimitsPatch, v string) error{
 	"mem_limit_percent":    floatSetter(func(p *LimitsPatch) **float64 { return &p.MemLimitPercent }),
 	"epoch_ms":             intSetter(func(p *LimitsPatch) **int { return &p.EpochMS }),
 	"lease_ttl_ms":         intSetter(func(p *LimitsPatch) **int { return &p.LeaseTTLms }),
+	"budget_mode": func(p *LimitsPatch, v string) error {
+		p.BudgetMode = &v
+		return nil
+	},
 }
 
 func intSetter(field func(*LimitsPatch) **int) func(*LimitsPatch, string) error {

@@ -30,6 +30,7 @@ func TestLimitsValidate(t *testing.T) {
 		{"memory zero", LimitsPatch{MemLimitPercent: ptr(0.0)}, "mem_limit_percent"},
 		{"epoch too short", LimitsPatch{EpochMS: ptr(10)}, "epoch_ms must be between 100 and 60000, got 10"},
 		{"lease shorter than two epochs", LimitsPatch{LeaseTTLms: ptr(3000)}, "lease_ttl_ms must be at least twice epoch_ms (4000)"},
+		{"an unknown budget mode", LimitsPatch{BudgetMode: ptr("adaptive")}, `budget_mode must be "learned" or "fixed", got "adaptive"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.patch.Apply(DefaultLimits()).Validate()

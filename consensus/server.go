@@ -59,6 +59,10 @@ type Config struct {
 	// Health is what the node reports with its lease requests: its
 	// health, and in WantBytes the budget it would like. May be nil.
 	Health func() cluster.Health
+	// Downstream, called once per lease request, reports what the node saw
+	// of its sink since the last call (the leader's budget controller
+	// learns from it). May be nil.
+	Downstream func() DownstreamHealth
 	// HTTPClient sends the lease requests to the servers' HTTP APIs and
 	// asks them for their Raft stats; HTTPScheme is http or https (the
 	// whole cluster serves one). Token is the API token sent with them.
@@ -213,7 +217,9 @@ type Server struct {
 	alive      []string
 	aliveAt    time.Time
 	leaseCount atomic.Uint64 // lease requests answered while leading
-	leaderView leaderStatus  // a copy of the leader's status, on other nodes
+	// budgetLog keeps the budget controller's recent decisions.
+	budgetLog  budgetLog
+	leaderView leaderStatus // a copy of the leader's status, on other nodes
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -720,6 +726,8 @@ func (r LeaseRequest) Validate() error {
 		return fmt.Errorf("%w: name is longer than 128 bytes", ErrInvalidLease)
 	case r.Want < 0 || r.Has < 0:
 		return fmt.Errorf("%w: want and has must not be negative (want %d, has %d)", ErrInvalidLease, r.Want, r.Has)
+	case !r.Downstream.valid():
+		return fmt.Errorf("%w: downstream figures must be rates between 0 and 1e12 (got %+v)", ErrInvalidLease, r.Downstream)
 	}
 	return nil
 }

@@ -392,6 +392,23 @@ func TestServersAndWorkersShareTheBudgetByLeaseAcrossAFailover(t *testing.T) {
 		return allFresh(append(rest, w1, w2)...)
 	})
 	waitFor(t, "the new leader to leave learning mode", func() bool { return !next.srv.Learning(time.Now()) })
+	// Its budget controller starts afresh, after learning mode, from what
+	// the nodes hold.
+	var first BudgetDecision
+	waitFor(t, "the new leader's first budget decision", func() bool {
+		ds, err := next.srv.BudgetDecisions(budgetLogSize, time.Time{})
+		if err != nil || len(ds) == 0 {
+			return false
+		}
+		first = ds[len(ds)-1]
+		return true
+	})
+	if first.Reason != BudgetReasonStart || first.Old != 0 || first.New < first.Floor || first.New > serverLimits().ClusterBudgetBytes {
+		t.Fatalf("the new leader's first budget decision %+v: want a start within the floor and the ceiling", first)
+	}
+	if _, err := rest[0].srv.BudgetDecisions(1, time.Time{}); rest[0] != next && !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a follower answered budget decisions: %v", err)
+	}
 }
 
 func TestAWorkerCutOffFallsBackToItsBaseline(t *testing.T) {

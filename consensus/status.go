@@ -29,8 +29,12 @@ type Status struct {
 	// it is learning, the budget, and the sum of what the nodes may hold.
 	Epoch        uint64 `json:"epoch"`
 	Learning     bool   `json:"learning"`
-	BudgetBytes  int64  `json:"budget_bytes"`
+	BudgetBytes  int64  `json:"budget_bytes"` // the budget in force: the learned one, or the limit in fixed mode
 	GrantedBytes int64  `json:"granted_bytes"`
+	// CeilingBytes is the limit cluster_budget_bytes, the learned budget's
+	// ceiling; BudgetMode is "learned" or "fixed".
+	CeilingBytes int64  `json:"ceiling_bytes"`
+	BudgetMode   string `json:"budget_mode"`
 	FloorBytes   int64  `json:"floor_bytes"`
 	// Servers and Workers count the members alive in gossip by role.
 	Servers int `json:"servers"`
@@ -158,11 +162,16 @@ func (c *leaderStatus) fetch(s *Server, addr string) {
 func (s *Server) localStatus(now time.Time) Status {
 	limits := s.Limits()
 	st := Status{
-		ClusterID:   s.ClusterID(),
-		Term:        s.Term(),
-		Limits:      limits,
-		View:        "local",
-		BudgetBytes: limits.ClusterBudgetBytes,
+		ClusterID:    s.ClusterID(),
+		Term:         s.Term(),
+		Limits:       limits,
+		View:         "local",
+		BudgetBytes:  limits.ClusterBudgetBytes,
+		CeilingBytes: limits.ClusterBudgetBytes,
+		BudgetMode:   BudgetLearned,
+	}
+	if !limits.LearnedBudget() {
+		st.BudgetMode = BudgetFixed
 	}
 	lid, lname, laddr := s.Leader()
 	st.Leader = LeaderInfo{ID: lid, Name: lname, HTTPAddr: laddr}
@@ -173,8 +182,12 @@ func (s *Server) localStatus(now time.Time) Status {
 			leases[l.ID] = l
 		}
 		st.View, st.Epoch, st.Learning, st.GrantedBytes = "leader", t.epoch, t.Learning(now), held
+		st.BudgetBytes = t.Budget(limits)
 	} else if ans, ok := s.client.answer(); ok {
 		st.Epoch, st.Learning, st.FloorBytes = ans.Epoch, ans.Learning, ans.Baseline
+		if ans.Budget > 0 {
+			st.BudgetBytes = ans.Budget
+		}
 	}
 	var cfgServers map[string]string
 	if cfg, err := s.configuration(); err == nil {

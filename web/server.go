@@ -129,6 +129,7 @@ func build(cfg Config) (*api, *gin.Engine) {
 	v1.GET("/cluster", a.getCluster)
 	v1.GET("/nodes/:name", a.getNode)
 	v1.GET("/decisions", a.getDecisions)
+	v1.GET("/budget/decisions", a.getBudgetDecisions)
 	v1.GET("/limits", a.getLimits)
 	v1.PUT("/limits", requireToken(cfg.APIToken), a.putLimits)
 	v1.POST("/lease", requireToken(cfg.APIToken), a.postLease)

@@ -294,6 +294,8 @@ type agent struct {
 	intakes intakes
 	// grant is the budget grant the node was last given (0: none, no cap).
 	grant atomic.Int64
+	// meter counts the sink's writes and refusals for the lease requests.
+	meter *sinkMeter
 	// reloads are what SIGHUP rereads (reload.go); add to them with
 	// a.reloads.add while the agent starts.
 	reloads reloadHooks
@@ -323,6 +325,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 	if err != nil {
 		return nil, err
 	}
+	meter := newSinkMeter(snk) // the downstream figures of the lease requests
 	ctl, err := tuner.New(cfg.Controller, cfg.BatchSize, cfg.MaxBatchSize)
 	if err != nil {
 		snk.Close()
@@ -335,7 +338,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 	}
 	n, err := node.New(node.Config{
 		Name:       cfg.NodeName,
-		Sink:       snk,
+		Sink:       meter,
 		Controller: ctl,
 		Guard:      tuner.NewBreaker(tuner.BreakerConfig{}),
 		Resources: func() tuner.Resources {
@@ -363,7 +366,7 @@ func startAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (*agent,
 		snk.Close()
 		return nil, err
 	}
-	a := &agent{cfg: cfg, log: log, node: n, tls: tlsCfg, served: make(chan error, 4),
+	a := &agent{cfg: cfg, log: log, node: n, tls: tlsCfg, meter: meter, served: make(chan error, 4),
 		stopCl: make(chan struct{}), clDone: make(chan struct{})}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -666,6 +669,7 @@ func (a *agent) joinCluster() error {
 	srv, err := consensus.New(consensus.Config{
 		Worker:          !server,
 		Health:          a.clusterHealth,
+		Downstream:      a.downstreamHealth,
 		HTTPClient:      hc,
 		HTTPScheme:      scheme,
 		Token:           a.cfg.APIToken,
@@ -696,6 +700,12 @@ func (a *agent) clusterHealth() cluster.Health {
 		QueueDepth: h.QueueDepth, Breaker: cluster.Breaker(h.Breaker),
 		WantBytes: h.WantBytes, HasBytes: a.node.InflightBytes(),
 	}
+}
+
+// downstreamHealth is what this node saw of its sink since its last lease
+// request.
+func (a *agent) downstreamHealth() consensus.DownstreamHealth {
+	return a.meter.downstream(time.Now(), a.node.Health().GoodputRPS)
 }
 
 // clusterApplyInterval is how often the agent reads its grant (its lease)
@@ -810,6 +820,7 @@ type clusterCollector struct {
 	leader, term, epoch, budget, granted, floor, learning   *prometheus.Desc
 	leaseReqs, leaseFresh, leaseEpoch, leaseAge, leaseGrant *prometheus.Desc
 	member, memberGrant                                     *prometheus.Desc
+	ceiling, budgetDec                                      *prometheus.Desc
 }
 
 func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
@@ -821,7 +832,9 @@ func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
 		leader:      d("batchpilot_raft_leader", "1 while this node is the Raft leader."),
 		term:        d("batchpilot_raft_term", "This node's current Raft term."),
 		epoch:       d("batchpilot_cluster_epoch", "The lease epoch: the term of the leader that answered this node's last lease (on the leader, its term)."),
-		budget:      d("batchpilot_cluster_budget_bytes", "The cluster budget of in-flight batch bytes (the limit in force)."),
+		budget:      d("batchpilot_cluster_budget_bytes", "The cluster budget of in-flight batch bytes in force: the learned one (budget_mode=learned, on the leader and in the last lease answer elsewhere), or the limit cluster_budget_bytes (budget_mode=fixed)."),
+		ceiling:     d("batchpilot_cluster_budget_ceiling_bytes", "The limit cluster_budget_bytes: the learned budget's ceiling."),
+		budgetDec:   d("batchpilot_cluster_budget_decisions_total", "Decisions of the leader's budget controller made on this server, by reason (grow, probe, wait, knee, settled, idle, pushback, slo, too_large, no_data, ceiling, floor, start, fixed).", "reason"),
 		granted:     d("batchpilot_cluster_granted_bytes", "On the leader: the sum of what the nodes may hold now under their leases (baselines included)."),
 		floor:       d("batchpilot_cluster_floor_bytes", "The safe baseline a node falls back to when its lease expires."),
 		learning:    d("batchpilot_cluster_learning", "1 while the leader's lease table is in learning mode (one TTL after a change of leader)."),
@@ -837,7 +850,7 @@ func registerClusterMetrics(reg prometheus.Registerer, srv *consensus.Server) {
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.epoch, c.budget, c.granted, c.floor, c.learning,
-		c.leaseReqs, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.leaseGrant, c.member, c.memberGrant} {
+		c.leaseReqs, c.leaseFresh, c.leaseEpoch, c.leaseAge, c.leaseGrant, c.member, c.memberGrant, c.ceiling, c.budgetDec} {
 		ch <- d
 	}
 }
@@ -852,7 +865,11 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.leader, b2f(c.raft.IsLeader()))
 	gauge(c.term, float64(st.Term))
 	gauge(c.epoch, float64(st.Epoch))
-	gauge(c.budget, float64(st.Limits.ClusterBudgetBytes))
+	gauge(c.budget, float64(st.BudgetBytes))
+	gauge(c.ceiling, float64(st.CeilingBytes))
+	for reason, n := range c.raft.BudgetDecisionCounts() {
+		ch <- prometheus.MustNewConstMetric(c.budgetDec, prometheus.CounterValue, float64(n), reason)
+	}
 	gauge(c.granted, float64(st.GrantedBytes))
 	gauge(c.floor, float64(st.FloorBytes))
 	gauge(c.learning, b2f(st.Learning))

@@ -268,7 +268,7 @@ func TestLimitsSetRefusesBadInputBeforeChangingAnything(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown limit", []string{"nope=1"}, `unknown limit "nope" (known: cluster_budget_bytes, `},
+		{"unknown limit", []string{"nope=1"}, `unknown limit "nope" (known: budget_mode, cluster_budget_bytes, `},
 		{"not a number", []string{"max_batch_size=lots"}, `max_batch_size: "lots" is not a whole number`},
 		{"not KEY=VALUE", []string{"max_batch_size"}, `"max_batch_size" is not KEY=VALUE`},
 		{"nothing to set", nil, "limits set needs at least one KEY=VALUE"},
@@ -300,5 +300,31 @@ func TestLimitsSetShowsTheServersRefusal(t *testing.T) {
 	_, errOut, code := runCLI(t, nil, "limits", "set", "--addr", srv.URL, "slo_ms=100")
 	if code != 1 || !strings.Contains(errOut, "PUT /api/v1/limits: 401 Unauthorized: this call needs the API token") {
 		t.Errorf("exit %d, stderr %q; want exit 1 and the 401's message", code, errOut)
+	}
+}
+
+func TestMembersShowsTheLearnedBudgetBesideItsCeiling(t *testing.T) {
+	l := consensus.DefaultLimits()
+	for _, tc := range []struct {
+		name         string
+		mode         string
+		budget, ceil int64
+		want         string
+	}{
+		{"a learned budget below the ceiling is shown with it", consensus.BudgetLearned, 32 << 20, 256 << 20, "granted 12.0 MiB of 32.0 MiB (learned; ceiling 256.0 MiB)"},
+		{"a learned budget at the ceiling is shown as the ceiling", consensus.BudgetLearned, 256 << 20, 256 << 20, "granted 12.0 MiB of 256.0 MiB\n"},
+		{"a fixed budget is the limit", consensus.BudgetFixed, 256 << 20, 256 << 20, "granted 12.0 MiB of 256.0 MiB\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := fakeStatus(l)
+			st.BudgetMode, st.BudgetBytes, st.CeilingBytes = tc.mode, tc.budget, tc.ceil
+			var b bytes.Buffer
+			if err := printMembers(&b, st); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), tc.want) {
+				t.Fatalf("output lacks %q:\n%s", tc.want, b.String())
+			}
+		})
 	}
 }

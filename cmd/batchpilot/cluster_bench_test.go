@@ -124,7 +124,7 @@ func runCoordination(t *testing.T, coordination bool, budget int64) coordination
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	limits := fmt.Sprintf("cluster_budget_bytes=%d,node_floor_bytes=%d,epoch_ms=1000,lease_ttl_ms=3000,slo_ms=512,cpu_limit_percent=100,mem_limit_percent=100",
+	limits := fmt.Sprintf("cluster_budget_bytes=%d,budget_mode=fixed,node_floor_bytes=%d,epoch_ms=1000,lease_ttl_ms=3000,slo_ms=512,cpu_limit_percent=100,mem_limit_percent=100",
 		budget, budget/20)
 	dir := t.TempDir()
 	var agents []*agent

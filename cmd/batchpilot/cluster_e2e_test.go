@@ -40,7 +40,7 @@ const (
 	testLeaseTTL  = 3 * time.Second
 	testFloor     = 4 << 10
 	testBudget    = 40 << 10
-	clusterLimits = "epoch_ms=1000,lease_ttl_ms=3000,node_floor_bytes=4096,cluster_budget_bytes=40960,cpu_limit_percent=100,mem_limit_percent=100"
+	clusterLimits = "epoch_ms=1000,lease_ttl_ms=3000,node_floor_bytes=4096,cluster_budget_bytes=40960,budget_mode=fixed,cpu_limit_percent=100,mem_limit_percent=100"
 )
 
 // testRecordBytes is more than any record the test senders make.

@@ -227,9 +227,13 @@ func printMembers(w io.Writer, st consensus.Status) error {
 	if st.Learning {
 		learning = " (learning)"
 	}
-	fmt.Fprintf(w, "cluster %s  leader %s  term %d  epoch %d%s  granted %s of %s\n\n",
+	budget, learned := st.Limits.ClusterBudgetBytes, ""
+	if st.BudgetBytes > 0 && st.BudgetMode == consensus.BudgetLearned && st.BudgetBytes != st.CeilingBytes {
+		budget, learned = st.BudgetBytes, " (learned; ceiling "+formatBytes(st.CeilingBytes)+")"
+	}
+	fmt.Fprintf(w, "cluster %s  leader %s  term %d  epoch %d%s  granted %s of %s%s\n\n",
 		orDash(st.ClusterID), leader, st.Term, st.Epoch, learning,
-		formatBytes(st.GrantedBytes), formatBytes(st.Limits.ClusterBudgetBytes))
+		formatBytes(st.GrantedBytes), formatBytes(budget), learned)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATUS\tRAFT\tHTTP\tBATCH\tTHROUGHPUT\tP99\tBREAKER\tGRANT")
 	for _, m := range st.Members {

@@ -3,8 +3,9 @@
 // the node that served the page.
 
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { getDecisions, type Decision, type Snapshot } from './api';
+import { getBudgetDecisions, getDecisions, type BudgetDecisionsAnswer, type Decision, type Snapshot } from './api';
 import { Admission } from './components/Admission';
+import { BudgetDecisions } from './components/BudgetDecisions';
 import { Budgets } from './components/Budgets';
 import { Chart } from './components/Chart';
 import { ClusterPanel } from './components/ClusterPanel';
@@ -18,11 +19,16 @@ export interface AppProps {
   /** For tests: where the stream comes from and the decisions' source. */
   eventSource?: EventSourceFactory;
   fetchDecisions?: () => Promise<Decision[]>;
+  fetchBudgetDecisions?: () => Promise<BudgetDecisionsAnswer>;
 }
 
 const defaultFetchDecisions = async () => (await getDecisions(200)).decisions;
+const defaultFetchBudgetDecisions = () => getBudgetDecisions(20);
 
-export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: AppProps) {
+/** How often the leader's budget decisions are read again. */
+const budgetPollMs = 5000;
+
+export function App({ eventSource, fetchDecisions = defaultFetchDecisions, fetchBudgetDecisions = defaultFetchBudgetDecisions }: AppProps) {
   const store = useRef(new SeriesStore()).current;
   const [snap, setSnap] = useState<Snapshot | null>(null);
   const [version, setVersion] = useState(0);
@@ -72,6 +78,27 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: App
     };
   }, [stream.connection, fetchDecisions]);
 
+  // The leader's budget decisions: read while the stream is live, every
+  // few seconds; a failed read keeps the last answer.
+  const [budget, setBudget] = useState<BudgetDecisionsAnswer | null>(null);
+  useEffect(() => {
+    if (stream.connection !== 'live') return;
+    let active = true;
+    const load = () => {
+      fetchBudgetDecisions()
+        .then((a) => {
+          if (active) setBudget(a);
+        })
+        .catch(() => {});
+    };
+    load();
+    const timer = setInterval(load, budgetPollMs);
+    return () => {
+      active = false;
+      clearInterval(timer);
+    };
+  }, [stream.connection, fetchBudgetDecisions]);
+
   const stale = stream.connection === 'stale';
   const limits = snap?.limits ?? null;
   const colorOf = useCallback((name: string) => store.nodeIndex(name), [store]);
@@ -100,6 +127,7 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions }: App
         </section>
         <Admission node={focus ?? snap?.served_by ?? null} sloMs={limits?.slo_ms} stale={stale} />
         <Budgets cluster={snap} stale={stale} />
+        <BudgetDecisions answer={budget} />
         <DecisionLog decisions={decisions} nodes={nodes} />
         <LimitsEditor limits={limits} />
       </main>

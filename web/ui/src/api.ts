@@ -66,6 +66,9 @@ export interface Cluster {
   budget_bytes: number;
   granted_bytes: number;
   floor_bytes: number;
+  /** cluster_budget_bytes, the learned budget's ceiling, and the mode. */
+  ceiling_bytes?: number;
+  budget_mode?: 'learned' | 'fixed';
   /** "leader": every node's health and lease; "local": what one node knows. */
   view?: 'leader' | 'local';
   servers?: number;
@@ -170,6 +173,40 @@ export async function getNode(name: string, signal?: AbortSignal): Promise<NodeV
 export async function getDecisions(limit = 200, signal?: AbortSignal): Promise<DecisionsAnswer> {
   const resp = await fetch(`/api/v1/decisions?limit=${limit}`, { signal, headers: { Accept: 'application/json' } });
   return answer<DecisionsAnswer>(resp);
+}
+
+/** One decision of the leader's budget controller (GET /api/v1/budget/decisions). */
+export interface BudgetDecision {
+  time: string;
+  old_bytes: number;
+  new_bytes: number;
+  ceiling_bytes: number;
+  floor_bytes: number;
+  reason: string;
+  figures: {
+    nodes: number;
+    want_bytes: number;
+    has_bytes: number;
+    goodput_rps: number;
+    pushback_per_s: number;
+    too_large_per_s: number;
+    writes_per_s: number;
+    p99_ms: number;
+    slo_ms: number;
+  };
+}
+
+export interface BudgetDecisionsAnswer {
+  leader: { id: string; name: string; http_addr: string };
+  budget_mode: 'learned' | 'fixed';
+  budget_bytes: number;
+  ceiling_bytes: number;
+  decisions: BudgetDecision[];
+}
+
+export async function getBudgetDecisions(limit = 20, signal?: AbortSignal): Promise<BudgetDecisionsAnswer> {
+  const resp = await fetch(`/api/v1/budget/decisions?limit=${limit}`, { signal, headers: { Accept: 'application/json' } });
+  return answer<BudgetDecisionsAnswer>(resp);
 }
 
 /** A random id that makes a limits change safe to send twice. */

@@ -26,7 +26,8 @@ export function Budgets({ cluster, stale }: { cluster: Cluster | null; stale: bo
       </div>
       <div className="budget-total" data-testid="budget-total">
         <div className="bar-label">
-          Cluster: granted <b>{bytes(cluster.granted_bytes)}</b> of {bytes(budget)} budget; in use {bytes(used)}
+          Cluster: granted <b>{bytes(cluster.granted_bytes)}</b> of {bytes(budget)} budget
+          {cluster.budget_mode === 'learned' && cluster.ceiling_bytes ? ` (learned; ceiling ${bytes(cluster.ceiling_bytes)})` : ''}; in use {bytes(used)}
         </div>
         <div className="bar" role="meter" aria-valuemin={0} aria-valuemax={budget} aria-valuenow={cluster.granted_bytes}>
           <div className="bar-grant" style={{ width: pct(cluster.granted_bytes, budget) + '%' }} />

@@ -1,0 +1,104 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/batchpilot/batchpilot/consensus"
+)
+
+// BudgetDecisionsView is the body of GET /api/v1/budget/decisions.
+type BudgetDecisionsView struct {
+	// Leader is the server that made the decisions (only the leader runs
+	// the budget controller).
+	Leader consensus.LeaderInfo `json:"leader"`
+	// Mode is the limit budget_mode; BudgetBytes the budget in force and
+	// CeilingBytes the limit cluster_budget_bytes.
+	Mode         string `json:"budget_mode"`
+	BudgetBytes  int64  `json:"budget_bytes"`
+	CeilingBytes int64  `json:"ceiling_bytes"`
+	// Decisions, newest first: the decisions that changed the budget or
+	// its reason.
+	Decisions []consensus.BudgetDecision `json:"decisions"`
+}
+
+// getBudgetDecisions serves GET /api/v1/budget/decisions?limit=&since=: the
+// leader's budget decisions, newest first. Another node asks the leader
+// (the request carries no token, so it may cross any connection).
+func (a *api) getBudgetDecisions(c *gin.Context) {
+	q := c.Request.URL.Query()
+	limit := defaultDecisionLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxDecisionLimit {
+			jsonError(c, http.StatusBadRequest, "limit must be a whole number from 1 to "+strconv.Itoa(maxDecisionLimit)+", got "+quote(s))
+			return
+		}
+		limit = n
+	}
+	var since time.Time
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			jsonError(c, http.StatusBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05.999Z, got "+quote(s))
+			return
+		}
+		since = t
+	}
+	ds, err := a.raft.BudgetDecisions(limit, since)
+	if errors.Is(err, consensus.ErrNotLeader) {
+		a.budgetDecisionsOfLeader(c, q)
+		return
+	}
+	if err != nil {
+		retryLater(c, "the budget decisions could not be read: "+err.Error())
+		return
+	}
+	st := a.raft.Status(time.Now())
+	c.JSON(http.StatusOK, BudgetDecisionsView{
+		Leader: st.Leader, Mode: st.BudgetMode, BudgetBytes: st.BudgetBytes, CeilingBytes: st.CeilingBytes, Decisions: ds,
+	})
+}
+
+// budgetDecisionsOfLeader relays the leader's answer to GET
+// /api/v1/budget/decisions, with the same query.
+func (a *api) budgetDecisionsOfLeader(c *gin.Context, q url.Values) {
+	lid, lname, addr := a.raft.Leader()
+	leader := consensus.LeaderInfo{ID: lid, Name: lname, HTTPAddr: addr}
+	unavailable := func(msg string) {
+		c.Header("Retry-After", "1")
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": msg, "leader": leader})
+	}
+	switch {
+	case isForwarded(c):
+		unavailable("this server is not the leader (leadership moved); retry")
+		return
+	case addr == "":
+		unavailable("no leader is known (an election may be under way); retry")
+		return
+	}
+	path := "/api/v1/budget/decisions"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.cfg.ForwardTimeout)
+	defer cancel()
+	status, _, out, err := a.peers.forward(ctx, http.MethodGet, addr, path, nil, nil)
+	if err != nil {
+		unavailable(fmt.Sprintf("the leader at %s did not answer: %v", addr, err))
+		return
+	}
+	if !json.Valid(out) {
+		unavailable(fmt.Sprintf("the leader at %s answered %d with a body that is not JSON", addr, status))
+		return
+	}
+	c.Data(status, "application/json; charset=utf-8", out)
+}
