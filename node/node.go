@@ -47,7 +47,7 @@ type Config struct {
 	// Admission is "delay" (default): refuse a request whose records would
 	// wait past the latency budget (admission.go); or "queue": refuse only
 	// at QueueRecords and QueueBytes.
-	Admission string
+	Admission    string
 	MaxBodyBytes int64 // 16 MiB, after decompression
 	MaxLineBytes int   // 1 MiB: one record
 
