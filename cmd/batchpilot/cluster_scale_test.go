@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	_ "net/http/pprof" // BENCH_SCALE_PPROF
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +41,19 @@ func TestClusterBenchScale(t *testing.T) {
 	out := os.Getenv("BATCHPILOT_BENCH_SCALE")
 	if out == "" {
 		t.Skip("a benchmark: set BATCHPILOT_BENCH_SCALE=FILE (make bench-scale) to run it")
+	}
+	if addr := os.Getenv("BENCH_SCALE_PPROF"); addr != "" {
+		// net/http/pprof on this process (the workers' host), to profile
+		// it while a size runs: go tool pprof http://ADDR/debug/pprof/profile
+		runtime.SetMutexProfileFraction(5)
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("pprof listener: %v", err)
+		}
+		t.Logf("pprof of the workers' process on http://%s/debug/pprof/", ln.Addr())
+		go func() { _ = http.Serve(ln, nil) }()
+		t.Cleanup(func() { ln.Close() })
 	}
 	bin := filepath.Join(t.TempDir(), "batchpilot")
 	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
