@@ -313,7 +313,7 @@ alive:
 	if fresh < n {
 		r.Note += fmt.Sprintf("; %d of %d workers on a fresh lease before the window", fresh, n)
 	}
-	m0, _ := scrape(leader.url)
+	m0 := scrapeRetry(leader.url)
 	cpu0 := procCPU(leader.cmd.Process.Pid)
 	var all0 float64
 	for _, s := range servers {
@@ -336,7 +336,7 @@ alive:
 		all1 += procCPU(s.cmd.Process.Pid)
 	}
 	r.ServersCPUCores = (all1 - all0) / secs
-	if m1, err := scrape(leader.url); err == nil && m0 != nil {
+	if m1 := scrapeRetry(leader.url); m1 != nil && m0 != nil {
 		reqs := m1["batchpilot_lease_requests_total"] - m0["batchpilot_lease_requests_total"]
 		r.LeaderRefreshesPerS = reqs / secs
 		if reqs > 0 {
@@ -352,4 +352,16 @@ alive:
 		r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS = q(0.5), q(0.99), float64(d[len(d)-1].Microseconds())/1000
 	}
 	return r
+}
+
+// scrapeRetry reads a server's metrics, trying for up to 10 s: in a
+// saturated benchmark process one scrape can time out, which would lose
+// the leader's figures for the whole size.
+func scrapeRetry(url string) metrics {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		m, err := scrape(url)
+		if err == nil || time.Now().After(deadline) {
+			return m
+		}
+	}
 }
