@@ -313,6 +313,13 @@ alive:
 	if fresh < n {
 		r.Note += fmt.Sprintf("; %d of %d workers on a fresh lease before the window", fresh, n)
 	}
+	// The leader may have changed while the workers joined: measure the
+	// one in office when the window opens, and say so if it changes.
+	for _, s := range servers {
+		if m := scrapeRetry(s.url); m["batchpilot_raft_leader"] == 1 {
+			leader = s
+		}
+	}
 	m0 := scrapeRetry(leader.url)
 	cpu0 := procCPU(leader.cmd.Process.Pid)
 	var all0 float64
@@ -336,7 +343,9 @@ alive:
 		all1 += procCPU(s.cmd.Process.Pid)
 	}
 	r.ServersCPUCores = (all1 - all0) / secs
-	if m1 := scrapeRetry(leader.url); m1 != nil && m0 != nil {
+	if m1 := scrapeRetry(leader.url); m1 != nil && m1["batchpilot_raft_leader"] != 1 {
+		r.Note += fmt.Sprintf("; %s lost the leadership during the window", leader.name)
+	} else if m1 != nil && m0 != nil {
 		reqs := m1["batchpilot_lease_requests_total"] - m0["batchpilot_lease_requests_total"]
 		r.LeaderRefreshesPerS = reqs / secs
 		if reqs > 0 {
