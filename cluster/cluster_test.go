@@ -116,6 +116,12 @@ func TestMembersJoinGossipIdentityAndLeave(t *testing.T) {
 	if m, _ := n2.MemberByID(n1.ID()); m.Role != RoleServer {
 		t.Fatalf("n1 is a %q on n2, want server", m.Role)
 	}
+	// AliveServers lists the servers only, the node itself when it is one.
+	for _, c := range []*Cluster{n1, n2} {
+		if got := c.AliveServers(); len(got) != 1 || got[0].Name != "n1" || got[0].HTTPAddr != "127.0.0.1:1n1" {
+			t.Fatalf("AliveServers on %s = %+v, want n1 alone", c.Name(), got)
+		}
+	}
 
 	// A cluster id set on the server reaches the workers, which adopt it.
 	if err := n1.SetClusterID("c1"); err != nil {

@@ -210,8 +210,8 @@ func (c *leaseClient) post(ctx context.Context, addr string, body []byte) (Lease
 // pickServer is the HTTP address of an alive server, at random.
 func (c *leaseClient) pickServer() string {
 	var addrs []string
-	for _, m := range c.s.gossip.Members() {
-		if m.Role == cluster.RoleServer && m.Status == cluster.StatusAlive && m.HTTPAddr != "" {
+	for _, m := range c.s.gossip.AliveServers() {
+		if m.HTTPAddr != "" {
 			addrs = append(addrs, m.HTTPAddr)
 		}
 	}

@@ -34,6 +34,9 @@ type Gossip interface {
 	LocalMember() cluster.Member
 	// Members returns every known member, this node included.
 	Members() []cluster.Member
+	// AliveServers returns the alive servers, this node included if it
+	// is one, in no particular order (cheaper than Members).
+	AliveServers() []cluster.Member
 	// Subscribe delivers membership events; it may drop them when full.
 	Subscribe(buf int) (<-chan cluster.Event, func())
 	// SetRaft gossips this server's Raft address and bootstrap state.

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	_ "net/http/pprof" // BENCH_SCALE_PPROF
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +41,19 @@ func TestClusterBenchScale(t *testing.T) {
 	out := os.Getenv("BATCHPILOT_BENCH_SCALE")
 	if out == "" {
 		t.Skip("a benchmark: set BATCHPILOT_BENCH_SCALE=FILE (make bench-scale) to run it")
+	}
+	if addr := os.Getenv("BENCH_SCALE_PPROF"); addr != "" {
+		// net/http/pprof on this process (the workers' host), to profile
+		// it while a size runs: go tool pprof http://ADDR/debug/pprof/profile
+		runtime.SetMutexProfileFraction(5)
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("pprof listener: %v", err)
+		}
+		t.Logf("pprof of the workers' process on http://%s/debug/pprof/", ln.Addr())
+		go func() { _ = http.Serve(ln, nil) }()
+		t.Cleanup(func() { ln.Close() })
 	}
 	bin := filepath.Join(t.TempDir(), "batchpilot")
 	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -298,7 +313,14 @@ alive:
 	if fresh < n {
 		r.Note += fmt.Sprintf("; %d of %d workers on a fresh lease before the window", fresh, n)
 	}
-	m0, _ := scrape(leader.url)
+	// The leader may have changed while the workers joined: measure the
+	// one in office when the window opens, and say so if it changes.
+	for _, s := range servers {
+		if m := scrapeRetry(s.url); m["batchpilot_raft_leader"] == 1 {
+			leader = s
+		}
+	}
+	m0 := scrapeRetry(leader.url)
 	cpu0 := procCPU(leader.cmd.Process.Pid)
 	var all0 float64
 	for _, s := range servers {
@@ -321,7 +343,9 @@ alive:
 		all1 += procCPU(s.cmd.Process.Pid)
 	}
 	r.ServersCPUCores = (all1 - all0) / secs
-	if m1, err := scrape(leader.url); err == nil && m0 != nil {
+	if m1 := scrapeRetry(leader.url); m1 != nil && m1["batchpilot_raft_leader"] != 1 {
+		r.Note += fmt.Sprintf("; %s lost the leadership during the window", leader.name)
+	} else if m1 != nil && m0 != nil {
 		reqs := m1["batchpilot_lease_requests_total"] - m0["batchpilot_lease_requests_total"]
 		r.LeaderRefreshesPerS = reqs / secs
 		if reqs > 0 {
@@ -337,4 +361,16 @@ alive:
 		r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS = q(0.5), q(0.99), float64(d[len(d)-1].Microseconds())/1000
 	}
 	return r
+}
+
+// scrapeRetry reads a server's metrics, trying for up to 10 s: in a
+// saturated benchmark process one scrape can time out, which would lose
+// the leader's figures for the whole size.
+func scrapeRetry(url string) metrics {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		m, err := scrape(url)
+		if err == nil || time.Now().After(deadline) {
+			return m
+		}
+	}
 }
