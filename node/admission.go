@@ -25,9 +25,11 @@ const (
 	whySojourn = "sojourn" // the oldest queued record has already waited past the budget
 	whyRecords = "records" // the queue's hard bound in records
 	whyBytes   = "bytes"   // the queue's hard bound in bytes
+	whyCPU     = "cpu"     // the process's CPU is over its limit (pressure)
+	whyMemory  = "memory"  // the host's memory or this process's RSS is over its limit (pressure)
 )
 
-var admissionWhys = []string{whyDelay, whySojourn, whyRecords, whyBytes}
+var admissionWhys = [...]string{whyDelay, whySojourn, whyRecords, whyBytes, whyCPU, whyMemory}
 
 // The admission's constants; where each comes from is said where it is used.
 const (
@@ -117,8 +119,12 @@ type admission struct {
 	rate    atomic.Uint64
 	avgRec  atomic.Uint64 // float64 bits: mean bytes of a queued record
 
-	refusedBy [4]atomic.Int64 // requests (and datagrams) refused, by why, since start
-	paused    atomic.Int64    // blocking puts (syslog TCP) that had to wait for room
+	refusedBy [len(admissionWhys)]atomic.Int64 // requests (and datagrams) refused, by why, since start
+	paused    atomic.Int64                     // blocking puts (syslog TCP) that had to wait for room
+	// pressure is 1 + the index in admissionWhys of the resource the node
+	// is over its limit on (whyCPU, whyMemory); 0: none. Set by the
+	// control loop from the guard's verdict.
+	pressure atomic.Int32
 
 	// onRefuse, when set (by the metrics, before Start), is told of every
 	// refusal.
@@ -131,7 +137,7 @@ type admission struct {
 	measured  bool          // a batch has finished: rateEWMA means something
 	budget    time.Duration // admitShare·SLO − T: the queue wait admitted
 	batchTime time.Duration
-	lastBy    [4]int64
+	lastBy    [len(admissionWhys)]int64
 	lastWhy   string
 }
 
@@ -161,6 +167,13 @@ func whyIndex(why string) int {
 // the queue's lock and has checked the hard bounds; an empty queue is never
 // refused here.
 func (a *admission) check(depth, n int, head, now time.Time) string {
+	// Under resource pressure nothing new is admitted, whatever the queue
+	// holds and whatever the mode: the node's own CPU or memory is what is
+	// short, and a smaller batch would only cost more per record, so the
+	// node pushes back on ingest until the guard sees the pressure clear.
+	if p := a.pressure.Load(); p > 0 {
+		return admissionWhys[p-1]
+	}
 	// Less than one batch queued is left alone, however long its records
 	// wait (they wait for the batch to fill, or for the linger): as CoDel
 	// never drops with less than an MTU queued. Otherwise the bound could
@@ -303,11 +316,18 @@ type AdmissionHealth struct {
 	RefusedBy map[string]int64 `json:"refused_by,omitempty"`
 	// Why is the reason of the interval's last refusal ("" if none).
 	Why string `json:"why,omitempty"`
+	// Pressure is "cpu" or "memory" while that resource of the node is
+	// over its limit: every new request is refused (429 with Retry-After;
+	// syslog TCP is not read) until it clears; "" otherwise.
+	// PressureDetail names the limit that acts ("cpu 95% of cgroup-v2:
+	// 1.50 cores (/sys/fs/cgroup/cpu.max) > 90%").
+	Pressure       string `json:"pressure,omitempty"`
+	PressureDetail string `json:"pressure_detail,omitempty"`
 }
 
 // health is the AdmissionHealth after update; refusedBefore are the
 // counters at the start of the interval.
-func (a *admission) health(depth int, refusedBefore [4]int64) AdmissionHealth {
+func (a *admission) health(depth int, refusedBefore [len(admissionWhys)]int64) AdmissionHealth {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	h := AdmissionHealth{
@@ -334,7 +354,7 @@ func (a *admission) health(depth int, refusedBefore [4]int64) AdmissionHealth {
 }
 
 // counters are the refusal counters as update last saw them.
-func (a *admission) counters() [4]int64 {
+func (a *admission) counters() [len(admissionWhys)]int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lastBy
@@ -350,6 +370,22 @@ func (n *Node) RetryAfter() int {
 		return 1
 	}
 	return int(min(retryAfterMax, max(1, math.Ceil(float64(depth)/rate))))
+}
+
+// setPressure has admission refuse every new request while why ("cpu",
+// "memory") is not "", and wakes the writers waiting for room (syslog TCP)
+// when it clears, since an empty queue makes no room of its own.
+func (q *queue) setPressure(why string) {
+	var p int32
+	if why != "" {
+		p = int32(whyIndex(why)) + 1
+	}
+	if old := q.adm.pressure.Swap(p); old != 0 && p == 0 {
+		q.mu.Lock()
+		close(q.room)
+		q.room = make(chan struct{})
+		q.mu.Unlock()
+	}
 }
 
 // admitHeaders refuses, before its body is read, a request that the queue

@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +32,10 @@ type Health struct {
 	GrantBytes int64  `json:"grant_bytes"`
 	Breaker    string `json:"breaker"`
 	SinkErrors int64  `json:"sink_errors"`
+	// CPUAllowance is the CPU CPUPercent is a share of and which limit
+	// sets it: the host's CPUs or a cgroup quota (absent without a
+	// sampler).
+	CPUAllowance *tuner.CPUAllowance `json:"cpu_allowance,omitempty"`
 	// Admission is the queue's delay bound and what it refused.
 	Admission AdmissionHealth `json:"admission"`
 }
@@ -134,23 +137,17 @@ func (n *Node) grantBatchCap(avgRecord float64) int {
 	return max(1, int(float64(g)/(avgRecord*float64(n.cfg.FlushConcurrency))))
 }
 
-// step makes one decision from obs and applies it.
+// step makes one decision from obs (tuner.Step: controller, guard, grant)
+// and applies it.
 func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	old := obs.BatchSize
-	d := n.cfg.Controller.Next(obs)
-	breaker := tuner.BreakerClosed
-	sinkTrip := false
-	if g := n.cfg.Guard; g != nil {
-		d = g.Apply(obs, d)
-		breaker = g.State()
-		sinkTrip = strings.HasPrefix(g.Reason(), "sink")
-	}
-	d.BatchSize = tuner.Clamp(d.BatchSize, obs.MaxBatchSize)
+	v := tuner.Step(n.cfg.Controller, n.cfg.Guard, obs)
+	d := v.Decision
 	n.applyFlow(d) // flush concurrency and byte bound, when the controller sets them (batcher.go)
 	if d.BatchSize != old {
 		n.setBatchSize(d.BatchSize)
 		n.metrics.decisions.WithLabelValues(d.Reason).Inc()
-		d.Breaker = breaker
+		d.Breaker = v.Breaker
 		n.decided.Add(tuner.NewDecisionRecord(n.cfg.Name, n.cfg.Controller.Name(), obs, d))
 		n.log.Debug("batch size changed", "old", old, "new", d.BatchSize, "reason", d.Reason)
 	}
@@ -161,14 +158,45 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		CPUPercent: obs.CPUPercent, MemPercent: obs.MemPercent, RSSBytes: obs.RSSBytes,
 		QueueDepth: obs.QueueDepth, QueueBytes: obs.QueueBytes, InflightBytes: n.inflightBytes.Load(),
 		WantBytes:  n.want(d, obs, avgRecord),
-		GrantBytes: n.grantBytes.Load(), Breaker: breaker, SinkErrors: int64(obs.SinkErrors),
+		GrantBytes: n.grantBytes.Load(), Breaker: v.Breaker, SinkErrors: int64(obs.SinkErrors),
+	}
+	if obs.CPUAllowance.Source != "" {
+		a := obs.CPUAllowance
+		h.CPUAllowance = &a
 	}
 	h.Admission = n.admit(obs)
+	why := pressureWhy(v.Pressure)
+	h.Admission.Pressure, h.Admission.PressureDetail = why, v.PressureDetail
 	n.health.Store(h)
 	n.history.add(*h)
-	n.metrics.setBreaker(breaker)
+	n.metrics.setBreaker(v.Breaker)
+	n.metrics.setPressure(why)
+	if why != n.lastPressure {
+		n.log.Info("resource pressure", "node", n.cfg.Name, "why", orNone(why), "detail", v.PressureDetail)
+		n.lastPressure = why
+	}
 	// After the health, so that whoever is refused sees the reason there.
-	n.breakerOpen.Store(breaker == tuner.BreakerOpen && sinkTrip)
+	n.queue.setPressure(why)
+	n.breakerOpen.Store(v.Breaker == tuner.BreakerOpen && v.Trip == tuner.TripSinkErrors)
+}
+
+// pressureWhy is how admission names a pressure cause: "cpu", "memory"
+// (the host's memory or this process's RSS), or "" for none.
+func pressureWhy(c tuner.TripCause) string {
+	switch c {
+	case tuner.TripCPU:
+		return whyCPU
+	case tuner.TripMemory, tuner.TripRSS:
+		return whyMemory
+	}
+	return ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // want is the in-flight bytes the node asks the leader for: what its

@@ -31,6 +31,7 @@ type metrics struct {
 	admDelay   prometheus.GaugeFunc
 	admMax     prometheus.GaugeFunc
 	admRate    prometheus.GaugeFunc
+	pressure   *prometheus.GaugeVec // 1 for the resource under pressure, by why
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -83,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	}
 	m.admRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "batchpilot_admission_refused_total",
-		Help: "Requests (HTTP) and records (syslog UDP) refused at the queue, by why: delay (the expected wait, queue depth / drain rate, is over the delay bound), sojourn (the oldest queued record already waited past the latency budget), records or bytes (the queue's hard bounds).",
+		Help: "Requests (HTTP) and records (syslog UDP) refused at the queue, by why: delay (the expected wait, queue depth / drain rate, is over the delay bound), sojourn (the oldest queued record already waited past the latency budget), records or bytes (the queue's hard bounds), cpu or memory (the node's own CPU or memory is over its limit: every new request is refused until it clears).",
 	}, []string{"why", "source"})
 	m.admPaused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "batchpilot_admission_paused_total",
@@ -112,13 +113,29 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		Name: "batchpilot_admission_drain_rate",
 		Help: "The rate the queue drains at, as admission measures it (records/s).",
 	}, func() float64 { return adm.drainRate() })
+	m.pressure = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "batchpilot_admission_pressure",
+		Help: "1 while the node's own CPU (why=cpu, of its allowance) or memory (why=memory) is over its limit and admission refuses every new request; 0 otherwise.",
+	}, []string{"why"})
 	adm.onRefuse = func(why string, src Source) { m.admRefused.WithLabelValues(why, string(src)).Inc() }
 	adm.onPause = func(src Source) { m.admPaused.WithLabelValues(string(src)).Inc() }
 	reg.MustRegister(m.received, m.written, m.rejected, m.batches, m.batchSize, m.batchRecs,
 		m.batchTime, m.e2e, m.queueDepth, m.queueBytes, m.inflight, m.grant, m.breaker, m.decisions,
-		m.admRefused, m.admPaused, m.admBound, m.admDelay, m.admMax, m.admRate)
+		m.admRefused, m.admPaused, m.admBound, m.admDelay, m.admMax, m.admRate, m.pressure)
 	m.setBreaker(tuner.BreakerClosed)
+	m.setPressure("")
 	return m
+}
+
+// setPressure marks why ("cpu", "memory"; "" for none) as the pressure.
+func (m *metrics) setPressure(why string) {
+	for _, w := range []string{whyCPU, whyMemory} {
+		v := 0.0
+		if w == why {
+			v = 1
+		}
+		m.pressure.WithLabelValues(w).Set(v)
+	}
 }
 
 // setBreaker marks state as the breaker's state.

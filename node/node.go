@@ -57,16 +57,14 @@ type Config struct {
 }
 
 // Guard is the safety seam between the controller and the batcher: it sees
-// every observation and decision and returns the decision to apply
-// (tuner.Breaker is the one the agent uses). State is "closed", "open" or
-// "half-open"; Reason says what tripped it. While it is open because the
-// sink fails, ingest is refused with 503 so that clients retry elsewhere
-// instead of queueing records that cannot be written.
-type Guard interface {
-	Apply(obs tuner.Observation, d tuner.Decision) tuner.Decision
-	State() string
-	Reason() string
-}
+// every observation and decision and returns the decision to apply, with
+// why it stepped in (tuner.Safeguard; tuner.Breaker is the one the agent
+// uses). While its breaker is open because the sink fails, ingest is
+// refused with 503 so that clients retry elsewhere instead of queueing
+// records that cannot be written; while the node's CPU or memory is over
+// its limit (Verdict.Pressure), admission refuses new work (429, syslog TCP
+// not read) until the pressure clears, and the batch size is left alone.
+type Guard = tuner.Safeguard
 
 func (c *Config) setDefaults() {
 	def := func(v *int, d int) {
@@ -120,7 +118,8 @@ type Node struct {
 	limits        atomic.Pointer[Limits]
 	draining      atomic.Bool
 	breakerOpen   atomic.Bool
-	flow          flow // batches in flight, their limit, the byte bound, the attempts (batcher.go)
+	lastPressure  string // the pressure the control loop last saw (its own)
+	flow          flow   // batches in flight, their limit, the byte bound, the attempts (batcher.go)
 
 	slots    chan struct{} // one token per flush in progress
 	flushed  chan struct{} // signalled when a flush ends

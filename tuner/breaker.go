@@ -16,22 +16,32 @@ const (
 // BreakerConfig are the Breaker's limits and timings; zero fields take the
 // defaults noted.
 type BreakerConfig struct {
-	// CPULimit and MemLimit (percent of the host) apply when the
-	// observation carries no limit of its own (obs.CPULimit, obs.MemLimit).
+	// CPULimit (percent of the CPU the process may use: its
+	// CPUAllowance) and MemLimit (percent of the host's memory) apply when
+	// the observation carries no limit of its own (obs.CPULimit,
+	// obs.MemLimit).
 	CPULimit float64 // 90
 	MemLimit float64 // 90
-	// RSSLimit trips on this process's resident memory; 0 disables it.
+	// RSSLimit puts the node under memory pressure on this process's
+	// resident memory; 0 disables it.
 	RSSLimit uint64
+	// PressureBand is the hysteresis of the resource limits, in points of
+	// percent (and percent of RSSLimit): pressure that began above a limit
+	// lasts until the figure has stayed at or below the limit less the
+	// band for PressureRelease.
+	PressureBand float64 // 10
+	// PressureRelease is how long the figure must stay under the band
+	// before the pressure clears.
+	PressureRelease time.Duration // 3s
 	// ErrorRatio trips when more than this share of the interval's batches
 	// failed in the sink (after the sink's own retries).
 	ErrorRatio float64 // 0.2
-	// Shrink is the factor applied to the size in force on a trip (and
-	// again for every interval memory keeps rising while open).
+	// Shrink is the factor applied to the size in force on a trip.
 	Shrink float64 // 0.5
 	// Floor is the smallest size the breaker shrinks to.
 	Floor int // 1
-	// CoolDown is how long the breaker stays open once the limits are no
-	// longer crossed before it probes.
+	// CoolDown is how long the breaker stays open once the sink no longer
+	// fails before it probes.
 	CoolDown time.Duration // 5s
 	// Probe is the half-open size as a share of the size in force when the
 	// breaker tripped (never less than the size held while open).
@@ -44,6 +54,12 @@ func (c *BreakerConfig) defaults() {
 	}
 	if c.MemLimit <= 0 {
 		c.MemLimit = 90
+	}
+	if c.PressureBand <= 0 {
+		c.PressureBand = 10
+	}
+	if c.PressureRelease <= 0 {
+		c.PressureRelease = 3 * time.Second
 	}
 	if c.ErrorRatio <= 0 {
 		c.ErrorRatio = 0.2
@@ -62,33 +78,78 @@ func (c *BreakerConfig) defaults() {
 	}
 }
 
-// Breaker is the safety breaker that sits between a controller and the
-// batcher. It trips when, over an interval, the host's CPU or memory use,
-// this process's RSS, or the share of batches the sink failed exceeds its
-// limit (batches refused for their size, and batches that failed on the
-// downstream's back pressure, are not failures: see failedBatches): it shrinks the size at once (×Shrink; again while memory keeps
-// rising), holds it while open, and
-// after CoolDown without a crossed limit probes a limited size half-open;
-// one healthy interval half-open closes it, a crossed limit reopens it.
-// Safety wins over the objective: while the breaker is not closed, a
-// controller's decision is only ever lowered, never raised.
+// TripCause is why the guard stepped in: a failing sink, or a resource of
+// the node over its limit.
+type TripCause int
+
+// The trip causes.
+const (
+	TripNone       TripCause = iota
+	TripSinkErrors           // the sink failed more than ErrorRatio of the batches
+	TripCPU                  // the process's CPU over CPULimit of its allowance
+	TripMemory               // the host's memory over MemLimit
+	TripRSS                  // the process's resident memory over RSSLimit
+)
+
+// String is the cause as logs, metrics and the API spell it: "",
+// "sink-errors", "cpu", "memory", "rss".
+func (c TripCause) String() string {
+	switch c {
+	case TripSinkErrors:
+		return "sink-errors"
+	case TripCPU:
+		return "cpu"
+	case TripMemory:
+		return "memory"
+	case TripRSS:
+		return "rss"
+	}
+	return ""
+}
+
+// Pressure reports whether c is one of the node's own resources (CPU,
+// memory, RSS): answered by refusing new work, not by a smaller batch.
+func (c TripCause) Pressure() bool { return c == TripCPU || c == TripMemory || c == TripRSS }
+
+// Breaker is the safety guard that sits between a controller and the
+// batcher. It answers two kinds of trouble differently.
 //
-// Apply is called once per control interval, after the controller's Next
-// and before the size is clamped to the grant, from one goroutine at a
-// time. Like the controllers it reads no clock (obs.Now is the time) and
-// the same observations give the same decisions. State and Reason may be
-// called from any goroutine.
+// A failing sink (more than ErrorRatio of the interval's batches failed;
+// batches refused for their size, and batches that failed on the
+// downstream's back pressure, are not failures: see failedBatches) opens
+// it: it shrinks the size at once (×Shrink), holds it while open, and after
+// CoolDown without failures probes a limited size half-open; one healthy
+// interval half-open closes it, a failing one reopens it. While it is not
+// closed a controller's decision is only ever lowered, never raised.
+//
+// A resource over its limit (the process's CPU as a share of its
+// allowance, the host's memory, this process's RSS) puts the node under
+// pressure (Verdict.Pressure), with hysteresis: it begins when a figure is
+// over its limit and ends once that figure has stayed at or below the limit
+// less PressureBand for PressureRelease. Pressure does not touch the size:
+// a smaller batch costs more CPU (and no less memory) per record, so the
+// controller's decision passes; the node answers pressure by refusing new
+// work at its admission (429 with Retry-After, syslog TCP not read) until
+// it clears.
+//
+// Check is called once per control interval, after the controller's Next
+// and before the size is clamped to the grant (see Step), from one
+// goroutine at a time. Like the controllers it reads no clock (obs.Now is
+// the time) and the same observations give the same decisions. State,
+// Reason and Pressure may be called from any goroutine.
 type Breaker struct {
 	cfg BreakerConfig
 
 	mu       sync.Mutex
 	state    string
 	reason   string    // what tripped it last
-	since    time.Time // when it last opened, or last saw a crossed limit while open
+	since    time.Time // when it last opened, or last saw the sink fail while open
 	tripSize int       // the size in force when it tripped
 	hold     int       // the size held while open
-	lastMem  float64   // the previous interval's memory figures
-	lastRSS  uint64
+
+	pressure       TripCause // TripNone, TripCPU, TripMemory or TripRSS
+	pressureDetail string
+	pressureOver   time.Time // the last interval the figure was above the band
 }
 
 // NewBreaker returns a closed breaker.
@@ -97,51 +158,64 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	return &Breaker{cfg: cfg, state: BreakerClosed}
 }
 
-// State is "closed", "open" or "half-open".
+// State is "closed", "open" or "half-open": the sink breaker's state.
 func (b *Breaker) State() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.state
 }
 
-// Reason is what tripped the breaker last ("cpu 95.0% > 90%"), or "".
+// Reason is what tripped the breaker last ("sink errors 6 of 10
+// batches"), or "".
 func (b *Breaker) Reason() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.reason
 }
 
-// Apply returns the decision to carry out for the next interval: d itself
-// while the breaker is closed and the limits hold, a smaller one otherwise.
-// The returned Decision's Breaker field is the state after this call.
-func (b *Breaker) Apply(obs Observation, d Decision) Decision {
+// Pressure is the resource over its limit now (TripNone when none) and how.
+func (b *Breaker) Pressure() (TripCause, string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	kind, why := b.crossed(obs)
-	crossed := kind != ""
-	rising := obs.MemPercent > b.lastMem || obs.RSSBytes > b.lastRSS
-	b.lastMem, b.lastRSS = obs.MemPercent, obs.RSSBytes
+	return b.pressure, b.pressureDetail
+}
+
+// Apply is Check's decision.
+func (b *Breaker) Apply(obs Observation, d Decision) Decision { return b.Check(obs, d).Decision }
+
+// Check implements Safeguard: d itself while the sink breaker is closed, a
+// smaller one while it is not; and the pressure the node is under. The
+// Decision's Breaker field is the state after this call.
+func (b *Breaker) Check(obs Observation, d Decision) Verdict {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.updatePressure(obs)
+	d = b.sinkStep(obs, d)
+	v := Verdict{Decision: d, Breaker: b.state, Pressure: b.pressure, PressureDetail: b.pressureDetail}
+	if b.state != BreakerClosed {
+		v.Trip, v.TripDetail = TripSinkErrors, b.reason
+	}
+	return v
+}
+
+// sinkStep is the sink breaker's state machine.
+func (b *Breaker) sinkStep(obs Observation, d Decision) Decision {
+	failing, why := b.sinkFailing(obs)
 	inForce := obs.BatchSize
 	if inForce <= 0 {
 		inForce = d.BatchSize
 	}
 	switch b.state {
 	case BreakerClosed:
-		if !crossed {
+		if !failing {
 			d.Breaker = BreakerClosed
 			return d
 		}
 		b.trip(obs.Now, inForce, inForce, why)
 	case BreakerOpen:
-		if crossed {
-			// Still over: restart the cool-down. Memory still rising with
-			// the held size in force means too much is still in flight:
-			// shrink again. (CPU or sink errors that persist are held at
-			// the shrunk size; shrinking further would only add per-batch
-			// work.)
-			if (kind == "memory" || kind == "rss") && rising && inForce <= b.hold {
-				b.hold = max(b.cfg.Floor, int(float64(b.hold)*b.cfg.Shrink))
-			}
+		if failing {
+			// Still failing: restart the cool-down, hold the shrunk size
+			// (shrinking further would only add per-batch work).
 			b.since, b.reason = obs.Now, why
 		} else if obs.Now.Sub(b.since) >= b.cfg.CoolDown {
 			b.state = BreakerHalfOpen
@@ -149,7 +223,7 @@ func (b *Breaker) Apply(obs Observation, d Decision) Decision {
 			return b.limit(d, probe, "breaker:half-open:probe")
 		}
 	case BreakerHalfOpen:
-		if crossed {
+		if failing {
 			b.trip(obs.Now, b.tripSize, inForce, why)
 			break
 		}
@@ -179,34 +253,86 @@ func (b *Breaker) limit(d Decision, size int, reason string) Decision {
 	return d
 }
 
-// crossed reports which limit obs crosses ("cpu", "memory", "rss",
-// "sink-errors"; "" for none) and how, for the reason.
-func (b *Breaker) crossed(obs Observation) (kind, detail string) {
-	cpuLimit, memLimit := obs.CPULimit, obs.MemLimit
-	if cpuLimit <= 0 {
-		cpuLimit = b.cfg.CPULimit
+// sinkFailing reports whether the interval's failed batches are over their
+// share, and how, for the reason.
+func (b *Breaker) sinkFailing(obs Observation) (bool, string) {
+	failed := failedBatches(obs)
+	if failed == 0 {
+		return false, ""
 	}
-	if memLimit <= 0 {
-		memLimit = b.cfg.MemLimit
+	ratio := 1.0
+	if obs.Batches > 0 {
+		ratio = float64(failed) / float64(obs.Batches)
 	}
+	if ratio > b.cfg.ErrorRatio {
+		return true, fmt.Sprintf("sink errors %d of %d batches", failed, obs.Batches)
+	}
+	return false, ""
+}
+
+// updatePressure begins, moves or ends the pressure from obs.
+func (b *Breaker) updatePressure(obs Observation) {
+	if cause, detail := b.overLimit(obs, 0); cause != TripNone {
+		b.pressure, b.pressureDetail, b.pressureOver = cause, detail, obs.Now
+		return
+	}
+	if b.pressure == TripNone {
+		return
+	}
+	if b.above(obs, b.pressure, b.cfg.PressureBand) {
+		b.pressureOver = obs.Now // within the band: not clear yet
+		return
+	}
+	if obs.Now.Sub(b.pressureOver) >= b.cfg.PressureRelease {
+		b.pressure, b.pressureDetail = TripNone, ""
+	}
+}
+
+// limits are the CPU and memory limits in force for obs.
+func (b *Breaker) limits(obs Observation) (cpu, mem float64) {
+	cpu, mem = obs.CPULimit, obs.MemLimit
+	if cpu <= 0 {
+		cpu = b.cfg.CPULimit
+	}
+	if mem <= 0 {
+		mem = b.cfg.MemLimit
+	}
+	return cpu, mem
+}
+
+// above reports whether obs's figure for cause is over its limit less band
+// (points of percent; percent of RSSLimit).
+func (b *Breaker) above(obs Observation, cause TripCause, band float64) bool {
+	cpu, mem := b.limits(obs)
+	switch cause {
+	case TripCPU:
+		return obs.CPUPercent > cpu-band
+	case TripMemory:
+		return obs.MemPercent > mem-band
+	case TripRSS:
+		return b.cfg.RSSLimit > 0 && float64(obs.RSSBytes) > float64(b.cfg.RSSLimit)*(1-band/100)
+	}
+	return false
+}
+
+// overLimit reports the first resource of obs over its limit less band
+// (CPU, then memory, then RSS; TripNone for none) and how, naming the
+// limit that acts.
+func (b *Breaker) overLimit(obs Observation, band float64) (TripCause, string) {
+	cpu, mem := b.limits(obs)
 	switch {
-	case obs.CPUPercent > cpuLimit:
-		return "cpu", fmt.Sprintf("cpu %.1f%% > %.0f%%", obs.CPUPercent, cpuLimit)
-	case obs.MemPercent > memLimit:
-		return "memory", fmt.Sprintf("memory %.1f%% > %.0f%%", obs.MemPercent, memLimit)
-	case b.cfg.RSSLimit > 0 && obs.RSSBytes > b.cfg.RSSLimit:
-		return "rss", fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
-	case failedBatches(obs) > 0:
-		failed := failedBatches(obs)
-		ratio := 1.0
-		if obs.Batches > 0 {
-			ratio = float64(failed) / float64(obs.Batches)
+	case b.above(obs, TripCPU, band):
+		of := "the host's CPUs"
+		if obs.CPUAllowance.Source != "" {
+			of = obs.CPUAllowance.String()
 		}
-		if ratio > b.cfg.ErrorRatio {
-			return "sink-errors", fmt.Sprintf("sink errors %d of %d batches", failed, obs.Batches)
-		}
+		return TripCPU, fmt.Sprintf("cpu %.0f%% of %s > %.0f%%", obs.CPUPercent, of, cpu)
+	case b.above(obs, TripMemory, band):
+		return TripMemory, fmt.Sprintf("memory %.0f%% of the host > %.0f%%", obs.MemPercent, mem)
+	case b.above(obs, TripRSS, band):
+		return TripRSS, fmt.Sprintf("rss %d > %d bytes", obs.RSSBytes, b.cfg.RSSLimit)
 	}
-	return "", ""
+	return TripNone, ""
 }
 
 // failedBatches is the interval's batches that count as a failing sink:
@@ -228,36 +354,4 @@ func failedBatches(obs Observation) int {
 		failed -= min(obs.Backpressure, failed)
 	}
 	return max(0, failed)
-}
-
-// Guarded is a Controller whose decisions pass through a Breaker and are
-// then clamped to obs.MaxBatchSize (the node's grant): the one call the
-// node's control loop makes per interval. It is itself a Controller.
-type Guarded struct {
-	Controller Controller
-	Breaker    *Breaker
-}
-
-// Guard wraps c with b.
-func Guard(c Controller, b *Breaker) *Guarded { return &Guarded{Controller: c, Breaker: b} }
-
-// Name implements Controller: the inner controller's name.
-func (g *Guarded) Name() string { return g.Controller.Name() }
-
-// Next implements Controller: controller, then breaker, then the grant.
-func (g *Guarded) Next(obs Observation) Decision {
-	d := g.Controller.Next(obs)
-	if g.Breaker != nil {
-		d = g.Breaker.Apply(obs, d)
-	}
-	d.BatchSize = Clamp(d.BatchSize, obs.MaxBatchSize)
-	return d
-}
-
-// State is the breaker's state ("closed" without a breaker).
-func (g *Guarded) State() string {
-	if g.Breaker == nil {
-		return BreakerClosed
-	}
-	return g.Breaker.State()
 }

@@ -15,36 +15,148 @@ func healthy(at int, size int) Observation {
 	}
 }
 
-func TestBreakerTripsOnEachLimit(t *testing.T) {
+func failing(at, size int) Observation { o := healthy(at, size); o.SinkErrors = 6; return o }
+
+func TestBreakerOpensOnSinkErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cross  func(*Observation)
+		reason string
+	}{
+		{"sink errors above their share", func(o *Observation) { o.SinkErrors = 3 }, "sink errors 3 of 10"},
+		{"sink errors with no batch finished", func(o *Observation) { o.Batches, o.SinkErrors = 0, 1 }, "sink errors"},
+		{"sink errors besides batches refused as too large", func(o *Observation) { o.SinkErrors, o.TooLarge = 9, 6 }, "sink errors 3 of 10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBreaker(BreakerConfig{})
+			obs := healthy(0, 400)
+			tc.cross(&obs)
+			v := b.Check(obs, Decision{BatchSize: 500, Reason: "model"})
+			d := v.Decision
+			if b.State() != BreakerOpen || d.Breaker != BreakerOpen || v.Breaker != BreakerOpen {
+				t.Fatalf("state %q / %q / %q, want open", b.State(), d.Breaker, v.Breaker)
+			}
+			if v.Trip != TripSinkErrors || v.Pressure != TripNone {
+				t.Errorf("trip %v pressure %v, want sink-errors and none", v.Trip, v.Pressure)
+			}
+			if d.BatchSize != 200 {
+				t.Errorf("size %d, want half the size in force (200)", d.BatchSize)
+			}
+			if !strings.Contains(b.Reason(), tc.reason) || !strings.HasPrefix(d.Reason, "breaker:open") || v.TripDetail != b.Reason() {
+				t.Errorf("reason %q / %q / %q, want %q", b.Reason(), d.Reason, v.TripDetail, tc.reason)
+			}
+		})
+	}
+}
+
+// A resource of the node over its limit is answered by refusing new work
+// (the node's admission), not by a smaller batch, which costs more CPU per
+// record: the breaker stays closed, the controller's decision passes, and
+// the verdict names the resource and the limit that acts.
+func TestPressureLeavesTheSizeAndNamesTheLimit(t *testing.T) {
+	cgroup := CPUAllowance{Cores: 1.5, Source: AllowanceCgroupV2, File: "/sys/fs/cgroup/app/cpu.max"}
 	for _, tc := range []struct {
 		name   string
 		cfg    BreakerConfig
 		cross  func(*Observation)
-		reason string
+		d      Decision
+		cause  TripCause
+		detail string
 	}{
-		{"cpu above its limit", BreakerConfig{}, func(o *Observation) { o.CPUPercent = 95 }, "cpu"},
-		{"memory above its limit", BreakerConfig{}, func(o *Observation) { o.MemPercent = 93 }, "memory"},
-		{"rss above its limit", BreakerConfig{RSSLimit: 1 << 30}, func(o *Observation) { o.RSSBytes = 2 << 30 }, "rss"},
-		{"sink errors above their share", BreakerConfig{}, func(o *Observation) { o.SinkErrors = 3 }, "sink errors"},
-		{"sink errors with no batch finished", BreakerConfig{}, func(o *Observation) { o.Batches, o.SinkErrors = 0, 1 }, "sink errors"},
-		{"sink errors besides batches refused as too large", BreakerConfig{}, func(o *Observation) { o.SinkErrors, o.TooLarge = 9, 6 }, "sink errors 3 of 10"},
-		{"the observation's own cpu limit", BreakerConfig{}, func(o *Observation) { o.CPULimit, o.CPUPercent = 70, 75 }, "cpu"},
+		{"cpu above its limit of the host's CPUs", BreakerConfig{}, func(o *Observation) { o.CPUPercent = 95 },
+			Decision{BatchSize: 500, Reason: "model"}, TripCPU, "cpu 95% of the host's CPUs > 90%"},
+		{"cpu above its limit of a cgroup quota", BreakerConfig{}, func(o *Observation) { o.CPUPercent, o.CPUAllowance = 95, cgroup },
+			Decision{BatchSize: 500, Reason: "model"}, TripCPU, "cpu 95% of cgroup-v2: 1.50 cores (/sys/fs/cgroup/app/cpu.max) > 90%"},
+		{"the observation's own cpu limit", BreakerConfig{}, func(o *Observation) { o.CPULimit, o.CPUPercent = 70, 75 },
+			Decision{BatchSize: 500, Reason: "model"}, TripCPU, "> 70%"},
+		{"memory above its limit", BreakerConfig{}, func(o *Observation) { o.MemPercent = 93 },
+			Decision{BatchSize: 500, Reason: "model"}, TripMemory, "memory 93% of the host > 90%"},
+		{"rss above its limit", BreakerConfig{RSSLimit: 1 << 30}, func(o *Observation) { o.RSSBytes = 2 << 30 },
+			Decision{BatchSize: 500, Reason: "model"}, TripRSS, "rss 2147483648 > 1073741824 bytes"},
+		{"a controller's own shrink under pressure passes too", BreakerConfig{}, func(o *Observation) { o.CPUPercent = 99 },
+			Decision{BatchSize: 20, Reason: "shrink:p99"}, TripCPU, "cpu 99%"},
+		{"cpu at its limit is not over it", BreakerConfig{}, func(o *Observation) { o.CPUPercent = 90 },
+			Decision{BatchSize: 500, Reason: "model"}, TripNone, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := NewBreaker(tc.cfg)
 			obs := healthy(0, 400)
 			tc.cross(&obs)
-			d := b.Apply(obs, Decision{BatchSize: 500, Reason: "model"})
-			if b.State() != BreakerOpen || d.Breaker != BreakerOpen {
-				t.Fatalf("state %q / %q, want open", b.State(), d.Breaker)
+			v := b.Check(obs, tc.d)
+			if v.Decision.BatchSize != tc.d.BatchSize || v.Decision.Reason != tc.d.Reason {
+				t.Errorf("decision %+v, want the controller's %+v", v.Decision, tc.d)
 			}
-			if d.BatchSize != 200 {
-				t.Errorf("size %d, want half the size in force (200)", d.BatchSize)
+			if b.State() != BreakerClosed || v.Breaker != BreakerClosed || v.Trip != TripNone {
+				t.Errorf("breaker %q / %q trip %v, want closed", b.State(), v.Breaker, v.Trip)
 			}
-			if !strings.Contains(b.Reason(), tc.reason) || !strings.HasPrefix(d.Reason, "breaker:open") {
-				t.Errorf("reason %q / %q, want %q", b.Reason(), d.Reason, tc.reason)
+			if v.Pressure != tc.cause || !strings.Contains(v.PressureDetail, tc.detail) {
+				t.Errorf("pressure %v %q, want %v %q", v.Pressure, v.PressureDetail, tc.cause, tc.detail)
+			}
+			if c, detail := b.Pressure(); c != v.Pressure || detail != v.PressureDetail {
+				t.Errorf("Pressure() %v %q, want the verdict's", c, detail)
 			}
 		})
+	}
+}
+
+// Pressure begins as soon as a figure is over its limit and ends only once
+// it has stayed at or below the limit less the band for the release time
+// (3 intervals of 1 s after the last one above it),
+// so that refusing work, which lowers the figure at once, does not make it
+// flap on and off every interval.
+func TestPressureHysteresis(t *testing.T) {
+	type step struct {
+		cpu, mem float64
+		want     TripCause
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"begins over the limit, holds within the band, clears after the release", []step{
+			{50, 50, TripNone}, {95, 50, TripCPU}, {85, 50, TripCPU}, {88, 50, TripCPU},
+			{70, 50, TripCPU}, {70, 50, TripCPU}, {70, 50, TripNone}, {85, 50, TripNone},
+		}},
+		{"a figure back inside the band restarts the release", []step{
+			{95, 50, TripCPU}, {70, 50, TripCPU}, {70, 50, TripCPU}, {82, 50, TripCPU},
+			{70, 50, TripCPU}, {70, 50, TripCPU}, {70, 50, TripNone},
+		}},
+		{"one interval over the limit is enough to begin", []step{
+			{50, 50, TripNone}, {91, 50, TripCPU}, {50, 50, TripCPU},
+		}},
+		{"the resource over its limit now is the one named", []step{
+			{95, 50, TripCPU}, {60, 95, TripMemory}, {60, 85, TripMemory}, {95, 95, TripCPU},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBreaker(BreakerConfig{PressureBand: 10, PressureRelease: 3 * time.Second})
+			for i, s := range tc.steps {
+				o := healthy(i, 400)
+				o.CPUPercent, o.MemPercent = s.cpu, s.mem
+				v := b.Check(o, Decision{BatchSize: 400, Reason: "model"})
+				if v.Pressure != s.want {
+					t.Fatalf("step %d (cpu %.0f mem %.0f): pressure %v, want %v", i, s.cpu, s.mem, v.Pressure, s.want)
+				}
+				if v.Decision.BatchSize != 400 || v.Breaker != BreakerClosed {
+					t.Fatalf("step %d: %+v, want the decision untouched and the breaker closed", i, v)
+				}
+			}
+		})
+	}
+}
+
+func TestTripCauseNames(t *testing.T) {
+	for _, tc := range []struct {
+		c        TripCause
+		name     string
+		pressure bool
+	}{
+		{TripNone, "", false}, {TripSinkErrors, "sink-errors", false},
+		{TripCPU, "cpu", true}, {TripMemory, "memory", true}, {TripRSS, "rss", true},
+	} {
+		if tc.c.String() != tc.name || tc.c.Pressure() != tc.pressure {
+			t.Errorf("%d: %q pressure %v, want %q %v", tc.c, tc.c.String(), tc.c.Pressure(), tc.name, tc.pressure)
+		}
 	}
 }
 
@@ -105,19 +217,18 @@ func TestBreakerLetsHealthyDecisionsThrough(t *testing.T) {
 
 func TestBreakerCycle(t *testing.T) {
 	b := NewBreaker(BreakerConfig{CoolDown: 3 * time.Second})
-	hot := func(at, size int) Observation { o := healthy(at, size); o.CPUPercent = 97; return o }
 	steps := []struct {
 		obs       Observation
 		want      int
 		wantState string
 	}{
-		{hot(0, 400), 200, BreakerOpen},         // trips: half the size in force
-		{hot(1, 200), 200, BreakerOpen},         // still over: hold, restart the cool-down
+		{failing(0, 400), 200, BreakerOpen},     // trips: half the size in force
+		{failing(1, 200), 200, BreakerOpen},     // still failing: hold, restart the cool-down
 		{healthy(2, 200), 200, BreakerOpen},     // healthy, cooling down: hold
-		{healthy(3, 200), 200, BreakerOpen},     // 2 s since the limit was last crossed
+		{healthy(3, 200), 200, BreakerOpen},     // 2 s since the sink last failed
 		{healthy(4, 200), 300, BreakerHalfOpen}, // 3 s: probe ¾ of the size that tripped
 		{healthy(5, 300), 800, BreakerClosed},   // one healthy probe interval closes it
-		{hot(6, 800), 400, BreakerOpen},         // and it trips again at once
+		{failing(6, 800), 400, BreakerOpen},     // and it trips again at once
 	}
 	for i, s := range steps {
 		d := b.Apply(s.obs, Decision{BatchSize: 800, Reason: "model"})
@@ -127,18 +238,14 @@ func TestBreakerCycle(t *testing.T) {
 	}
 }
 
-func TestBreakerReopensWhenTheProbeCrossesALimit(t *testing.T) {
+func TestBreakerReopensWhenTheProbeFails(t *testing.T) {
 	b := NewBreaker(BreakerConfig{CoolDown: time.Second})
-	o := healthy(0, 400)
-	o.MemPercent = 95
-	b.Apply(o, Decision{BatchSize: 400})
+	b.Apply(failing(0, 400), Decision{BatchSize: 400})
 	b.Apply(healthy(1, 200), Decision{BatchSize: 400}) // half-open, probe 300
 	if b.State() != BreakerHalfOpen {
 		t.Fatalf("state %q, want half-open", b.State())
 	}
-	o = healthy(2, 300)
-	o.MemPercent = 95
-	d := b.Apply(o, Decision{BatchSize: 400})
+	d := b.Apply(failing(2, 300), Decision{BatchSize: 400})
 	if b.State() != BreakerOpen || d.BatchSize != 150 {
 		t.Errorf("state %q size %d, want open at 150", b.State(), d.BatchSize)
 	}
@@ -146,46 +253,72 @@ func TestBreakerReopensWhenTheProbeCrossesALimit(t *testing.T) {
 
 func TestBreakerNeverRaisesADecision(t *testing.T) {
 	b := NewBreaker(BreakerConfig{})
-	o := healthy(0, 400)
-	o.CPUPercent = 99
-	if d := b.Apply(o, Decision{BatchSize: 20, Reason: "shrink:p99"}); d.BatchSize != 20 || d.Reason != "shrink:p99" {
+	if d := b.Apply(failing(0, 400), Decision{BatchSize: 20, Reason: "shrink:p99"}); d.BatchSize != 20 || d.Reason != "shrink:p99" {
 		t.Errorf("got %+v, want the smaller decision kept", d)
 	}
 }
 
-func TestBreakerShrinksWhileMemoryKeepsRisingDownToTheFloor(t *testing.T) {
-	b := NewBreaker(BreakerConfig{Floor: 10})
-	size := 100
-	for i := 0; i < 10; i++ {
-		o := healthy(i, size)
-		o.MemPercent = 91 + float64(i)
-		size = b.Apply(o, Decision{BatchSize: 100}).BatchSize
-	}
-	if size != 10 {
-		t.Errorf("size %d, want the floor 10", size)
-	}
-	// Memory over the limit but no longer rising: hold.
-	o := healthy(10, size)
-	o.MemPercent = 95
-	if d := b.Apply(o, Decision{BatchSize: 100}); d.BatchSize != 10 {
-		t.Errorf("size %d, want 10 held", d.BatchSize)
-	}
-}
-
-func TestBreakerHoldsRatherThanShrinksWhileCPUStaysHigh(t *testing.T) {
+func TestBreakerHoldsRatherThanShrinksWhileTheSinkKeepsFailing(t *testing.T) {
 	b := NewBreaker(BreakerConfig{})
 	size := 400
 	for i := 0; i < 5; i++ {
-		o := healthy(i, size)
-		o.CPUPercent = 95 + float64(i)
-		size = b.Apply(o, Decision{BatchSize: 400}).BatchSize
+		size = b.Apply(failing(i, size), Decision{BatchSize: 400}).BatchSize
 	}
 	if size != 200 {
 		t.Errorf("size %d, want 200: halved once, then held", size)
 	}
 }
 
-func TestGuardedAppliesControllerThenBreakerThenGrant(t *testing.T) {
+// Pressure never shrinks, however long it lasts and however the figures
+// move; a failing sink beside it still does, and both are reported.
+func TestPressureNeverShrinksButAFailingSinkStillDoes(t *testing.T) {
+	b := NewBreaker(BreakerConfig{Floor: 10})
+	for i := 0; i < 6; i++ {
+		o := healthy(i, 400)
+		o.CPUPercent, o.MemPercent = 95+float64(i%3), 91+float64(i) // memory rising too
+		if v := b.Check(o, Decision{BatchSize: 400, Reason: "model"}); v.Decision.BatchSize != 400 || v.Pressure == TripNone {
+			t.Fatalf("interval %d: %+v, want 400 kept under pressure", i, v)
+		}
+	}
+	o := failing(6, 400)
+	o.CPUPercent = 95
+	v := b.Check(o, Decision{BatchSize: 400, Reason: "model"})
+	if v.Decision.BatchSize != 200 || v.Trip != TripSinkErrors || v.Pressure != TripCPU {
+		t.Errorf("%+v, want 200, tripped on sink errors, under cpu pressure", v)
+	}
+}
+
+func TestStepIsControllerThenGuardThenGrant(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		guard        bool
+		cross        func(*Observation)
+		wantSize     int
+		wantBreaker  string
+		wantPressure TripCause
+	}{
+		{"no guard: the controller clamped to the grant", false, func(*Observation) {}, 3000, BreakerClosed, TripNone},
+		{"healthy: the controller clamped to the grant", true, func(*Observation) {}, 3000, BreakerClosed, TripNone},
+		{"cpu pressure: the size is left to the controller", true, func(o *Observation) { o.CPUPercent = 99 }, 3000, BreakerClosed, TripCPU},
+		{"a failing sink: the breaker halves the size in force", true, func(o *Observation) { o.SinkErrors = 6 }, 500, BreakerOpen, TripNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var g Safeguard
+			if tc.guard {
+				g = NewBreaker(BreakerConfig{})
+			}
+			o := healthy(0, 1000)
+			o.MaxBatchSize = 3000
+			tc.cross(&o)
+			v := Step(&Static{Size: 5000}, g, o)
+			if v.Decision.BatchSize != tc.wantSize || v.Breaker != tc.wantBreaker || v.Pressure != tc.wantPressure {
+				t.Errorf("%+v, want size %d breaker %q pressure %v", v, tc.wantSize, tc.wantBreaker, tc.wantPressure)
+			}
+		})
+	}
+}
+
+func TestGuardedIsStepAsAController(t *testing.T) {
 	g := Guard(&Static{Size: 5000}, NewBreaker(BreakerConfig{}))
 	if g.Name() != "static:5000" {
 		t.Errorf("name %q", g.Name())
@@ -195,9 +328,19 @@ func TestGuardedAppliesControllerThenBreakerThenGrant(t *testing.T) {
 	if d := g.Next(o); d.BatchSize != 3000 || g.State() != BreakerClosed {
 		t.Errorf("size %d state %q, want the grant 3000 and closed", d.BatchSize, g.State())
 	}
-	o.CPUPercent = 99
+	o.SinkErrors = 6
 	if d := g.Next(o); d.BatchSize != 500 || g.State() != BreakerOpen {
 		t.Errorf("size %d state %q, want 500 and open", d.BatchSize, g.State())
+	}
+	c, sg := StepOf(g)
+	if c != g.Controller || sg == nil {
+		t.Errorf("StepOf(guarded) = %v, %v; want its controller and breaker", c, sg)
+	}
+	if c, sg := StepOf(g.Controller); c != g.Controller || sg != nil {
+		t.Errorf("StepOf(unguarded) = %v, %v; want it and no guard", c, sg)
+	}
+	if _, sg := StepOf(&Guarded{Controller: g.Controller}); sg != nil {
+		t.Errorf("StepOf(no breaker) gave a guard %v; want a nil interface", sg)
 	}
 }
 

@@ -46,9 +46,16 @@ type Observation struct {
 	// failing sink, so the breaker does not count them.
 	TooLarge int
 
-	CPUPercent float64 // whole-host CPU use, 0-100
-	MemPercent float64 // whole-host memory use, 0-100
-	RSSBytes   uint64  // this process's resident memory
+	// CPUPercent is this process's CPU use over the interval as a share of
+	// the CPU it may use (CPUAllowance: a cgroup quota, or the host's
+	// CPUs), 0-100; not the whole host's. 100 means the process uses all
+	// it is allowed, whatever else runs on the host.
+	CPUPercent float64
+	// CPUAllowance is the CPU CPUPercent is a share of and which limit
+	// sets it (zero when unknown: a simulation, or no sampler).
+	CPUAllowance CPUAllowance
+	MemPercent   float64 // whole-host memory use, 0-100
+	RSSBytes     uint64  // this process's resident memory
 
 	// The fields below are optional context; a zero value means unknown
 	// and the controllers fall back to an estimate or a default.
@@ -63,9 +70,11 @@ type Observation struct {
 	// Rejected counts records refused in the interval because the queue
 	// was full (answered 429 to the client).
 	Rejected int
-	// CPULimit and MemLimit are the host limits in percent (0-100) that
-	// the gradient's objective and the Breaker hold the node to; 0 means
-	// the Breaker's configured default.
+	// CPULimit (percent of CPUAllowance) and MemLimit (percent of the
+	// host's memory) are the limits, 0-100, that the gradient's objective
+	// and the Breaker hold the node to; 0 means the Breaker's configured
+	// default. Over them the node is under pressure and refuses new work
+	// (see Breaker).
 	CPULimit float64
 	MemLimit float64
 

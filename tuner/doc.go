@@ -12,11 +12,14 @@
 //     merged into an Observation (Resources.ApplyTo), with MaxBatchSize
 //     set to the grant from the leader;
 //  2. asks the controller: Controller.Next(obs);
-//  3. lets the breaker override it: Breaker.Apply(obs, d) — safety wins;
+//  3. lets the guard override it: Breaker.Check(obs, d) — safety wins: a
+//     failing sink shrinks the size, a resource over its limit (pressure)
+//     leaves the size and has the node refuse new work;
 //  4. clamps to the grant: Clamp(d.BatchSize, obs.MaxBatchSize);
 //  5. applies the size and records it: DecisionLog.Add(NewDecisionRecord(...)).
 //
-// Guarded does steps 2 to 4 in one call. tuner/sim is a deterministic
+// Step (and Guarded, its Controller form) does steps 2 to 4 in one call,
+// for the node and the simulator alike. tuner/sim is a deterministic
 // simulator of one node's pipeline on which the controllers are tested and
 // compared.
 package tuner

@@ -38,6 +38,7 @@ type Resources struct {
 // ApplyTo copies the figures the controllers read into obs.
 func (r Resources) ApplyTo(obs *Observation) {
 	obs.CPUPercent, obs.MemPercent, obs.RSSBytes = r.CPUPercent, r.MemPercent, r.RSSBytes
+	obs.CPUAllowance = r.CPUAllowance
 }
 
 // Sampler reads this process's CPU use, the CPU it may use, the host's

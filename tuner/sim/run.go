@@ -41,14 +41,19 @@ type Interval struct {
 	Phase    int
 	Obs      tuner.Observation
 	Decision tuner.Decision
+	// Pressure is the resource the guard found over its limit (a node
+	// would refuse new work); TripNone without a guard or pressure.
+	Pressure tuner.TripCause
 }
 
 // Run drives a fresh simulator with c from the initial batch size to the end
-// of the scenario. c may be a *tuner.Guarded.
+// of the scenario, taking tuner.Step each interval as the node does. c may
+// be a *tuner.Guarded: its breaker is then the guard.
 func Run(cfg Config, c tuner.Controller, initial int) Result {
 	s := New(cfg)
 	cfg = s.cfg
 	res := Result{Controller: c.Name()}
+	ctrl, guard := tuner.StepOf(c) // the node's guarded step
 	size := tuner.Clamp(initial, cfg.MaxBatchSize)
 	var all hist
 	phase := make([]hist, len(cfg.Phases))
@@ -69,10 +74,9 @@ func Run(cfg Config, c tuner.Controller, initial int) Result {
 		}
 		n++
 		res.PeakRSSBytes = max(res.PeakRSSBytes, obs.RSSBytes)
-		d := c.Next(obs)
-		d.BatchSize = tuner.Clamp(d.BatchSize, obs.MaxBatchSize)
-		res.Trace = append(res.Trace, Interval{Phase: p, Obs: obs, Decision: d})
-		size = d.BatchSize
+		v := tuner.Step(ctrl, guard, obs)
+		res.Trace = append(res.Trace, Interval{Phase: p, Obs: obs, Decision: v.Decision, Pressure: v.Pressure})
+		size = v.Decision.BatchSize
 	}
 	secs := float64(n) * cfg.Interval.Seconds()
 	res.GoodputRPS = float64(goodAll) / secs

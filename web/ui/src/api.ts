@@ -157,12 +157,29 @@ export interface AdmissionHealth {
   refused: number;
   refused_by?: Record<string, number>;
   why?: string;
+  /** "cpu" or "memory" while that resource of the node is over its limit: every new request is refused until it clears. */
+  pressure?: string;
+  /** The limit that acts, e.g. "cpu 95% of cgroup-v2: 1.50 cores (/sys/fs/cgroup/app/cpu.max) > 90%". */
+  pressure_detail?: string;
+}
+
+/** The CPU the node's cpu_percent is a share of, and which limit sets it. */
+export interface CPUAllowance {
+  cores: number;
+  source: string; // "host", "cgroup-v2", "cgroup-v1"
+  file?: string;
 }
 
 /** The part of GET /api/v1/nodes/{name} the dashboard reads. */
 export interface NodeView {
   name: string;
-  health: { queue_depth: number; p99_ms: number; admission?: AdmissionHealth };
+  health: {
+    queue_depth: number;
+    p99_ms: number;
+    cpu_percent?: number;
+    cpu_allowance?: CPUAllowance;
+    admission?: AdmissionHealth;
+  };
 }
 
 export async function getNode(name: string, signal?: AbortSignal): Promise<NodeView> {

@@ -25,6 +25,30 @@ describe('Admission', () => {
     expect(refused).toContain('3 sojourn');
   });
 
+  it('shows the pressure, the limit that acts and the refusals it causes', () => {
+    const hot = {
+      ...overloaded,
+      refused: 40,
+      refused_by: { cpu: 40 },
+      why: 'cpu',
+      pressure: 'cpu',
+      pressure_detail: 'cpu 95% of cgroup-v2: 1.50 cores (/sys/fs/cgroup/app/cpu.max) > 90%',
+    };
+    const quota = { cores: 1.5, source: 'cgroup-v2', file: '/sys/fs/cgroup/app/cpu.max' };
+    render(<AdmissionView name="node-1" adm={hot} depth={0} cpuAllowance={quota} cpuPercent={95} />);
+    const pressure = screen.getByTestId('admission-pressure').textContent ?? '';
+    expect(pressure).toContain('cpu pressure refusing every new request: cpu 95% of cgroup-v2: 1.50 cores');
+    expect(pressure).toContain('limit that acts: CPU 95% of 1.50 cores (cgroup-v2 quota: /sys/fs/cgroup/app/cpu.max)');
+    expect(screen.getByTestId('admission-refused').textContent).toContain('40 cpu (the node is over its CPU limit');
+  });
+
+  it("names the host's CPUs as the limit when no quota acts, and no pressure", () => {
+    render(<AdmissionView name="node-1" adm={overloaded} depth={0} cpuAllowance={{ cores: 2, source: 'host' }} cpuPercent={30} />);
+    const pressure = screen.getByTestId('admission-pressure').textContent ?? '';
+    expect(pressure).toContain('no resource pressure');
+    expect(pressure).toContain("limit that acts: CPU 30% of 2.00 cores (the host's CPUs)");
+  });
+
   it('says when nothing was refused and when nothing is measured yet', () => {
     render(<AdmissionView name="node-1" adm={{ delay_bound_ms: 0, expected_delay_ms: 0, drain_rps: 0, max_queue: 0, refused: 0 }} depth={0} />);
     expect(screen.getByTestId('admission').textContent).toContain('only the queue\'s hard bounds hold');

@@ -1,11 +1,14 @@
 // Admission: a node holds only what it can write within its latency
 // budget. This panel shows, for one node, the delay bound in force, the
 // wait a record queued now can expect, how deep the queue may grow, and
-// what was refused in the last control interval and why. The figures are
+// what was refused in the last control interval and why; and which CPU
+// limit acts (the host's CPUs or a cgroup quota) with the node's share of
+// it, and whether the node is under CPU or memory pressure, in which case it
+// refuses every new request until the pressure clears. The figures are
 // the node's own health (GET /api/v1/nodes/{name}), read every few seconds.
 
 import { useEffect, useState } from 'react';
-import { getNode, type AdmissionHealth, type NodeView } from '../api';
+import { getNode, type AdmissionHealth, type CPUAllowance, type NodeView } from '../api';
 import { num } from '../format';
 
 /** What each refusal reason means, as the node names them. */
@@ -14,14 +17,32 @@ export const WHY: Record<string, string> = {
   sojourn: 'the oldest queued record already waited past the budget',
   records: "the queue's hard bound in records",
   bytes: "the queue's hard bound in bytes",
+  cpu: 'the node is over its CPU limit: every new request is refused until it clears',
+  memory: 'the node is over its memory limit: every new request is refused until it clears',
 };
+
+/** Which CPU limit acts, and the node's share of it. */
+export function cpuLimitText(allowance: CPUAllowance, cpuPercent?: number): string {
+  const what = allowance.source === 'host' ? "the host's CPUs" : `${allowance.source} quota`;
+  const share = cpuPercent === undefined ? '' : `${num(cpuPercent)}% of `;
+  return `CPU ${share}${allowance.cores.toFixed(2)} cores (${what}${allowance.file ? ': ' + allowance.file : ''})`;
+}
 
 function pct(v: number, of: number): number {
   if (!(of > 0)) return 0;
   return Math.max(0, Math.min(100, (v / of) * 100));
 }
 
-export function AdmissionView({ name, adm, depth, sloMs }: { name: string; adm: AdmissionHealth; depth: number; sloMs?: number }) {
+export interface AdmissionViewProps {
+  name: string;
+  adm: AdmissionHealth;
+  depth: number;
+  sloMs?: number;
+  cpuAllowance?: CPUAllowance;
+  cpuPercent?: number;
+}
+
+export function AdmissionView({ name, adm, depth, sloMs, cpuAllowance, cpuPercent }: AdmissionViewProps) {
   const measured = adm.max_queue > 0;
   const refusedBy = Object.entries(adm.refused_by ?? {}).sort((a, b) => b[1] - a[1]);
   return (
@@ -42,6 +63,19 @@ export function AdmissionView({ name, adm, depth, sloMs }: { name: string; adm: 
           <>no write measured yet: only the queue's hard bounds hold</>
         )}
       </div>
+      {cpuAllowance || adm.pressure ? (
+        <div data-testid="admission-pressure">
+          {adm.pressure ? (
+            <>
+              <span className="badge badge-dead">{adm.pressure} pressure</span> refusing every new request:{' '}
+              {adm.pressure_detail ?? WHY[adm.pressure] ?? adm.pressure}
+            </>
+          ) : (
+            <span className="muted">no resource pressure</span>
+          )}
+          {cpuAllowance ? <div className="muted">limit that acts: {cpuLimitText(cpuAllowance, cpuPercent)}</div> : null}
+        </div>
+      ) : null}
       <div data-testid="admission-refused">
         {adm.refused > 0 ? (
           <>
@@ -108,7 +142,14 @@ export function Admission({ node, sloMs, stale, fetchNode = getNode, every = 200
         <span className="muted">what {node} admits: only what it can write within its latency budget</span>
       </div>
       {adm ? (
-        <AdmissionView name={node} adm={adm} depth={view.health.queue_depth} sloMs={sloMs} />
+        <AdmissionView
+          name={node}
+          adm={adm}
+          depth={view.health.queue_depth}
+          sloMs={sloMs}
+          cpuAllowance={view.health.cpu_allowance}
+          cpuPercent={view.health.cpu_percent}
+        />
       ) : (
         <div className="muted">{error ? `cannot read ${node}: ${error}` : 'reading…'}</div>
       )}
