@@ -207,7 +207,7 @@ func (c *agentConfig) validate() error {
 	}
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateIngest()...)
-	if c.Admission != node.AdmissionDelay && c.Admission != node.AdmissionQueue {
+	if c.Admission != "" && c.Admission != node.AdmissionDelay && c.Admission != node.AdmissionQueue {
 		errs = append(errs, fmt.Sprintf("--admission %q: want delay or queue", c.Admission))
 	}
 	if c.Encrypt != "" && c.EncryptFile != "" {
