@@ -223,17 +223,26 @@ describe('the dashboard on three `batchpilot agent` processes', () => {
     await until('the leader on the page', async () => (await leaderText(page)) === leader);
 
     assert.deepEqual(console, [], 'the page logs nothing in normal use');
-    // A wrong token is refused; the right one commits, on the leader, from a
-    // follower. (Chromium itself logs the refused request; that is all.)
+    // A wrong token is refused. The right one is not forwarded by a follower
+    // over plain HTTP (the token would cross an unverified connection): the
+    // answer names the leader, and the change commits from the leader's page.
+    // (Chromium itself logs the refused requests; that is all.)
+    const result = (p) => p.$eval('[data-testid="limits-result"]', (e) => e.textContent);
     await page.fill('input[name="slo_ms"]', '400');
     await page.fill('input[name="token"]', 'wrong');
     await page.click('button[type="submit"]');
-    await until('the refusal', async () => (await page.$eval('[data-testid="limits-result"]', (e) => e.textContent)).includes('Not allowed (403)'));
+    await until('the refusal', async () => (await result(page)).includes('Not allowed (403)'));
     await page.fill('input[name="token"]', 'e2e-token');
     await page.click('button[type="submit"]');
-    await until('the commit', async () => (await page.$eval('[data-testid="limits-result"]', (e) => e.textContent)).includes('slo_ms = 400'));
+    await until('the follower to send us to the leader', async () => (await result(page)).includes('send it to the leader'));
+    const onLeader = await openDashboard(browser, agents[leader].url + '/');
+    await onLeader.page.fill('input[name="slo_ms"]', '400');
+    await onLeader.page.fill('input[name="token"]', 'e2e-token');
+    await onLeader.page.click('button[type="submit"]');
+    await until('the commit', async () => (await result(onLeader.page)).includes('slo_ms = 400'));
+    await onLeader.page.close();
     await until('the change on another node’s API', async () => (await api(agents[other].url, '/api/v1/limits')).slo_ms === 400);
-    assert.deepEqual(console.filter((l) => !l.includes('status of 403')), [], 'the page logs only the refused request');
+    assert.deepEqual(console.filter((l) => !l.includes('status of 403') && !l.includes('status of 503')), [], 'the page logs only the refused requests');
 
     // Kill the leader as a crash would: no leave.
     await agents[leader].stop('SIGKILL');

@@ -80,9 +80,11 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions, fetch
 
   // The leader's budget decisions: read while the stream is live, every
   // few seconds; a failed read keeps the last answer.
+  // Only while a leader is known: without one the read is answered 503.
   const [budget, setBudget] = useState<BudgetDecisionsAnswer | null>(null);
+  const leaderKnown = Boolean(snap?.leader?.name);
   useEffect(() => {
-    if (stream.connection !== 'live') return;
+    if (stream.connection !== 'live' || !leaderKnown) return;
     let active = true;
     const load = () => {
       fetchBudgetDecisions()
@@ -97,7 +99,7 @@ export function App({ eventSource, fetchDecisions = defaultFetchDecisions, fetch
       active = false;
       clearInterval(timer);
     };
-  }, [stream.connection, fetchBudgetDecisions]);
+  }, [stream.connection, leaderKnown, fetchBudgetDecisions]);
 
   const stale = stream.connection === 'stale';
   const limits = snap?.limits ?? null;
