@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -35,23 +34,9 @@ type BudgetDecisionsView struct {
 // (the request carries no token, so it may cross any connection).
 func (a *api) getBudgetDecisions(c *gin.Context) {
 	q := c.Request.URL.Query()
-	limit := defaultDecisionLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxDecisionLimit {
-			jsonError(c, http.StatusBadRequest, "limit must be a whole number from 1 to "+strconv.Itoa(maxDecisionLimit)+", got "+quote(s))
-			return
-		}
-		limit = n
-	}
-	var since time.Time
-	if s := q.Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			jsonError(c, http.StatusBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05.999Z, got "+quote(s))
-			return
-		}
-		since = t
+	limit, since, ok := decisionWindow(c, q)
+	if !ok {
+		return
 	}
 	ds, err := a.raft.BudgetDecisions(limit, since)
 	if errors.Is(err, consensus.ErrNotLeader) {

@@ -39,28 +39,37 @@ type PeerFailure struct {
 	Error string `json:"error"`
 }
 
+// decisionWindow reads the limit= and since= of a decisions query (the
+// defaults when absent); on bad input it answers 400 and ok is false.
+func decisionWindow(c *gin.Context, q url.Values) (limit int, since time.Time, ok bool) {
+	limit = defaultDecisionLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxDecisionLimit {
+			jsonError(c, http.StatusBadRequest, "limit must be a whole number from 1 to "+strconv.Itoa(maxDecisionLimit)+", got "+quote(s))
+			return 0, time.Time{}, false
+		}
+		limit = n
+	}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			jsonError(c, http.StatusBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05.999Z, got "+quote(s))
+			return 0, time.Time{}, false
+		}
+		since = t
+	}
+	return limit, since, true
+}
+
 // getDecisions serves GET /api/v1/decisions?node=&limit=&since=: the tuner
 // decisions of one node (asked over HTTP when it is another one) or, with
 // no node, of every member, merged newest first.
 func (a *api) getDecisions(c *gin.Context) {
 	q := c.Request.URL.Query()
-	limit := defaultDecisionLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxDecisionLimit {
-			jsonError(c, http.StatusBadRequest, "limit must be a whole number from 1 to "+strconv.Itoa(maxDecisionLimit)+", got "+quote(s))
-			return
-		}
-		limit = n
-	}
-	var since time.Time
-	if s := q.Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			jsonError(c, http.StatusBadRequest, "since must be an RFC 3339 time such as 2026-01-02T15:04:05.999Z, got "+quote(s))
-			return
-		}
-		since = t
+	limit, since, ok := decisionWindow(c, q)
+	if !ok {
+		return
 	}
 	name := q.Get("node")
 	if len(name) > 256 {

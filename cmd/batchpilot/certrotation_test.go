@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,13 +47,7 @@ func replaceFile(t *testing.T, path string, data []byte) {
 func TestTLSCertificateRotationUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "batchpilot rotation CA")
-	prev := httpsClient
-	httpsClient = &http.Client{Timeout: 5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
-	t.Cleanup(func() {
-		httpsClient.CloseIdleConnections()
-		httpsClient = prev
-	})
+	trustCA(t, ca)
 	f := ca.WriteFiles(t, dir, "rot", loopbackIPs, "localhost")
 	m := launchMember(t, t, nil, "rot", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0",
 		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--bootstrap-expect", "1",

@@ -28,6 +28,17 @@ var httpsClient = &http.Client{Timeout: 5 * time.Second}
 
 var loopbackIPs = []net.IP{net.ParseIP("127.0.0.1")}
 
+// trustCA makes the tests' https client trust ca until t ends.
+func trustCA(t *testing.T, ca *testpki.CA) {
+	prev := httpsClient
+	httpsClient = &http.Client{Timeout: 5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	t.Cleanup(func() {
+		httpsClient.CloseIdleConnections()
+		httpsClient = prev
+	})
+}
+
 // TestTLSCluster runs three agents with --tls-cert, --tls-key, --tls-ca and
 // --raft-tls: they elect a leader (Raft works over mutual TLS), serve
 // ingest and the API over https only, forward a limits change from a
@@ -36,13 +47,7 @@ var loopbackIPs = []net.IP{net.ParseIP("127.0.0.1")}
 func TestTLSCluster(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "batchpilot test CA")
-	prev := httpsClient
-	httpsClient = &http.Client{Timeout: 5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
-	t.Cleanup(func() {
-		httpsClient.CloseIdleConnections()
-		httpsClient = prev
-	})
+	trustCA(t, ca)
 
 	var ms []*member
 	var caFile string
