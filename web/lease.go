@@ -23,14 +23,8 @@ import (
 // so that the node asks it directly.
 func (a *api) postLease(c *gin.Context) {
 	arrived := time.Now()
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			jsonError(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than the limit of %d bytes", mbe.Limit))
-			return
-		}
-		jsonError(c, http.StatusBadRequest, "read request body: "+err.Error())
+	body, ok := readBody(c)
+	if !ok {
 		return
 	}
 	req, err := decodeLeaseRequest(body)

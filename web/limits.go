@@ -28,14 +28,8 @@ func (a *api) getLimits(c *gin.Context) {
 // Retry-After means the outcome is unknown or there is no leader, and the
 // same request (same X-Request-ID) may be sent again safely.
 func (a *api) putLimits(c *gin.Context) {
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			jsonError(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than the limit of %d bytes", mbe.Limit))
-			return
-		}
-		jsonError(c, http.StatusBadRequest, "read request body: "+err.Error())
+	body, ok := readBody(c)
+	if !ok {
 		return
 	}
 	if ct := c.GetHeader("Content-Type"); ct != "" {

@@ -3,6 +3,8 @@ package web
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -153,6 +155,22 @@ func build(cfg Config) (*api, *gin.Engine) {
 // jsonError answers {"error": msg} with status and stops the chain.
 func jsonError(c *gin.Context, status int, msg string) {
 	c.AbortWithStatusJSON(status, gin.H{"error": msg})
+}
+
+// readBody reads the whole request body, capped by limitBody. On failure it
+// has answered (413 past the cap, 400 otherwise) and ok is false.
+func readBody(c *gin.Context) (body []byte, ok bool) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			jsonError(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+itoa(mbe.Limit)+" bytes")
+			return nil, false
+		}
+		jsonError(c, http.StatusBadRequest, "read request body: "+err.Error())
+		return nil, false
+	}
+	return body, true
 }
 
 // limitBody caps the request body at n bytes: reading past it fails and the

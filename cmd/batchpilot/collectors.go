@@ -9,22 +9,28 @@ import (
 
 // registerSyslogMetrics exports the syslog listener's counters.
 func registerSyslogMetrics(reg prometheus.Registerer, s *syslog.Server) {
+	reg.MustRegister(syslogCollectors(s, "batchpilot_syslog", "Syslog", "TCP connections")...)
+}
+
+// syslogCollectors are the counters every syslog listener has, named
+// prefix_messages_total and prefix_connections.
+func syslogCollectors(s *syslog.Server, prefix, what, conns string) []prometheus.Collector {
 	counter := func(result string, f func(syslog.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "batchpilot_syslog_messages_total",
-			Help:        "Syslog messages by result: received (parsed and queued), malformed, too_long, dropped (queue full, UDP).",
+			Name:        prefix + "_messages_total",
+			Help:        what + " messages by result: received (parsed and queued), malformed, too_long, dropped (queue full, UDP).",
 			ConstLabels: prometheus.Labels{"result": result},
 		}, func() float64 { return float64(f(s.Stats())) })
 	}
-	reg.MustRegister(
+	return []prometheus.Collector{
 		counter("received", func(st syslog.Stats) uint64 { return st.Received }),
 		counter("malformed", func(st syslog.Stats) uint64 { return st.Malformed }),
 		counter("too_long", func(st syslog.Stats) uint64 { return st.TooLong }),
 		counter("dropped", func(st syslog.Stats) uint64 { return st.Dropped }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "batchpilot_syslog_connections", Help: "Open syslog TCP connections.",
+			Name: prefix + "_connections", Help: "Open syslog " + conns + ".",
 		}, func() float64 { return float64(s.Stats().Connections) }),
-	)
+	}
 }
 
 // registerSinkMetrics exports the sink's own counters, where it has them.

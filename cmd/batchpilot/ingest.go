@@ -203,25 +203,11 @@ func registerBulkMetrics(reg prometheus.Registerer, api *bulk.API) {
 
 // registerSyslogTLSMetrics exports the counters of syslog over TLS.
 func registerSyslogTLSMetrics(reg prometheus.Registerer, s *syslog.Server) {
-	counter := func(result string, f func(syslog.Stats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "batchpilot_syslog_tls_messages_total",
-			Help:        "Syslog over TLS messages by result: received (parsed and queued), malformed, too_long, dropped.",
-			ConstLabels: prometheus.Labels{"result": result},
-		}, func() float64 { return float64(f(s.Stats())) })
-	}
-	reg.MustRegister(
-		counter("received", func(st syslog.Stats) uint64 { return st.Received }),
-		counter("malformed", func(st syslog.Stats) uint64 { return st.Malformed }),
-		counter("too_long", func(st syslog.Stats) uint64 { return st.TooLong }),
-		counter("dropped", func(st syslog.Stats) uint64 { return st.Dropped }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "batchpilot_syslog_tls_connections", Help: "Open syslog over TLS connections.",
-		}, func() float64 { return float64(s.Stats().Connections) }),
+	reg.MustRegister(append(syslogCollectors(s, "batchpilot_syslog_tls", "Syslog over TLS", "over TLS connections"),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "batchpilot_syslog_tls_handshake_failures_total", Help: "TLS handshakes on the syslog over TLS listener that failed (untrusted or missing certificates, plain TCP).",
 		}, func() float64 { return float64(s.HandshakeFailures()) }),
-	)
+	)...)
 }
 
 // registerOTLPMetrics exports the OTLP intake's counters.

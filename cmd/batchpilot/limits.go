@@ -60,11 +60,7 @@ func runLimitsGet(ctx context.Context, args []string, usage string) error {
 		fmt.Fprintf(fs.Output(), "limits get takes no arguments, got %q (to change limits: limits set KEY=VALUE)\n", fs.Args())
 		return errUsage
 	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	body, err := c.do(ctx, http.MethodGet, "/api/v1/limits", nil, nil)
+	body, err := f.get(ctx, "/api/v1/limits")
 	if err != nil {
 		return err
 	}

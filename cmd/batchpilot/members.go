@@ -67,6 +67,15 @@ func (f *apiFlags) client() (*apiClient, error) {
 	return &apiClient{base: base, token: f.token, http: hc}, nil
 }
 
+// get sends GET path to the node the flags name and returns the answer's body.
+func (f *apiFlags) get(ctx context.Context, path string) ([]byte, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.do(ctx, http.MethodGet, path, nil, nil)
+}
+
 // normalizeAddr accepts http://host:port, https://host:port or host:port.
 func normalizeAddr(addr string) (string, error) {
 	addr = strings.TrimSpace(addr)
@@ -181,11 +190,7 @@ func runMembers(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), "members takes no arguments, got %q\n", fs.Args())
 		return errUsage
 	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	body, err := c.do(ctx, http.MethodGet, "/api/v1/cluster", nil, nil)
+	body, err := f.get(ctx, "/api/v1/cluster")
 	if err != nil {
 		return err
 	}
