@@ -268,21 +268,28 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 
 	s.log.Info("syslog listening", "tcp", tl.Addr().String(), "udp", udp.LocalAddr().String())
+	s.acceptLoop(tl, "syslog")
+	return nil
+}
+
+// acceptLoop hands every connection ln accepts to track until the server
+// closes, then waits for the running handlers.
+func (s *Server) acceptLoop(ln net.Listener, what string) {
 	var backoff time.Duration
 	for {
-		c, err := tl.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if s.isClosed() {
 				s.wg.Wait()
-				return nil
+				return
 			}
 			// Running out of file descriptors and the like passes: wait a
 			// little, as net/http does, instead of giving up the listener.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.warn(reasonAccept, "syslog: accept failed, retrying", slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
+			s.warn(reasonAccept, what+": accept failed, retrying", slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
 			if !s.pause(backoff) {
 				s.wg.Wait()
-				return nil
+				return
 			}
 			continue
 		}

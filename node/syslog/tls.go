@@ -73,25 +73,8 @@ func (s *Server) ServeTLS(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	defer stop()
 	s.log.Info("syslog over TLS listening", "tcp", ln.Addr().String())
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.isClosed() {
-				s.wg.Wait()
-				return nil
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.warn(reasonAccept, "syslog tls: accept failed, retrying", slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
-			if !s.pause(backoff) {
-				s.wg.Wait()
-				return nil
-			}
-			continue
-		}
-		backoff = 0
-		s.track(c)
-	}
+	s.acceptLoop(ln, "syslog tls")
+	return nil
 }
 
 // HandshakeFailures counts TLS handshakes that failed: a client that does
