@@ -92,18 +92,18 @@ const (
 //     not discovered), and the floor is one batch of the size in force
 //     (less than a batch queued is always admitted), so that a full batch
 //     can always form and the bound never starves the pipeline into ever
-//     smaller measured rates.
+//     smaller measured rates. And its clamp of the gradient to [0.5, 2.0]:
+//     the delay bound falls at most by half an interval (estimateDrain).
 //
-// The drain rate μ is the larger of the records written per second in the
-// interval (what the node carried: the truth while it was backlogged) and
-// FlushConcurrency × mean batch fill / mean batch time, counting only the
-// batches that were written (what it would carry with every flush busy:
-// the headroom while it was not), smoothed. A downstream that pushes back
-// (429, 503) or fails lowers both, so the node holds less while it is
-// pushed back. The share of the SLO is fixed (admitShare): the p99 of the
-// written records is not used to tighten it, since a p99 over the SLO
-// with a short queue (a slow batch, a busy host) is not the queue's doing,
-// and a tighter bound would only turn late records into refused ones.
+// The drain rate μ is an estimate of the node's capacity, not of its
+// recent throughput (estimateDrain): only an interval in which the node was
+// backlogged may lower it, and the bound falls at most by half an interval.
+// A downstream that pushes back (429, 503) or fails lowers it, so the node
+// holds less while it is pushed back. The share of the SLO is fixed
+// (admitShare): the p99 of the written records is not used to tighten it,
+// since a p99 over the SLO with a short queue (a slow batch, a busy host) is
+// not the queue's doing, and a tighter bound would only turn late records
+// into refused ones.
 //
 // update is called once per control interval by the control loop; check
 // and the figures are read by the intakes at any time.
@@ -132,13 +132,10 @@ type admission struct {
 	onPause  func(src Source)
 
 	// The control loop's state.
-	mu        sync.Mutex
-	rateEWMA  float64
-	measured  bool          // a batch has finished: rateEWMA means something
-	budget    time.Duration // admitShare·SLO − T: the queue wait admitted
-	batchTime time.Duration
-	lastBy    [len(admissionWhys)]int64
-	lastWhy   string
+	mu      sync.Mutex
+	est     drainEstimate
+	lastBy  [len(admissionWhys)]int64
+	lastWhy string
 }
 
 // The values of Config.Admission.
@@ -221,7 +218,7 @@ func (a *admission) maxQueue() int64 {
 func (a *admission) delayBound() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.budget
+	return a.est.Budget
 }
 
 // drainRate is μ in records per second; 0 before the first measurement.
@@ -239,7 +236,96 @@ type admissionInput struct {
 	inForce       int // the size in force during the interval
 	depth         int
 	queueBytes    int64
-	failed        int // batches that failed, whatever the cause
+	failed        int   // batches that failed, whatever the cause
+	refused       int64 // requests refused at the queue in the interval (set by update)
+}
+
+// drainEstimate is what admission knows of the queue's drain rate after
+// an interval: the state estimateDrain carries from one interval to the
+// next.
+type drainEstimate struct {
+	// Rate is μ, the records per second the queue drains at while it is
+	// backlogged (every flush busy with a full batch): the node's
+	// capacity, not its recent throughput.
+	Rate float64
+	// Measured: a batch has finished, so Rate means something.
+	Measured bool
+	// BatchTime is T, the mean write time of the interval's batches.
+	BatchTime time.Duration
+	// Budget is the queue wait admitted: admitShare·SLO − T.
+	Budget time.Duration
+	// Bound is the depth the delay bound holds the queue to (records);
+	// 0 while nothing is measured.
+	Bound int64
+}
+
+// backlogged reports whether the capacity, not the load, set the pace
+// of the interval: records were refused, or a batch or more was still
+// queued at its end.
+func (in admissionInput) backlogged() bool {
+	return in.refused > 0 || (in.depth > 0 && in.depth >= in.inForce)
+}
+
+// estimateDrain is admission's estimator: the drain rate μ and the delay
+// bound after one more interval. It is a pure function of the last
+// estimate and the interval's figures (tested with tables in
+// admission_test.go). Its rules:
+//
+//   - What the interval offers as a capacity sample is the larger of the
+//     records written per second (what the node carried) and
+//     FlushConcurrency × mean fill / mean batch time over the batches that
+//     were written (what it would carry with every flush busy).
+//   - An interval in which the node was backlogged measured the capacity
+//     itself: μ moves to the sample (smoothed) in either direction. One
+//     that was not measured only what was offered, a lower bound of the
+//     capacity: it may raise μ, never lower it (Gradient2Limit's "don't
+//     grow the limit if we are app limited", turned around; see admission).
+//     Without that, refusals thin the arrivals, the rate measured falls
+//     with them, the bound with it, and refusals grow.
+//   - No batch finished while records waited: the writes stall, μ halves.
+//   - The bound, μ · (admitShare·SLO − T), falls at most by half from one
+//     interval to the next, as Envoy's adaptive concurrency clamps its
+//     gradient to [0.5, 2.0] (GradientController::calculateNewLimit): one
+//     slow interval (a busy host, a stalled write) would otherwise leave
+//     the next one a bound of a few records, and refuse a whole burst that
+//     the downstream had room for. A real collapse is not missed
+//     meanwhile: the sojourn check (check) refuses as soon as the head of
+//     the queue has waited past the budget, on every request.
+func estimateDrain(prev drainEstimate, in admissionInput) drainEstimate {
+	next := prev
+	switch {
+	case in.batches > 0:
+		sample := in.written
+		if in.meanBatchTime > 0 && in.concurrency > 0 {
+			// Only the batches that were written count: a failing
+			// downstream empties the queue too, but writes nothing.
+			ok := float64(in.batches-min(in.failed, in.batches)) / float64(in.batches)
+			sample = math.Max(sample, ok*float64(in.concurrency)*in.meanFill/in.meanBatchTime.Seconds())
+		}
+		switch {
+		case !prev.Measured:
+			next.Measured, next.Rate = true, sample
+		case sample > prev.Rate || in.backlogged():
+			next.Rate += admitRateSmooth * (sample - prev.Rate)
+		}
+		next.BatchTime = in.meanBatchTime
+	case in.depth > 0:
+		next.Rate *= 0.5
+	}
+	slo := in.slo
+	if slo <= 0 {
+		slo = 500 * time.Millisecond
+	}
+	next.Budget = max(0, time.Duration(admitShare*float64(slo))-next.BatchTime)
+	if !next.Measured {
+		next.Bound = 0 // only the hard bounds and the sojourn check
+		return next
+	}
+	next.Bound = max(1, int64(next.Rate*next.Budget.Seconds()))
+	if prev.Measured && prev.Bound > 1 {
+		next.Bound = max(next.Bound, prev.Bound/2)
+	}
+	return next
 }
 
 // update recomputes the bounds from one interval's figures.
@@ -249,51 +335,24 @@ func (a *admission) update(in admissionInput) {
 	if in.depth > 0 && in.queueBytes > 0 {
 		a.avgRec.Store(math.Float64bits(float64(in.queueBytes) / float64(in.depth)))
 	}
-	var refusedNow int64
+	in.refused = 0
 	for i := range a.refusedBy {
 		v := a.refusedBy[i].Load()
 		if d := v - a.lastBy[i]; d > 0 {
-			refusedNow += d
+			in.refused += d
 			a.lastWhy = admissionWhys[i]
 		}
 		a.lastBy[i] = v
 	}
-	// Backlogged: the capacity, not the load, set the pace.
-	backlogged := refusedNow > 0 || (in.depth > 0 && in.depth >= in.inForce)
-	switch {
-	case in.batches > 0:
-		est := in.written
-		if in.meanBatchTime > 0 && in.concurrency > 0 {
-			// Only the batches that were written count: a failing
-			// downstream empties the queue too, but writes nothing.
-			ok := float64(in.batches-min(in.failed, in.batches)) / float64(in.batches)
-			est = math.Max(est, ok*float64(in.concurrency)*in.meanFill/in.meanBatchTime.Seconds())
-		}
-		switch {
-		case !a.measured:
-			a.measured, a.rateEWMA = true, est
-		case est > a.rateEWMA || backlogged:
-			a.rateEWMA += admitRateSmooth * (est - a.rateEWMA)
-		}
-		a.batchTime = in.meanBatchTime
-	case in.depth > 0:
-		// Not one batch finished while records wait: the writes stall.
-		a.rateEWMA *= 0.5
-	}
+	a.est = estimateDrain(a.est, in)
 	slo := in.slo
 	if slo <= 0 {
 		slo = 500 * time.Millisecond
 	}
-	a.budget = max(0, time.Duration(admitShare*float64(slo))-a.batchTime)
 	a.minHold.Store(int64(max(1, in.batchSize)))
-	a.rate.Store(math.Float64bits(a.rateEWMA))
-	if !a.measured {
-		// Nothing measured yet: only the hard bounds and the sojourn check.
-		a.bound.Store(0)
-	} else {
-		a.bound.Store(max(1, int64(a.rateEWMA*a.budget.Seconds())))
-	}
-	a.sojourn.Store(int64(max(slo-a.batchTime, slo/10)))
+	a.rate.Store(math.Float64bits(a.est.Rate))
+	a.bound.Store(a.est.Bound)
+	a.sojourn.Store(int64(max(slo-a.est.BatchTime, slo/10)))
 }
 
 // AdmissionHealth is the admission's state at the end of a control
@@ -331,12 +390,12 @@ func (a *admission) health(depth int, refusedBefore [len(admissionWhys)]int64) A
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	h := AdmissionHealth{
-		DelayBoundMS: ms(a.budget),
-		DrainRPS:     a.rateEWMA,
+		DelayBoundMS: ms(a.est.Budget),
+		DrainRPS:     a.est.Rate,
 		MaxQueue:     a.maxQueue(),
 	}
-	if a.rateEWMA > 0 {
-		h.ExpectedDelayMS = 1000 * float64(depth) / a.rateEWMA
+	if a.est.Rate > 0 {
+		h.ExpectedDelayMS = 1000 * float64(depth) / a.est.Rate
 	}
 	for i, w := range admissionWhys {
 		if d := a.lastBy[i] - refusedBefore[i]; d > 0 {

@@ -293,3 +293,120 @@ func TestAdmissionQueueModeRefusesOnlyAtTheHardBounds(t *testing.T) {
 		t.Errorf("the 11th record: %v, want the hard bound's ErrQueueFull", err)
 	}
 }
+
+// The estimator as a pure function: a sequence of intervals in, the drain
+// rate and the bound after the last one out. The downstream of these
+// intervals carries 4,000 records/s at batches of 400 (100 ms a batch,
+// one flush), 300 ms of queue wait admitted (0.8 × 500 ms − 100 ms).
+func TestEstimateDrain(t *testing.T) {
+	light := func(written float64) admissionInput {
+		in := busy(0)
+		in.written, in.meanFill, in.meanBatchTime = written, written/10, 25*time.Millisecond
+		return in
+	}
+	overloaded := func(written float64) admissionInput {
+		in := busy(800)
+		in.written = written
+		in.refused = 20
+		return in
+	}
+	for _, tc := range []struct {
+		name      string
+		intervals []admissionInput
+		wantRate  float64
+		wantBound int64
+	}{
+		{
+			name: "step up with room: light intervals keep the capacity measured before",
+			// A backlogged interval measured 4,000/s; then 1,000/s arrive
+			// and are written in batches of 100 at 25 ms: 4,000/s again
+			// as headroom, never lower. A step back up is admitted up to
+			// 4,000/s × 375 ms.
+			intervals: []admissionInput{busy(500), light(1000), light(1000), light(1000)},
+			wantRate:  4000, wantBound: 1500,
+		},
+		{
+			name: "step up with room: light load alone counts what every flush would carry",
+			// Never backlogged: 1 flush × 100 records / 25 ms = 4,000/s,
+			// four times what was written.
+			intervals: []admissionInput{light(1000), light(1000)},
+			wantRate:  4000, wantBound: 1500,
+		},
+		{
+			name: "true overload: backlogged intervals bring the rate down to what is written",
+			// The downstream slows to 2,000/s (200 ms a batch of 400)
+			// while records are refused: 4,000 → 3,000 → 2,500 → 2,250.
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := overloaded(2000)
+				in.meanBatchTime = 200 * time.Millisecond
+				return in
+			}(), func() admissionInput {
+				in := overloaded(2000)
+				in.meanBatchTime = 200 * time.Millisecond
+				return in
+			}(), func() admissionInput {
+				in := overloaded(2000)
+				in.meanBatchTime = 200 * time.Millisecond
+				return in
+			}()},
+			wantRate: 2250, wantBound: 450, // 2,250/s × (400 − 200 ms)
+		},
+		{
+			name: "true overload at capacity: the bound is what is written within the budget",
+			intervals: []admissionInput{overloaded(4000), overloaded(4000), overloaded(4000)},
+			wantRate:  4000, wantBound: 1200,
+		},
+		{
+			name: "recovery: once the load falls the rate measured in the overload stays",
+			// After the overload (2,000/s) the load falls to 1,000/s,
+			// written at 25 ms a batch of 100: the headroom (4,000/s)
+			// raises the rate half way an interval; nothing lowers it.
+			intervals: []admissionInput{func() admissionInput {
+				in := overloaded(2000)
+				in.meanBatchTime = 200 * time.Millisecond
+				return in
+			}(), light(1000), light(1000)},
+			wantRate: 3500, wantBound: 1312, // 3,500/s × 375 ms
+		},
+		{
+			name: "one slow interval halves the bound at most",
+			// 4,000/s and 1,200 records, then an interval in which the
+			// host stalled: 500 written, 350 ms a batch. The sample says
+			// 400 / 350 ms = 1,143/s, the rate (4,000 + 1,143) / 2, and
+			// 2,571/s × 50 ms = 128 records; the bound keeps 600.
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := busy(3000)
+				in.written, in.batches, in.meanBatchTime = 500, 5, 350*time.Millisecond
+				return in
+			}()},
+			wantRate: 2571.4, wantBound: 600,
+		},
+		{
+			name: "a stall halves the rate, and the bound with it",
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := busy(3000)
+				in.batches, in.written = 0, 0
+				return in
+			}()},
+			wantRate: 2000, wantBound: 600,
+		},
+		{
+			name:      "nothing measured: no bound",
+			intervals: []admissionInput{{slo: 500 * time.Millisecond, depth: 0}},
+			wantRate:  0, wantBound: 0,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var est drainEstimate
+			for _, in := range tc.intervals {
+				est = estimateDrain(est, in)
+			}
+			if math.Abs(est.Rate-tc.wantRate) > 0.5 {
+				t.Errorf("drain rate %.1f/s, want %.0f/s", est.Rate, tc.wantRate)
+			}
+			if est.Bound != tc.wantBound {
+				t.Errorf("bound %d records, want %d", est.Bound, tc.wantBound)
+			}
+		})
+	}
+}
