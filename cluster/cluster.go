@@ -108,8 +108,20 @@ func New(cfg Config) (*Cluster, error) {
 	mc.Events = eventDelegate{c}
 	mc.Alive = clusterGuard{c}
 	mc.Merge = clusterGuard{c}
+	tr, err := newTransport(mc.BindAddr, mc.BindPort, c.log)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = tr.Port()
+	}
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = tr.Port()
+	}
+	mc.Transport = tr
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		tr.Shutdown()
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.BindAddr, err)
 	}
 	c.ml = ml
