@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -108,8 +107,20 @@ func New(cfg Config) (*Cluster, error) {
 	mc.Events = eventDelegate{c}
 	mc.Alive = clusterGuard{c}
 	mc.Merge = clusterGuard{c}
+	tr, err := newTransport(mc.BindAddr, mc.BindPort, c.log)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = tr.Port()
+	}
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = tr.Port()
+	}
+	mc.Transport = tr
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		tr.Shutdown()
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.BindAddr, err)
 	}
 	c.ml = ml
@@ -164,42 +175,6 @@ func (c *Cluster) retryJoin(seeds []string) {
 			if c.tryJoin(seeds) {
 				return
 			}
-		}
-	}
-}
-
-// reconnectLoop tries, every ReconnectInterval, to join one member that
-// this node found dead (not one that left), picked at random, as Serf's
-// reconnect does. A join that reaches it exchanges full state: each side
-// learns that the other thinks it dead and refutes that, and both are alive
-// again. A member that is really gone costs one failed connection per round
-// until it is forgotten.
-func (c *Cluster) reconnectLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.ReconnectInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.shutdownCh:
-			return
-		case <-c.stopRefresh: // leaving
-			return
-		case <-t.C:
-		}
-		var dead []Member
-		for _, m := range c.Members() {
-			if m.Status == StatusDead && m.Name != c.cfg.NodeName && m.Addr != "" {
-				dead = append(dead, m)
-			}
-		}
-		if len(dead) == 0 {
-			continue
-		}
-		m := dead[rand.IntN(len(dead))]
-		if n, err := c.ml.Join([]string{m.Addr}); n > 0 {
-			c.log.Info("reconnected to a member found dead", "member", m.Name, "addr", m.Addr)
-		} else {
-			c.log.Debug("reconnect failed", "member", m.Name, "addr", m.Addr, "err", err)
 		}
 	}
 }

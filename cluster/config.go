@@ -75,8 +75,10 @@ type Config struct {
 	ForgetAfter time.Duration
 	// RetryJoinInterval is the pause between join attempts (default 2s).
 	RetryJoinInterval time.Duration
-	// ReconnectInterval is how often the node tries to reach one member it
-	// found dead (default 10s), until ForgetAfter. memberlist stops
+	// ReconnectInterval is how often the node may try to reach one member
+	// it found dead (default 10s), until ForgetAfter: each round tries
+	// with the probability dead/alive, as Serf, so that the cluster tries
+	// each dead member about once per interval. memberlist stops
 	// gossiping to a dead member after 30s (15s on loopback), so without
 	// this the two sides of a partition that lasted longer would never
 	// find each other again.

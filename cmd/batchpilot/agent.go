@@ -48,6 +48,9 @@ type agentConfig struct {
 	// EncryptFile holds the gossip keys, one base64 key a line: the first
 	// encrypts, all are accepted (a rotation, see docs/cluster.md).
 	EncryptFile string
+	// GossipLANTimings uses memberlist's LAN timings on a loopback
+	// address too (cluster.Config.LANTimings).
+	GossipLANTimings bool
 	// InitialLimits are KEY=VALUE pairs, comma-separated, that the first
 	// leader of a new cluster commits instead of the defaults.
 	InitialLimits string
@@ -119,6 +122,7 @@ func (c *agentConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip (memberlist) bind address, TCP and UDP")
 	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:8300", "Raft bind address (TCP)")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address other nodes reach this one at, when binding 0.0.0.0")
+	fs.BoolVar(&c.GossipLANTimings, "gossip-lan-timings", false, "gossip failure detection with memberlist's LAN timings even on a loopback address, where\nit otherwise uses faster local ones (200 ms probe timeout): for many agents on one busy host")
 	fs.StringVar(&c.Join, "join", "", "gossip address of any member to join, HOST:PORT[,HOST:PORT]")
 	fs.BoolVar(&c.Server, "server", false, "run Raft: this node is one of the cluster's 3 or 5 servers, which hold the limits and\nanswer the lease requests; every other node is a worker (gossip and leases only).\nWithout --join a node is a single-node server (--server --bootstrap-expect 1)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "servers that must agree before the first election (1 for a single node; servers only;\ngiven without --server it implies --server, as older versions took it)")
@@ -657,6 +661,7 @@ func (a *agent) joinCluster() error {
 		EncryptKey:    primary,
 		ExtraKeys:     others,
 		Logger:        a.log,
+		LANTimings:    a.cfg.GossipLANTimings,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)

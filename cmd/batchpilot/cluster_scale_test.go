@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,17 @@ func TestClusterBenchScale(t *testing.T) {
 		go func() { _ = http.Serve(ln, nil) }()
 		t.Cleanup(func() { ln.Close() })
 	}
+	if v := os.Getenv("BENCH_SCALE_GOGC"); v != "" {
+		// The workers' process only (the servers keep the default): its
+		// heap holds n members' views of n members, and its collector's
+		// share of the CPU is what n separate hosts would each pay for
+		// one member.
+		pct, err := strconv.Atoi(v)
+		if err != nil || pct <= 0 {
+			t.Fatalf("BENCH_SCALE_GOGC=%q: want a positive percentage (GOGC's meaning)", v)
+		}
+		t.Logf("workers' process: GOGC=%d (was %d)", pct, debug.SetGCPercent(pct))
+	}
 	bin := filepath.Join(t.TempDir(), "batchpilot")
 	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, b)
@@ -69,9 +81,10 @@ func TestClusterBenchScale(t *testing.T) {
 		// A subtest per size, so that its servers stop before the next.
 		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) { r = runScale(t, bin, n) })
 		runs = append(runs, r)
-		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS per worker %s",
+		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS (%.0f KiB live heap) per worker; workers' process %.2f cores joining (%.0f joins/s asked), %.2f in the window; load average %s %s",
 			r.Workers, r.AllAliveS, r.JoinS, r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS, r.LeaseErrors, r.LeaseRequests,
-			r.LeaderCPUmsPer1000, r.LeaderRefreshesPerS, r.ServersCPUCores, r.RSSKiBPerWorker, r.Note)
+			r.LeaderCPUmsPer1000, r.LeaderRefreshesPerS, r.ServersCPUCores, r.RSSKiBPerWorker, r.HeapKiBPerWorker,
+			r.WorkersCPUJoinCores, r.JoinRate, r.WorkersCPUCores, r.LoadAverage, r.Note)
 	}
 	mergeBenchFile(t, out, "scale", runs)
 }
@@ -96,7 +109,22 @@ type scaleRun struct {
 	LeaderRefreshesPerS float64 `json:"leader_refreshes_per_s"`
 	ServersCPUCores     float64 `json:"servers_cpu_cores"`
 	RSSKiBPerWorker     float64 `json:"rss_kib_per_worker"`
-	Note                string  `json:"note,omitempty"`
+	// HeapKiBPerWorker is the live heap after a collection, per worker:
+	// RSS also holds garbage not yet returned to the system.
+	HeapKiBPerWorker float64 `json:"heap_kib_per_worker"`
+	// JoinRate is the pace of the joins (BENCH_SCALE_JOIN_RATE, workers
+	// started a second; 0: as fast as 16 at a time go).
+	JoinRate float64 `json:"join_rate_per_s"`
+	// The CPU of this process (the workers) while they joined, and in the
+	// measuring window, in cores.
+	WorkersCPUJoinCores float64 `json:"workers_cpu_cores_joining"`
+	WorkersCPUCores     float64 `json:"workers_cpu_cores"`
+	// LoadAverage is the machine's /proc/loadavg (1, 5, 15 min) at the
+	// end of the window: the machine is shared.
+	LoadAverage string `json:"load_average"`
+	// GOGC is the workers' process's (BENCH_SCALE_GOGC; default 100).
+	GOGC int    `json:"gogc"`
+	Note string `json:"note,omitempty"`
 }
 
 // scaleServer is one server process of the benchmark.
@@ -113,7 +141,7 @@ func startScaleServer(t *testing.T, bin, dir, name string, join string) *scaleSe
 	t.Helper()
 	args := []string{"agent", "--server", "--bootstrap-expect", "3", "--node-name", name, "--data-dir", filepath.Join(dir, name),
 		"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--syslog-addr", "",
-		"--log-level", "warn", "--max-conns", "8192", "--initial-limits", "lease_ttl_ms=6000,epoch_ms=2000"}
+		"--log-level", "warn", "--max-conns", "8192", "--gossip-lan-timings", "--initial-limits", "lease_ttl_ms=6000,epoch_ms=2000"}
 	if join != "" {
 		args = append(args, "--join", join)
 	}
@@ -219,14 +247,29 @@ func runScale(t *testing.T, bin string, n int) scaleRun {
 	}()
 	runtime.GC()
 	rss0 := procRSS(os.Getpid())
+	heap0 := liveHeap()
 	joins := []string{s1.gossip, s2.gossip, s3.gossip}
+	r.JoinRate = scaleJoinRate(t)
+	r.GOGC = debug.SetGCPercent(-1)
+	debug.SetGCPercent(r.GOGC)
+	var pace <-chan time.Time
+	if r.JoinRate > 0 {
+		tick := time.NewTicker(time.Duration(float64(time.Second) / r.JoinRate))
+		defer tick.Stop()
+		pace = tick.C
+	}
+	cpuJoin0 := procCPU(os.Getpid())
 	start := time.Now()
-	// Workers start 16 at a time, each joining one of the servers.
+	// Workers start at most 16 at a time and at most JoinRate a second,
+	// each joining one of the servers, as a worker's --join names them.
 	var mu sync.Mutex
 	var startErr error
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for i := range n {
+		if pace != nil {
+			<-pace
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -266,6 +309,7 @@ func runScale(t *testing.T, bin string, n int) scaleRun {
 	}
 	lastJoin := time.Now()
 	r.JoinS = lastJoin.Sub(start).Seconds()
+	r.WorkersCPUJoinCores = (procCPU(os.Getpid()) - cpuJoin0) / r.JoinS
 	// Every server must see every member alive; a run where they do not
 	// within 2 minutes says how far they got, and goes on to the leases,
 	// which do not depend on gossip once a worker knows the leader.
@@ -295,6 +339,7 @@ alive:
 	}
 	runtime.GC()
 	r.RSSKiBPerWorker = (procRSS(os.Getpid()) - rss0) / 1024 / float64(n)
+	r.HeapKiBPerWorker = (liveHeap() - heap0) / 1024 / float64(n)
 
 	// Let the workers settle on their leases (at most a minute), then
 	// measure for 30 s.
@@ -322,6 +367,7 @@ alive:
 	}
 	m0 := scrapeRetry(leader.url)
 	cpu0 := procCPU(leader.cmd.Process.Pid)
+	self0 := procCPU(os.Getpid())
 	var all0 float64
 	for _, s := range servers {
 		all0 += procCPU(s.cmd.Process.Pid)
@@ -338,6 +384,8 @@ alive:
 	r.LeaseErrors = obs.errors
 	obs.mu.Unlock()
 	cpu := procCPU(leader.cmd.Process.Pid) - cpu0
+	r.WorkersCPUCores = (procCPU(os.Getpid()) - self0) / secs
+	r.LoadAverage = loadAverage()
 	var all1 float64
 	for _, s := range servers {
 		all1 += procCPU(s.cmd.Process.Pid)
@@ -361,6 +409,41 @@ alive:
 		r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS = q(0.5), q(0.99), float64(d[len(d)-1].Microseconds())/1000
 	}
 	return r
+}
+
+// scaleJoinRate is BENCH_SCALE_JOIN_RATE, workers started a second
+// (default 0: as fast as 16 at a time go).
+func scaleJoinRate(t *testing.T) float64 {
+	v := os.Getenv("BENCH_SCALE_JOIN_RATE")
+	if v == "" {
+		return 0
+	}
+	rate, err := strconv.ParseFloat(v, 64)
+	if err != nil || rate < 0 {
+		t.Fatalf("BENCH_SCALE_JOIN_RATE=%q: want a number of joins a second, 0 for no pacing", v)
+	}
+	return rate
+}
+
+// liveHeap is the heap in use after a collection, in bytes.
+func liveHeap() float64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return float64(ms.HeapAlloc)
+}
+
+// loadAverage is the machine's load average over 1, 5 and 15 minutes.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // scrapeRetry reads a server's metrics, trying for up to 10 s: in a
