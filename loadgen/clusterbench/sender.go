@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -54,9 +55,13 @@ func offer(ctx context.Context, sc *Scenario, i int, url string, start time.Time
 	}
 	var phaseStart time.Duration
 	for _, p := range sc.Phases {
-		interval := time.Duration(float64(time.Second) * float64(sc.Batch) / p.rateOf(i))
-		end := phaseStart + time.Duration(p.Duration)
-		for at := phaseStart; at < end; at += interval {
+		// The phase's requests, evenly spaced: exactly rate × duration
+		// records (rounded to whole requests).
+		pd := time.Duration(p.Duration)
+		count := int64(math.Round(p.rateOf(i) * pd.Seconds() / float64(sc.Batch)))
+		end := phaseStart + pd
+		for k := range count {
+			at := phaseStart + time.Duration(float64(pd)*float64(k)/float64(count))
 			if wait := time.Until(start.Add(at)); wait > 0 {
 				select {
 				case <-ctx.Done():
