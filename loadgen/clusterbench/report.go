@@ -76,7 +76,9 @@ type Second struct {
 	OfferedRPS    float64 `json:"offered_rps"`
 	InFlightBytes int64   `json:"sink_in_flight_bytes"`
 	KneeBytes     int64   `json:"knee_bytes"`
-	Overloaded    bool    `json:"overloaded"`
+	// BudgetBytes is the cluster budget in force as the first node saw it.
+	BudgetBytes int64 `json:"budget_bytes"`
+	Overloaded  bool  `json:"overloaded"`
 }
 
 // Jain is Jain's fairness index of xs: (Σx)² / (n Σx²), 1 when all are
@@ -97,6 +99,7 @@ func Jain(xs []float64) float64 {
 type window struct {
 	peakBytes  int64
 	overloaded bool
+	budget     int64 // the cluster budget in force (0: not read)
 }
 
 // summarize turns an arm's outcomes and the sink's windows into its figures.
@@ -196,7 +199,7 @@ func summarize(name string, sc *Scenario, nodes int, outs []outcome, wins []wind
 			GoodputRPS: perSec[s].good, OfferedRPS: perSec[s].offered,
 			KneeBytes: sc.kneeAt(time.Duration(s) * time.Second)}
 		if s < len(wins) {
-			sec.InFlightBytes, sec.Overloaded = wins[s].peakBytes, wins[s].overloaded
+			sec.InFlightBytes, sec.Overloaded, sec.BudgetBytes = wins[s].peakBytes, wins[s].overloaded, wins[s].budget
 		}
 		arm.Series = append(arm.Series, sec)
 	}

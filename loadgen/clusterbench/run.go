@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -203,7 +204,29 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 			mu.Unlock()
 		}()
 	}
-	wins := watchSink(ctx, sim, start, sc.Duration(), cfg.Progress, cfg.ProgressEvery, spec.name)
+	// The cluster budget in force, once a second, as the first node (a
+	// server) knows it.
+	budgets := make([]int64, int(sc.Duration()/time.Second))
+	budgetDone := make(chan struct{})
+	go func() {
+		defer close(budgetDone)
+		client := &http.Client{Timeout: time.Second}
+		for s := range budgets {
+			if v, err := scrapeGauge(client, cl.agents[0].url+"/metrics", "batchpilot_cluster_budget_bytes"); err == nil {
+				budgets[s] = int64(v)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(start.Add(time.Duration(s+1) * time.Second))):
+			}
+		}
+	}()
+	wins := watchSink(ctx, sim, sc, start, cfg.Progress, cfg.ProgressEvery, spec.name)
+	<-budgetDone
+	for s := range min(len(wins), len(budgets)) {
+		wins[s].budget = budgets[s]
+	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return Arm{}, err
@@ -212,10 +235,11 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 }
 
 // watchSink samples the downstream every 50 ms for the length of the load
-// and returns one window a second: the peak in-flight bytes, and whether a
-// request started past the knee or a 429 was answered in it.
-func watchSink(ctx context.Context, sim *sinksim.Server, start time.Time, length time.Duration, progress io.Writer, every time.Duration, arm string) []window {
-	secs := int(length / time.Second)
+// and returns one window a second: the peak in-flight bytes, and whether
+// the downstream was overloaded in it: a sample past the byte knee in
+// force, a request that started past a knee, or a 429.
+func watchSink(ctx context.Context, sim *sinksim.Server, sc *Scenario, start time.Time, progress io.Writer, every time.Duration, arm string) []window {
+	secs := int(sc.Duration() / time.Second)
 	wins := make([]window, secs)
 	rejected := func(st sinksim.Stats) int64 { return st.Rejected[sinksim.Kind429] + st.Rejected["queue_full"] }
 	prev := sim.Stats()
@@ -237,7 +261,8 @@ func watchSink(ctx context.Context, sim *sinksim.Server, start time.Time, length
 		if s := int(el / time.Second); s > cur {
 			// Close the window: anything past the knee or refused since the
 			// last close falls in it.
-			if st.PastKnee > prev.PastKnee || rejected(st) > rejected(prev) {
+			knee := sc.kneeAt(time.Duration(cur) * time.Second)
+			if st.PastKnee > prev.PastKnee || rejected(st) > rejected(prev) || (knee > 0 && wins[cur].peakBytes > knee) {
 				wins[cur].overloaded = true
 			}
 			prev = st

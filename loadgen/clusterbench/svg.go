@@ -84,10 +84,22 @@ func (a Arm) svg(r *Report) []byte {
 	line("#1a7f37", func(i int) (float64, float64) { return x(float64(i) + 0.5), y1(a.Series[i].GoodputRPS) })
 	line("#c00", func(i int) (float64, float64) { return x(float64(i) + 0.5), y2(float64(a.Series[i].KneeBytes)) })
 	line("#0550ae", func(i int) (float64, float64) { return x(float64(i) + 0.5), y2(float64(a.Series[i].InFlightBytes)) })
+	if a.Name == ArmLearned {
+		line("#8250df", func(i int) (float64, float64) {
+			return x(float64(i) + 0.5), y2(min(float64(a.Series[i].BudgetBytes), maxBytes))
+		})
+	}
 	fmt.Fprintf(&b, `<text x="4" y="%d">%.0f/s</text><text x="4" y="%d">0</text>`+"\n", top+8, maxRate, top+panel)
 	fmt.Fprintf(&b, `<text x="4" y="%d">%.0f KiB</text><text x="4" y="%d">0</text>`+"\n", top+panel+gap+8, maxBytes/1024, top+2*panel+gap)
 	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#1a7f37">goodput within the SLO</tspan>, <tspan fill="#888">offered</tspan> (records/s, all nodes)</text>`+"\n", left, top+panel+14)
-	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#0550ae">downstream in-flight bytes (peak per second)</tspan>, <tspan fill="#c00">its knee</tspan>; shaded: past the knee or 429</text>`+"\n", left, top+2*panel+gap+14)
+	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#0550ae">downstream in-flight bytes (peak per second)</tspan>, <tspan fill="#c00">its knee</tspan>%s; shaded: past the knee or 429</text>`+"\n", left, top+2*panel+gap+14, learnedLegend(a.Name))
 	b.WriteString("</svg>\n")
 	return b.Bytes()
+}
+
+func learnedLegend(arm string) string {
+	if arm == ArmLearned {
+		return `, <tspan fill="#8250df">the learned budget</tspan>`
+	}
+	return ""
 }
