@@ -47,6 +47,23 @@ type Arm struct {
 	Phases    []PhaseResult `json:"phases"`
 	Nodes     []NodeResult  `json:"nodes"`
 	Series    []Second      `json:"series"`
+	// BudgetDecisions are the leader's budget decisions over the load
+	// (the learned arm only), as GET /api/v1/budget/decisions gives them.
+	BudgetDecisions []BudgetDecision `json:"budget_decisions,omitempty"`
+}
+
+// BudgetDecision is one decision of the leader's budget controller, T
+// seconds into the load.
+type BudgetDecision struct {
+	T             float64 `json:"t"`
+	Old           int64   `json:"old_bytes"`
+	New           int64   `json:"new_bytes"`
+	Reason        string  `json:"reason"`
+	GoodputRPS    float64 `json:"goodput_rps"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+	P99ms         float64 `json:"p99_ms"`
+	HasBytes      int64   `json:"has_bytes"`
+	WantBytes     int64   `json:"want_bytes"`
 }
 
 // PhaseResult is an arm's figures over one phase of the load.

@@ -2,6 +2,7 @@ package clusterbench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -231,7 +232,51 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 	if err := ctx.Err(); err != nil {
 		return Arm{}, err
 	}
-	return summarize(spec.name, sc, cfg.Nodes, outs, wins), nil
+	arm := summarize(spec.name, sc, cfg.Nodes, outs, wins)
+	if spec.name == ArmLearned {
+		arm.BudgetDecisions = budgetDecisions(cl.agents[0].url, start)
+	}
+	return arm, nil
+}
+
+// budgetDecisions reads the leader's budget decisions (any node relays
+// them) made since the load started, oldest first.
+func budgetDecisions(url string, start time.Time) []BudgetDecision {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url + "/api/v1/budget/decisions?limit=1000")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Decisions []struct {
+			Time    time.Time `json:"time"`
+			Old     int64     `json:"old_bytes"`
+			New     int64     `json:"new_bytes"`
+			Reason  string    `json:"reason"`
+			Figures struct {
+				GoodputRPS    float64 `json:"goodput_rps"`
+				ThroughputRPS float64 `json:"throughput_rps"`
+				P99ms         float64 `json:"p99_ms"`
+				HasBytes      int64   `json:"has_bytes"`
+				WantBytes     int64   `json:"want_bytes"`
+			} `json:"figures"`
+		} `json:"decisions"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return nil
+	}
+	var out []BudgetDecision
+	for i := len(v.Decisions) - 1; i >= 0; i-- {
+		d := v.Decisions[i]
+		if d.Time.Before(start) {
+			continue
+		}
+		out = append(out, BudgetDecision{T: d.Time.Sub(start).Seconds(), Old: d.Old, New: d.New, Reason: d.Reason,
+			GoodputRPS: d.Figures.GoodputRPS, ThroughputRPS: d.Figures.ThroughputRPS, P99ms: d.Figures.P99ms,
+			HasBytes: d.Figures.HasBytes, WantBytes: d.Figures.WantBytes})
+	}
+	return out
 }
 
 // watchSink samples the downstream every 50 ms for the length of the load
