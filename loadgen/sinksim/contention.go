@@ -56,6 +56,3 @@ func (c Cost) PastKnee(inFlightBytes int64, inFlightRequests int) bool {
 func (c Cost) Service(records, size int, inFlightBytes int64, inFlightRequests int) time.Duration {
 	return scale(c.Of(records, size), c.Contention(inFlightBytes, inFlightRequests))
 }
-
-// hasKnee reports whether an aggregate knee is set.
-func (c Cost) hasKnee() bool { return c.KneeBytes > 0 || c.KneeRequests > 0 }
