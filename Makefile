@@ -3,7 +3,7 @@ GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 10s
 
-.PHONY: run build test unit fuzz soak bench bench-cluster bench-scale lint ui clean
+.PHONY: run build test unit fuzz soak bench bench-cluster bench-budget bench-scale lint ui clean
 
 ## run: a local cluster with a demo load and the dashboard
 run:
@@ -35,11 +35,21 @@ soak:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
 
-## bench-cluster: five nodes under a load step with coordination on and off, and how many
-## nodes one process runs (minutes; figures to docs/bench/cluster.json, read in docs/cluster.md)
+## bench-cluster: five agent processes share one downstream that slows past an aggregate knee; arms
+## uncoordinated, arc, a hand-set budget sweep and the learned budget (about 15 minutes;
+## BENCH_CLUSTER_FLAGS=--quick: under 5; report to docs/bench/cluster.json, one SVG per arm in
+## docs/bench/cluster/, read in docs/cluster.md)
 BENCH_CLUSTER_OUT ?= $(CURDIR)/docs/bench/cluster.json
-bench-cluster:
-	BATCHPILOT_BENCH_CLUSTER=$(BENCH_CLUSTER_OUT) $(GO) test -run='^TestClusterBench' -count=1 -timeout 30m -v ./cmd/batchpilot
+BENCH_CLUSTER_FLAGS ?=
+bench-cluster: build
+	mkdir -p $(CURDIR)/docs/bench/cluster
+	./bin/batchpilot bench --nodes 5 $(BENCH_CLUSTER_FLAGS) --out $(BENCH_CLUSTER_OUT) --svg $(CURDIR)/docs/bench/cluster/
+
+## bench-budget: five in-process nodes under a load step, each node's in-flight bytes sampled every
+## 2 ms against its grant, coordination on and off (minutes; figures to docs/bench/budget.json)
+BENCH_BUDGET_OUT ?= $(CURDIR)/docs/bench/budget.json
+bench-budget:
+	BATCHPILOT_BENCH_CLUSTER=$(BENCH_BUDGET_OUT) $(GO) test -run='^TestClusterBenchCoordination$$' -count=1 -timeout 30m -v ./cmd/batchpilot
 
 ## bench-scale: three real servers and 100, 300 and 1,000 workers (each a memberlist member and a
 ## lease client over loopback): time to all alive, lease RPC latency, leader CPU, memory per worker

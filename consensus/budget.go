@@ -23,6 +23,7 @@ const (
 	BudgetReasonNoData   = "no_data"   // no node reported within the interval: hold
 	BudgetReasonPushback = "pushback"  // downstream 429/503: multiplicative decrease
 	BudgetReasonSLO      = "slo"       // p99 over the SLO: multiplicative decrease
+	BudgetReasonQueueing = "queueing"  // p99 over the SLO, but the last cut cost throughput: the nodes' queues, not the downstream; undo and hold
 	BudgetReasonTooLarge = "too_large" // downstream 413: hold (a batch size matter, not capacity)
 	BudgetReasonIdle     = "idle"      // the nodes want less than the budget: hold
 	BudgetReasonKnee     = "knee"      // the last increase did not raise goodput: step back
@@ -174,6 +175,13 @@ func (c *BudgetConfig) setDefaults() {
 //     steps back to the last paying value and settles there for
 //     SettleSteps intervals, then probes one step up again, so that a
 //     downstream that gained capacity is found.
+//   - A cut for a p99 over the SLO is judged the same way on the next
+//     interval: a downstream past its knee gets more through with less in
+//     flight, but nodes offered more than the downstream takes at its knee
+//     queue records whatever the budget, and a cut then only lowers the
+//     throughput. A cut that cost more than MinElasticity of its share of
+//     the throughput is undone (reason queueing) and the budget holds for
+//     SettleSteps intervals before it tries another.
 //
 // The operator's cluster_budget_bytes is the ceiling; the floor keeps
 // every node's baseline. The budget grows only while it binds (the nodes
@@ -192,6 +200,11 @@ type BudgetController struct {
 	waited      int
 	settle      int
 	lastReason  string
+	// cut says the last decision was a cut for a p99 over the SLO, from
+	// cutFrom, when the throughput was cutThroughput.
+	cut           bool
+	cutFrom       int64
+	cutThroughput float64
 }
 
 // maxWait is how many intervals a growth step may wait to be taken up by
@@ -225,6 +238,8 @@ func (c *BudgetController) Next(o BudgetObservation) BudgetDecision {
 }
 
 func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, string) {
+	wasCut := c.cut
+	c.cut = false
 	switch {
 	case o.Fixed:
 		// Back in learned mode it starts again from what the nodes hold.
@@ -249,7 +264,28 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		c.grew, c.waited, c.settle = false, 0, 0
 		return mulF(c.budget, c.cfg.PushbackDecrease), BudgetReasonPushback
 	case o.SLOms > 0 && o.P99ms > float64(o.SLOms):
-		c.grew, c.waited, c.settle = false, 0, 0
+		c.grew, c.waited = false, 0
+		// A p99 over the SLO is the downstream past its knee only if a
+		// cut helps: a downstream past its knee gets more through with
+		// less in flight. When the nodes are offered more than the
+		// downstream takes at its knee, their queues keep the p99 over the
+		// SLO whatever the budget, and a cut only takes throughput away:
+		// Vegas' test again, on the way down. So each cut is judged on
+		// the next interval's throughput; one that cost more than
+		// MinElasticity of its share is undone, and the budget holds there
+		// for SettleSteps intervals before it tries another cut.
+		if wasCut {
+			share := 1 - float64(c.budget)/float64(max(c.cutFrom, 1))
+			if o.ThroughputRPS < c.cutThroughput*(1-c.cfg.MinElasticity*share) {
+				c.settle = c.cfg.SettleSteps
+				return c.cutFrom, BudgetReasonQueueing
+			}
+		}
+		if c.settle > 0 {
+			c.settle--
+			return c.budget, BudgetReasonQueueing
+		}
+		c.cut, c.cutFrom, c.cutThroughput = true, c.budget, o.ThroughputRPS
 		return mulF(c.budget, c.cfg.SLODecrease), BudgetReasonSLO
 	case o.WritesPS > 0 && o.TooLargePS/o.WritesPS > c.cfg.PushbackRatio:
 		c.grew = false
@@ -258,16 +294,20 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	if c.grew {
 		// Did the last step pay? Elasticity: relative goodput gain over
 		// relative gain of the bytes the nodes hold. A step the nodes have
-		// not taken up yet is not judged (up to maxWait intervals): the
-		// grants follow the budget one lease refresh later.
+		// not half taken up yet is not judged (up to maxWait intervals):
+		// the grants follow the budget one lease refresh later, and grow
+		// by at most max_growth_percent an epoch, and the goodput of an
+		// interval in which the holdings were still growing shows only
+		// part of what they give (the cluster bench saw a step judged on a
+		// third of its bytes, and undone, one interval before it paid).
 		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
 		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
-		if dh < db/4 && c.waited < maxWait && o.WantBytes > c.prevBudget {
+		if dh < db/2 && c.waited < maxWait && o.WantBytes > c.prevBudget {
 			c.waited++
 			return c.budget, BudgetReasonWait
 		}
 		c.grew, c.waited = false, 0
-		dx := max(dh, db/4)
+		dx := max(dh, db/2)
 		dg := (o.GoodputRPS - c.prevGoodput) / max(c.prevGoodput, 1)
 		if db > 0 && dg < c.cfg.MinElasticity*dx {
 			c.settle = c.cfg.SettleSteps

@@ -22,6 +22,14 @@ func hot(budget int64, g float64) BudgetObservation {
 	}
 }
 
+// overSLO is an interval in which the budget binds and the p99 is over
+// the SLO, with throughput thr.
+func overSLO(budget int64, thr float64) BudgetObservation {
+	o := hot(budget, thr)
+	o.P99ms = 900
+	return o
+}
+
 func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 	start := int64(32 << 20)
 	step := start * 12 / 100
@@ -60,6 +68,10 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			hot(start+step, 1010), BudgetReasonKnee, start},
 		{"a growth step the nodes have not taken up yet waits", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
 			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }), BudgetReasonWait, start + step},
+		{"a growth step less than half taken up waits", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start + step/3 }), BudgetReasonWait, start + step},
+		{"a growth step over half taken up that paid grows again", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			with(hot(start+step, 1050), func(o *BudgetObservation) { o.HasBytes = start + step*6/10 }), BudgetReasonGrow, start + step + (start+step)*12/100},
 		{"a growth step still not taken up after 3 waits is judged", []BudgetObservation{hot(start, 1000), hot(start, 1000),
 			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }),
 			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }),
@@ -68,6 +80,18 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 		{"after the knee the budget settles", []BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
 			hot(start, 1000), BudgetReasonSettled, start},
 		{"after settling it probes one step up", append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
+			repeat(hot(start, 1000), 9)...), hot(start, 1000), BudgetReasonProbe, start + step},
+		{"a cut for the SLO that cost throughput is undone and held", []BudgetObservation{hot(start, 1000), overSLO(start, 1000)},
+			overSLO(start*9/10, 880), BudgetReasonQueueing, start},
+		{"a cut for the SLO that raised throughput cuts again", []BudgetObservation{hot(start, 1000), overSLO(start, 1000)},
+			overSLO(start*9/10, 1100), BudgetReasonSLO, start * 9 / 10 * 9 / 10},
+		{"a cut for the SLO that kept the throughput cuts again", []BudgetObservation{hot(start, 1000), overSLO(start, 1000)},
+			overSLO(start*9/10, 980), BudgetReasonSLO, start * 9 / 10 * 9 / 10},
+		{"after an undone cut a p99 over the SLO holds", []BudgetObservation{hot(start, 1000), overSLO(start, 1000), overSLO(start*9/10, 880), hot(start, 1000)},
+			overSLO(start, 1000), BudgetReasonQueueing, start},
+		{"after holding it tries another cut", append([]BudgetObservation{hot(start, 1000), overSLO(start, 1000), overSLO(start*9/10, 880)},
+			repeat(overSLO(start, 1000), 10)...), overSLO(start, 1000), BudgetReasonSLO, start * 9 / 10},
+		{"a p99 back in the SLO after an undone cut settles, then probes", append([]BudgetObservation{hot(start, 1000), overSLO(start, 1000), overSLO(start*9/10, 880)},
 			repeat(hot(start, 1000), 9)...), hot(start, 1000), BudgetReasonProbe, start + step},
 		{"at the ceiling it stays there", []BudgetObservation{hot(tCeiling, 1000)}, hot(tCeiling, 1000), BudgetReasonCeiling, tCeiling},
 		{"the floor holds against pushback", []BudgetObservation{hot(tFloor, 1000)},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/batchpilot/batchpilot/loadgen/bench"
+	"github.com/batchpilot/batchpilot/loadgen/clusterbench"
 )
 
 func init() {
@@ -36,12 +37,22 @@ func runBench(ctx context.Context, args []string) error {
 	suite := fs.Bool("suite", false, "run every committed scenario ("+strings.Join(bench.Names(), ", ")+") and print one table\n(default controllers "+strings.Join(bench.SuiteControllers, ",")+"); --out writes {\"scenarios\": [REPORT, ...]}")
 	seeds := fs.Int("seeds", 1, "run everything on `N` seeds (the scenario's or --seed, then the next ones) and report\nthe mean and the range")
 	progressEvery := fs.Duration("progress-interval", 10*time.Second, "how often a running run reports")
+	nodes := fs.Int("nodes", 0, "run the CLUSTER bench instead: `N` real agent processes (5 is the documented run) behind one\nshared downstream with an aggregate knee, arms uncoordinated, arc, budget:BYTES (a sweep) and\nlearned; --scenario/--scenario-file name a cluster scenario ("+strings.Join(clusterbench.Names(), ", ")+"),\n--svg is a directory or a file prefix (one SVG per arm). See docs/cluster.md")
+	arms := fs.String("arms", "", "with --nodes: comma-separated arms to run (default all: "+strings.Join(clusterbench.AllArms, ",")+")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
 		return errUsage
+	}
+	if *nodes != 0 || *arms != "" {
+		if *suite || *oracle != "" || *noSweep || *seeds != 1 || *controllers != strings.Join(bench.DefaultControllers, ",") {
+			fmt.Fprintln(fs.Output(), "--nodes runs the cluster bench: --suite, --oracle, --no-sweep, --seeds and --controllers are the single-node bench's")
+			return errUsage
+		}
+		return runClusterBench(ctx, clusterBenchFlags{nodes: *nodes, arms: *arms, scenario: *scenario, scenarioFile: *scenarioFile,
+			quick: *quick, seed: *seed, out: *out, svg: *svg, progressEvery: *progressEvery})
 	}
 	if *scenario != "" && *scenarioFile != "" {
 		fmt.Fprintln(fs.Output(), "give --scenario or --scenario-file, not both")

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -344,4 +346,112 @@ func mergeBenchFile(t *testing.T, path, key string, v any) {
 		t.Fatal(err)
 	}
 	t.Logf("figures written to %s", path)
+}
+
+// tinyClusterScenario is a cluster bench of four seconds of load: enough
+// to check the report's shape, not to measure anything.
+const tinyClusterScenario = `{"name": "tiny", "record_size": 100, "batch": 10,
+ "sink": {"per_request": "5ms", "per_byte": "1us", "knee_bytes": 16384, "max_concurrency": 8, "queue": 8},
+ "phases": [{"name": "step", "duration": "2s", "rate": 200},
+            {"name": "shift", "duration": "2s", "rate": 100, "hot_factor": 3, "sink": {"knee_bytes": 8192}}],
+ "budgets": [16384], "ceiling": 1048576}`
+
+func TestBenchNodesWritesTheClusterReport(t *testing.T) {
+	dir := t.TempDir()
+	scenario := filepath.Join(dir, "tiny.json")
+	if err := os.WriteFile(scenario, []byte(tinyClusterScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "report.json")
+	svgDir := filepath.Join(dir, "svg") + "/"
+	cmd := exec.Command(binPath, "bench", "--nodes", "2", "--arms", "uncoordinated,learned", "--scenario-file", scenario,
+		"--out", out, "--svg", svgDir, "--progress-interval", "1s")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	table, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench --nodes: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "cluster bench: arm 1/2 uncoordinated") {
+		t.Errorf("no progress line on stderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(string(table), "learned") {
+		t.Errorf("no table on stdout:\n%s", table)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Scenario string  `json:"scenario"`
+		Nodes    int     `json:"nodes"`
+		Seed     uint64  `json:"seed"`
+		SLOms    float64 `json:"slo_ms"`
+		Arms     []struct {
+			Name          string   `json:"name"`
+			GoodputRPS    *float64 `json:"goodput_rps"`
+			OfferedRPS    float64  `json:"offered_rps"`
+			P99ms         *float64 `json:"p99_ms"`
+			OverloadRatio *float64 `json:"overload_ratio"`
+			JainIndex     *float64 `json:"jain_index"`
+			Phases        []struct {
+				Name          string   `json:"name"`
+				GoodputRPS    *float64 `json:"goodput_rps"`
+				P99ms         *float64 `json:"p99_ms"`
+				OverloadRatio *float64 `json:"overload_ratio"`
+			} `json:"phases"`
+		} `json:"arms"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, b)
+	}
+	if rep.Scenario != "tiny" || rep.Nodes != 2 || rep.Seed != 1 || rep.SLOms != 500 || len(rep.Arms) != 2 ||
+		rep.Arms[0].Name != "uncoordinated" || rep.Arms[1].Name != "learned" {
+		t.Fatalf("report head: %s", b)
+	}
+	// 2 s at 200/s on both nodes, then 2 s at 300/s and 100/s.
+	const offered = (2*200*2 + 2*300 + 2*100) / 4.0
+	for _, a := range rep.Arms {
+		if a.GoodputRPS == nil || a.P99ms == nil || a.OverloadRatio == nil || a.JainIndex == nil {
+			t.Fatalf("arm %s misses a field: %s", a.Name, b)
+		}
+		if math.Abs(a.OfferedRPS-offered) > 1 || *a.GoodputRPS < 0 || *a.GoodputRPS > a.OfferedRPS ||
+			*a.P99ms <= 0 || *a.OverloadRatio < 0 || *a.OverloadRatio > 1 || *a.JainIndex < 0.5 || *a.JainIndex > 1 {
+			t.Errorf("arm %s: offered %v (want %v), goodput %v, p99 %v, overload %v, jain %v: out of range",
+				a.Name, a.OfferedRPS, offered, *a.GoodputRPS, *a.P99ms, *a.OverloadRatio, *a.JainIndex)
+		}
+		if len(a.Phases) != 2 || a.Phases[0].Name != "step" || a.Phases[1].Name != "shift" ||
+			a.Phases[0].GoodputRPS == nil || a.Phases[0].P99ms == nil || a.Phases[0].OverloadRatio == nil {
+			t.Errorf("arm %s phases: %s", a.Name, b)
+		}
+		svg, err := os.ReadFile(filepath.Join(svgDir, "cluster-"+a.Name+".svg"))
+		if err != nil || !strings.HasPrefix(string(svg), "<svg") {
+			t.Errorf("arm %s: no SVG (%v)", a.Name, err)
+		}
+	}
+}
+
+func TestBenchNodesRefusesBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"one node", []string{"--nodes", "1"}, "--nodes 1"},
+		{"an unknown arm", []string{"--nodes", "3", "--arms", "bogus"}, `arm "bogus"`},
+		{"an unknown scenario", []string{"--nodes", "3", "--scenario", "bogus"}, "no cluster bench scenario"},
+		{"a missing scenario file", []string{"--nodes", "3", "--scenario-file", "/nonexistent.json"}, "read cluster bench scenario"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := runBench(context.Background(), tc.args)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("bench %v: %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--nodes", "3", "--suite"}, {"--nodes", "3", "--controllers", "gradient"}} {
+		if err := runBench(context.Background(), args); !errors.Is(err, errUsage) {
+			t.Errorf("bench %v: %v, want a usage error", args, err)
+		}
+	}
 }

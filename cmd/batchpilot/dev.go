@@ -13,6 +13,7 @@ import (
 
 	"github.com/batchpilot/batchpilot/cluster"
 	"github.com/batchpilot/batchpilot/loadgen"
+	"github.com/batchpilot/batchpilot/loadgen/sinksim"
 )
 
 func init() {
@@ -26,13 +27,33 @@ type devConfig struct {
 	HTTPPort   int
 	Controller string
 	LogLevel   string
+	// sinkURL, when set, is the shared downstream every node writes to
+	// (the demo's sinksim) instead of its own file sink; limits are the
+	// cluster's initial limits.
+	sinkURL string
+	limits  string
 }
+
+// The demo's shared downstream: a database that costs 20 ms a request and
+// 4 µs a byte, 16 requests at a time (16 more wait, then 429), and slows
+// for everyone past 64 KiB in flight across all nodes, (load/knee)² past
+// it. Three nodes at the demo's peaks (4,000 and 8,000 records/s) push it
+// past the knee unless the learned budget holds them near it.
+var demoSink = sinksim.Config{
+	Cost:           sinksim.Cost{PerRequest: 20 * time.Millisecond, PerByte: 4 * time.Microsecond, KneeBytes: 64 << 10, KneeExponent: 2},
+	MaxConcurrency: 16, Queue: 16, RetryAfter: time.Second,
+}
+
+// demoLimits make the budget bind on the demo's downstream: the learned
+// budget under a 16 MiB ceiling, per-node floors of 8 KiB, one-second
+// epochs.
+const demoLimits = "budget_mode=learned,cluster_budget_bytes=16777216,node_floor_bytes=8192,epoch_ms=1000,lease_ttl_ms=3000"
 
 func runDev(ctx context.Context, args []string) error {
 	var c devConfig
 	fs := newFlagSet("dev", "dev [--nodes 3] [--load demo|none] [--data-dir D]")
 	fs.IntVar(&c.Nodes, "nodes", 3, "nodes to run (1 to 200): the first 3 are servers, the rest workers")
-	fs.StringVar(&c.Load, "load", "demo", "demo (a shifting load over HTTP and syslog) or none")
+	fs.StringVar(&c.Load, "load", "demo", "demo (a shifting load over HTTP and syslog, every node writing to one shared\ndownstream, an in-process sinksim that slows past 64 KiB in flight, so the learned cluster budget\nbinds) or none (each node writes to its own file sink)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/dev", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	fs.IntVar(&c.HTTPPort, "http-port", 8480, "HTTP port of the first node; the others take the next ones (0: any free port)")
 	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller of every node")
@@ -50,6 +71,16 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var sim *sinksim.Server
+	if c.Load == "demo" {
+		// The demo's nodes share one downstream that can collapse, so the
+		// cluster budget binds and the dashboard shows it at work.
+		if sim, err = sinksim.Start(demoSink); err != nil {
+			return fmt.Errorf("start the demo's downstream: %w", err)
+		}
+		defer sim.Close()
+		c.sinkURL, c.limits = sim.URL(), demoLimits
+	}
 	started := time.Now()
 	agents, err := startDevNodes(ctx, c, log)
 	if err != nil {
@@ -58,6 +89,10 @@ func runDev(ctx context.Context, args []string) error {
 	fmt.Printf("batchpilot dev: %d node(s) on 127.0.0.1\n", len(agents))
 	for _, a := range agents {
 		fmt.Printf("  %-8s %s  syslog %s  data %s\n", a.cfg.NodeName, a.URL(), a.syslogAddr(), a.cfg.DataDir)
+	}
+	if sim != nil {
+		fmt.Printf("shared downstream: %s (sinksim; GET /stats): 20ms a request + 4us a byte, slower for every node past\n"+
+			"  64 KiB in flight in total; the budget is learned under a 16 MiB ceiling (GET /api/v1/budget/decisions)\n", sim.URL())
 	}
 	fmt.Printf("dashboard: %s/\n", agents[0].URL())
 	fmt.Println("Ctrl-C stops the cluster cleanly.")
@@ -90,6 +125,11 @@ func runDev(ctx context.Context, args []string) error {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if sim != nil {
+		st := sim.Stats()
+		fmt.Printf("shared downstream: %d records in %d requests, %d started past the knee, %d answered 429\n",
+			st.Records, st.Accepted, st.PastKnee, st.Rejected["queue_full"])
 	}
 	fmt.Println("stopped cleanly")
 	return nil
@@ -140,6 +180,7 @@ func startDevNodes(ctx context.Context, c devConfig, log *slog.Logger) ([]*agent
 			Server:           i < devServers,
 			BootstrapExpect:  min(c.Nodes, devServers),
 			Sink:             "file",
+			InitialLimits:    c.limits,
 			Controller:       c.Controller,
 			BatchSize:        100,
 			MaxBatchSize:     20000,
@@ -151,6 +192,9 @@ func startDevNodes(ctx context.Context, c devConfig, log *slog.Logger) ([]*agent
 			MaxBodyBytes:     16 << 20,
 			MaxLineBytes:     1 << 20,
 			LogLevel:         c.LogLevel,
+		}
+		if c.sinkURL != "" {
+			cfg.Sink, cfg.SinkURL = "http", c.sinkURL+"/"+cfg.NodeName
 		}
 		if len(agents) > 0 {
 			cfg.Join = agents[0].gossip.Addr()

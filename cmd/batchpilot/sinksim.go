@@ -29,6 +29,9 @@ func runSinksim(ctx context.Context, args []string) error {
 	jitter := fs.Duration("jitter", 0, "adds a uniform [0, jitter) to each request's cost")
 	kneeBatch := fs.Int("knee-batch", 0, "records of a request beyond this many cost --knee-factor times --per-record (0: no knee)")
 	kneeFactor := fs.Float64("knee-factor", 10, "how much more a record beyond the knee costs")
+	kneeBytes := fs.Int64("knee-bytes", 0, "aggregate knee: past this many decoded bytes being served at once, by all clients\ntogether, every request that starts pays its cost × (in-flight bytes / knee)^--knee-exponent\n(a database under lock contention; 0: none)")
+	kneeRequests := fs.Int("knee-requests", 0, "aggregate knee on the requests being served at once, as --knee-bytes (0: none)")
+	kneeExponent := fs.Float64("knee-exponent", sinksim.DefaultKneeExponent, "how steeply the service time grows past the aggregate knee (1 to 16)")
 	maxConc := fs.Int("max-concurrency", 0, "requests paying their cost at once (0: no limit); the rest wait in line")
 	queue := fs.Int("queue", 0, "requests that may wait for a slot (0: any number, -1: none); beyond it: 429")
 	errorRate := fs.Float64("error-rate", 0, "fraction of requests answered with an injected error instead")
@@ -52,7 +55,8 @@ func runSinksim(ctx context.Context, args []string) error {
 	cfg := sinksim.Config{
 		Addr: *addr,
 		Cost: sinksim.Cost{PerRequest: *perRequest, PerRecord: *perRecord, PerByte: *perByte, Jitter: *jitter,
-			KneeBatch: *kneeBatch, KneeFactor: *kneeFactor},
+			KneeBatch: *kneeBatch, KneeFactor: *kneeFactor,
+			KneeBytes: *kneeBytes, KneeRequests: *kneeRequests, KneeExponent: *kneeExponent},
 		ErrorRate: *errorRate, ErrorKinds: strings.Split(*errorKinds, ","), RetryAfter: *retryAfter,
 		TimeoutHold: *timeoutHold, MaxConcurrency: *maxConc, Queue: *queue,
 		KeepIDs: *keepIDs || *idsFile != "", Validate: *validate, MaxBody: *maxBody, Seed: *seed,

@@ -23,6 +23,14 @@ type Cost struct {
 	// downstream whose per-record cost rises steeply above a batch size.
 	KneeBatch  int
 	KneeFactor float64
+	// KneeBytes and KneeRequests, when > 0, are knees on the AGGREGATE
+	// load, all clients together: past KneeBytes decoded body bytes (or
+	// KneeRequests requests) being served at once, every request that
+	// starts pays its cost × (load/knee)^KneeExponent (default
+	// DefaultKneeExponent). See Contention.
+	KneeBytes    int64
+	KneeRequests int
+	KneeExponent float64
 }
 
 // Of is the cost of a request of records records and size bytes, without
@@ -86,7 +94,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 //	  {"name": "normal", "duration": "30s"},
 //	  {"name": "slow-down", "duration": "30s", "scale": 3},
 //	  {"name": "brown-out", "duration": "20s", "error_rate": 0.3, "error_kinds": ["503"], "max_concurrency": 2},
-//	  {"name": "recovery", "duration": "30s"}]}
+//	  {"name": "recovery", "duration": "30s"},
+//	  {"name": "capacity-halved", "duration": "30s", "knee_bytes": 262144}]}
 type Scenario struct {
 	Loop   bool    `json:"loop,omitempty"`
 	Phases []Phase `json:"phases"`
@@ -105,6 +114,9 @@ type Phase struct {
 	Jitter         *Duration `json:"jitter,omitempty"`
 	KneeBatch      *int      `json:"knee_batch,omitempty"`
 	KneeFactor     *float64  `json:"knee_factor,omitempty"`
+	KneeBytes      *int64    `json:"knee_bytes,omitempty"`
+	KneeRequests   *int      `json:"knee_requests,omitempty"`
+	KneeExponent   *float64  `json:"knee_exponent,omitempty"`
 	ErrorRate      *float64  `json:"error_rate,omitempty"`
 	ErrorKinds     []string  `json:"error_kinds,omitempty"`
 	MaxConcurrency *int      `json:"max_concurrency,omitempty"`
@@ -167,6 +179,17 @@ func (p Phase) check() error {
 	if p.KneeFactor != nil && (math.IsNaN(*p.KneeFactor) || *p.KneeFactor < 0 || *p.KneeFactor > 1e6) {
 		return fmt.Errorf("knee_factor %v out of [0, 1e6]", *p.KneeFactor)
 	}
+	if p.KneeBytes != nil && *p.KneeBytes < 0 {
+		return fmt.Errorf("knee_bytes %d below 0", *p.KneeBytes)
+	}
+	if p.KneeRequests != nil && *p.KneeRequests < 0 {
+		return fmt.Errorf("knee_requests %d below 0", *p.KneeRequests)
+	}
+	if p.KneeExponent != nil {
+		if err := checkKneeExponent(*p.KneeExponent); err != nil {
+			return err
+		}
+	}
 	if p.ErrorRate != nil {
 		if err := checkRate(*p.ErrorRate); err != nil {
 			return err
@@ -180,6 +203,15 @@ func (p Phase) check() error {
 	}
 	if p.Queue != nil && *p.Queue < -1 {
 		return errors.New("queue below -1")
+	}
+	return nil
+}
+
+// checkKneeExponent accepts 0 (the default) or [1, maxKneeExponent]: below
+// 1 the service time would not grow faster than the load past the knee.
+func checkKneeExponent(e float64) error {
+	if e != 0 && !(e >= 1 && e <= maxKneeExponent) {
+		return fmt.Errorf("knee_exponent %v: want 0 (default %d) or 1 to %d", e, DefaultKneeExponent, maxKneeExponent)
 	}
 	return nil
 }
@@ -237,6 +269,15 @@ func (p Phase) apply(base settings) settings {
 	}
 	if p.KneeFactor != nil {
 		s.cost.KneeFactor = *p.KneeFactor
+	}
+	if p.KneeBytes != nil {
+		s.cost.KneeBytes = *p.KneeBytes
+	}
+	if p.KneeRequests != nil {
+		s.cost.KneeRequests = *p.KneeRequests
+	}
+	if p.KneeExponent != nil {
+		s.cost.KneeExponent = *p.KneeExponent
 	}
 	if p.Scale != nil {
 		f := *p.Scale

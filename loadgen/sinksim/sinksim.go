@@ -6,6 +6,22 @@
 //	srv, err := sinksim.Start(sinksim.Config{Cost: sinksim.Cost{PerRecord: 50 * time.Microsecond}})
 //	defer srv.Close()
 //	// POST NDJSON to srv.URL() + "/anything"; srv.Stats() counts what arrived.
+//
+// A request that starts paying its cost under an aggregate load L (the
+// decoded bytes, or the requests, being served at once by all clients
+// together, itself included) pays
+//
+//	cost = (per_request + per_record × min(N, knee_batch)
+//	        + per_record × knee_factor × max(0, N − knee_batch)
+//	        + per_byte × bytes) × max(1, (L / knee)^knee_exponent) + uniform[0, jitter)
+//
+// where knee is knee_bytes for a load in bytes and knee_requests for one in
+// requests (the larger factor wins; an unset knee is never passed), and
+// knee_exponent defaults to 2. The first factor is one request's own cost
+// (Cost.Of), the second the shared downstream's contention (Cost.Contention):
+// past the knee the aggregate throughput falls as everyone pushes harder.
+// Above max_concurrency requests at once the rest wait in line, and beyond
+// the queue the answer is 429 with Retry-After.
 package sinksim
 
 import (
@@ -88,9 +104,15 @@ type Stats struct {
 	// CostMS is the configured cost of the accepted requests (jitter
 	// included), ServiceMS the time they actually held a slot paying it:
 	// the model holds when the two agree.
-	CostMS    float64 `json:"cost_ms"`
-	ServiceMS float64 `json:"service_ms"`
-	Phase     string  `json:"phase"`
+	// InFlightBytes is the decoded bytes being served now (the aggregate
+	// knee's load), MaxInFlightBytes its peak; PastKnee counts the accepted
+	// requests that started with the aggregate load past a knee.
+	InFlightBytes    int64   `json:"in_flight_bytes"`
+	MaxInFlightBytes int64   `json:"max_in_flight_bytes"`
+	PastKnee         int64   `json:"past_knee_requests"`
+	CostMS           float64 `json:"cost_ms"`
+	ServiceMS        float64 `json:"service_ms"`
+	Phase            string  `json:"phase"`
 	// IDs kept (KeepIDs) and ids seen more than once.
 	IDs        int64 `json:"ids"`
 	Duplicates int64 `json:"duplicate_ids"`
@@ -107,6 +129,7 @@ type Server struct {
 	requests, records, bytes, wire, accepted, abandoned atomic.Int64
 	inFlight, maxInFlight                               atomic.Int64
 	costNS, serviceNS                                   atomic.Int64
+	inFlightBytes, maxInFlightBytes, pastKnee           atomic.Int64
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -132,6 +155,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Cost.PerRequest < 0 || cfg.Cost.PerRecord < 0 || cfg.Cost.PerByte < 0 || cfg.Cost.Jitter < 0 ||
 		cfg.Cost.KneeBatch < 0 || cfg.Cost.KneeFactor < 0 || math.IsNaN(cfg.Cost.KneeFactor) {
 		return nil, errors.New("costs must not be negative")
+	}
+	if cfg.Cost.KneeBytes < 0 || cfg.Cost.KneeRequests < 0 {
+		return nil, fmt.Errorf("aggregate knee must not be negative (knee bytes %d, knee requests %d)", cfg.Cost.KneeBytes, cfg.Cost.KneeRequests)
+	}
+	if err := checkKneeExponent(cfg.Cost.KneeExponent); err != nil {
+		return nil, err
 	}
 	if cfg.MaxConcurrency < 0 || cfg.Queue < -1 {
 		return nil, errors.New("max concurrency must be >= 0 and queue >= -1")
@@ -222,6 +251,7 @@ func (s *Server) Stats() Stats {
 		Requests: s.requests.Load(), Records: s.records.Load(), Bytes: s.bytes.Load(),
 		WireBytes: s.wire.Load(), Accepted: s.accepted.Load(), Abandoned: s.abandoned.Load(),
 		InFlight: int64(active), Queued: int64(waiting), MaxInFlight: s.maxInFlight.Load(),
+		InFlightBytes: s.inFlightBytes.Load(), MaxInFlightBytes: s.maxInFlightBytes.Load(), PastKnee: s.pastKnee.Load(),
 		CostMS:    float64(s.costNS.Load()) / 1e6,
 		ServiceMS: float64(s.serviceNS.Load()) / 1e6,
 		Phase:     s.settings().phase,
@@ -360,7 +390,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "line": line})
 		return
 	}
-	cost := st.cost.Of(records, len(body)) + s.jitter(st.cost.Jitter)
+	// The aggregate load this request starts under, itself included.
+	load := s.inFlightBytes.Add(int64(len(body)))
+	defer s.inFlightBytes.Add(-int64(len(body)))
+	for m := s.maxInFlightBytes.Load(); load > m && !s.maxInFlightBytes.CompareAndSwap(m, load); m = s.maxInFlightBytes.Load() {
+	}
+	reqs := int(s.inFlight.Load())
+	past := st.cost.PastKnee(load, reqs)
+	cost := st.cost.Service(records, len(body), load, reqs) + s.jitter(st.cost.Jitter)
 	if wait := cost - time.Since(began); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
@@ -376,6 +413,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.records.Add(int64(records))
 	s.bytes.Add(int64(len(body)))
 	s.accepted.Add(1)
+	if past {
+		s.pastKnee.Add(1)
+	}
 	if s.ids != nil {
 		s.mu.Lock()
 		for _, id := range ids {

@@ -368,6 +368,8 @@ func FuzzCostScenario(f *testing.F) {
 	f.Add([]byte(`{"phases": [{"name": "slow", "duration": "10s", "scale": 3}]}`))
 	f.Add([]byte(`{"loop": true, "phases": [{"duration": 1, "error_rate": 0.5, "error_kinds": ["429", "timeout"], "max_concurrency": 2, "queue": -1}]}`))
 	f.Add([]byte(`{"phases": [{"duration": "1s", "per_request": "1ms", "per_record": "10us", "per_byte": "1ns", "jitter": "2ms", "knee_batch": 100, "knee_factor": 8}]}`))
+	f.Add([]byte(`{"phases": [{"name": "normal", "duration": "20s", "knee_bytes": 1048576}, {"name": "shift", "duration": "20s", "knee_bytes": 524288, "knee_requests": 8, "knee_exponent": 3}]}`))
+	f.Add([]byte(`{"phases": [{"duration": "1s", "knee_bytes": -1, "knee_exponent": 0.5}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sc, err := ParseScenario(b)
 		if err != nil {
@@ -376,7 +378,8 @@ func FuzzCostScenario(f *testing.F) {
 		base := settings{cost: Cost{PerRequest: time.Millisecond}}
 		for _, at := range []time.Duration{0, time.Second, time.Hour, 1 << 62} {
 			st := sc.at(base, at)
-			if st.errorRate < 0 || st.errorRate > 1 || st.cost.Of(100, 1000) < 0 {
+			if st.errorRate < 0 || st.errorRate > 1 || st.cost.Of(100, 1000) < 0 ||
+				st.cost.Service(100, 1000, 1<<40, 1<<20) < 0 || st.cost.Contention(1<<40, 1<<20) < 1 {
 				t.Fatalf("settings at %v out of range: %+v", at, st)
 			}
 			if err := checkKinds(st.errorKinds); err != nil {
