@@ -352,7 +352,7 @@ func TestEstimateDrain(t *testing.T) {
 			wantRate: 2250, wantBound: 450, // 2,250/s × (400 − 200 ms)
 		},
 		{
-			name: "true overload at capacity: the bound is what is written within the budget",
+			name:      "true overload at capacity: the bound is what is written within the budget",
 			intervals: []admissionInput{overloaded(4000), overloaded(4000), overloaded(4000)},
 			wantRate:  4000, wantBound: 1200,
 		},
