@@ -101,12 +101,18 @@ type Second struct {
 
 // WriteJSON writes the report to path.
 func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+	return WriteJSONFile(path, r)
+}
+
+// WriteJSONFile writes v to path as indented JSON with a final newline: the
+// shape of every report loadgen and the benches write.
+func WriteJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

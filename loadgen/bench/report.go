@@ -1,16 +1,16 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/batchpilot/batchpilot/loadgen"
 )
 
 // Report is the bench's comparison, as "bench --out" writes it. The fields
@@ -432,14 +432,7 @@ func oracleOf(phases []span, runs [][]Result, method string) Oracle {
 
 // WriteJSON writes the report to path.
 func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
+	return loadgen.WriteJSONFile(path, r)
 }
 
 // WriteTable writes the comparison for a terminal: one row per controller

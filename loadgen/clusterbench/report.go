@@ -1,15 +1,15 @@
 package clusterbench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/batchpilot/batchpilot/loadgen"
 )
 
 // Report is the cluster bench's result, in the shape contract.md gives
@@ -271,14 +271,7 @@ func (a *Arm) Phase(name string) *PhaseResult {
 
 // WriteJSON writes the report to path.
 func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write cluster bench report: %w", err)
-	}
-	return nil
+	return loadgen.WriteJSONFile(path, r)
 }
 
 // WriteTable prints one line per arm (and the sweep), the phases' goodput,
