@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -104,19 +105,8 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	cfg.Scenario = sc
 	rep, err := bench.RunSeeds(ctx, cfg, *seeds)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return errors.New("interrupted")
-		}
+	if err := emitReport(rep, err, *out); err != nil {
 		return err
-	}
-	if err := rep.WriteTable(os.Stdout); err != nil {
-		return err
-	}
-	if *out != "" {
-		if err := rep.WriteJSON(*out); err != nil {
-			return err
-		}
 	}
 	if *svg != "" {
 		if err := rep.WriteSVG(*svg); err != nil {
@@ -141,17 +131,26 @@ func runSuite(ctx context.Context, cfg bench.Config, seed uint64, seeds int, out
 		scenarios = append(scenarios, sc)
 	}
 	s, err := bench.RunSuite(ctx, cfg, scenarios, seeds)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
+	return emitReport(s, err, out)
+}
+
+// emitReport ends a bench: the run's error (an interrupt said as such), or
+// the report's table on stdout and, with out, its JSON.
+func emitReport(rep interface {
+	WriteTable(io.Writer) error
+	WriteJSON(path string) error
+}, runErr error, out string) error {
+	if runErr != nil {
+		if errors.Is(runErr, context.Canceled) {
 			return errors.New("interrupted")
 		}
-		return err
+		return runErr
 	}
-	if err := s.WriteTable(os.Stdout); err != nil {
+	if err := rep.WriteTable(os.Stdout); err != nil {
 		return err
 	}
 	if out != "" {
-		return s.WriteJSON(out)
+		return rep.WriteJSON(out)
 	}
 	return nil
 }

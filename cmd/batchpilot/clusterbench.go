@@ -63,19 +63,8 @@ func runClusterBench(ctx context.Context, f clusterBenchFlags) error {
 	}
 	rep, err := clusterbench.Run(ctx, clusterbench.Config{Binary: bin, Scenario: sc, Nodes: f.nodes, Quick: f.quick, Arms: arms,
 		Progress: os.Stderr, ProgressEvery: f.progressEvery})
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return errors.New("interrupted")
-		}
+	if err := emitReport(rep, err, f.out); err != nil {
 		return err
-	}
-	if err := rep.WriteTable(os.Stdout); err != nil {
-		return err
-	}
-	if f.out != "" {
-		if err := rep.WriteJSON(f.out); err != nil {
-			return err
-		}
 	}
 	if f.svg != "" {
 		files, err := rep.WriteSVGs(f.svg)
