@@ -118,17 +118,7 @@ func TestLeaseTableNeverOvercommits(t *testing.T) {
 	ttl := l.LeaseTTL()
 	r := rand.New(rand.NewPCG(3, 4))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	type obeyed struct {
-		grant, baseline int64
-		until           time.Time
-	}
-	nodes := map[string]*obeyed{}
-	var alive []string
-	for i := range 12 {
-		id := fmt.Sprint("n", i)
-		alive = append(alive, id)
-		nodes[id] = &obeyed{baseline: InitialBaseline}
-	}
+	nodes, alive := startObeying(12)
 	// The old leader's grants, which the new one learns.
 	for i, id := range alive[:4] {
 		nodes[id].grant, nodes[id].until = int64(i+1)*5*mib, now.Add(ttl/2)
@@ -201,17 +191,7 @@ func TestLeaseTableKeepsGrantsWithinALearnedBudgetThatFalls(t *testing.T) {
 	ttl := l.LeaseTTL()
 	r := rand.New(rand.NewPCG(5, 6))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	type obeyed struct {
-		grant, baseline int64
-		until           time.Time
-	}
-	nodes := map[string]*obeyed{}
-	var alive []string
-	for i := range 8 {
-		id := fmt.Sprint("n", i)
-		alive = append(alive, id)
-		nodes[id] = &obeyed{baseline: InitialBaseline}
-	}
+	nodes, alive := startObeying(8)
 	obeyedSum := func(now time.Time) int64 {
 		var sum int64
 		for _, o := range nodes {
@@ -290,4 +270,23 @@ func TestLeaseTableKeepsGrantsWithinALearnedBudgetThatFalls(t *testing.T) {
 			t.Fatalf("the nodes still hold %d after every node asked twice; want at most the lowered budget of 40 MiB", held)
 		}
 	})
+}
+
+// obeyed is what one node may obey: its last grant until its own expiry,
+// its baseline after.
+type obeyed struct {
+	grant, baseline int64
+	until           time.Time
+}
+
+// startObeying returns n nodes, n0 to n(n-1), each on its baseline.
+func startObeying(n int) (map[string]*obeyed, []string) {
+	nodes := map[string]*obeyed{}
+	var alive []string
+	for i := range n {
+		id := fmt.Sprint("n", i)
+		alive = append(alive, id)
+		nodes[id] = &obeyed{baseline: InitialBaseline}
+	}
+	return nodes, alive
 }
