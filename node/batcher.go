@@ -50,13 +50,17 @@ func (n *Node) observeFlow(obs *tuner.Observation) {
 }
 
 // applyFlow carries out a decision's flush concurrency and byte bound
-// (0 leaves each as it is).
+// (0 leaves each as it is; tuner.LiftByteBound goes back to the
+// configured byte bound).
 func (n *Node) applyFlow(d tuner.Decision) {
 	if d.FlushConcurrency > 0 {
 		n.flow.limit.Store(int32(min(d.FlushConcurrency, n.cfg.FlushConcurrency)))
 		notify(n.flushed) // a raised limit may let the batcher go on
 	}
-	if d.BatchBytes > 0 {
+	switch {
+	case d.BatchBytes >= tuner.LiftByteBound:
+		n.flow.batchBytes.Store(max(0, n.cfg.MaxBatchBytes))
+	case d.BatchBytes > 0:
 		b := int64(d.BatchBytes)
 		if n.cfg.MaxBatchBytes > 0 {
 			b = min(b, n.cfg.MaxBatchBytes)

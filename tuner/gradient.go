@@ -102,14 +102,15 @@ type Gradient struct {
 	lastRatio float64
 	k         float64 // flush concurrency, given or estimated
 
-	ceiling        float64 // sizes above this did worse (0: none)
-	ceilingSoft    bool    // the ceiling came from p99, write time or back pressure only
-	refused        float64 // sizes above this were refused by the sink (0: none)
-	refusedAge     int     // intervals since refused was set
-	refusedBytes   float64 // the mean record size when it was set
-	p99ShrinkAt    int     // tick of the last shrink for p99 (0: none pending)
-	p99ShrinkFrom  float64 // the size it shrank from
-	p99Immune      int     // no shrink for p99 before this tick
+	ceiling        float64    // sizes above this did worse (0: none)
+	ceilingSoft    bool       // the ceiling came from p99, write time or back pressure only
+	refused        float64    // sizes above this were refused by the sink (0: none)
+	refusedAge     int        // intervals since refused was set
+	refusedBytes   float64    // the mean record size when it was set
+	bytes          byteMemory // a body limit in bytes learned from 413s
+	p99ShrinkAt    int        // tick of the last shrink for p99 (0: none pending)
+	p99ShrinkFrom  float64    // the size it shrank from
+	p99Immune      int        // no shrink for p99 before this tick
 	prevSat        bool
 	prevSize       float64
 	prevThroughput float64
@@ -312,8 +313,16 @@ func NewGradient(cfg GradientConfig) *Gradient {
 // Name implements Controller.
 func (g *Gradient) Name() string { return "gradient" }
 
-// Next implements Controller.
+// Next implements Controller: the batch size, and the bound in bytes that a
+// body limit taught it (bytebound.go).
 func (g *Gradient) Next(obs Observation) Decision {
+	g.bytes.observe(obs.Attempts)
+	d := g.next(obs)
+	d.BatchBytes = g.bytes.decision()
+	return d
+}
+
+func (g *Gradient) next(obs Observation) Decision {
 	cfg := &g.cfg
 	g.tick++
 	slo := obs.SLO.Seconds()
