@@ -433,8 +433,13 @@ alive:
 }
 
 // defaultWorkerGossip is the simulated workers' gossip tuning when
-// BENCH_SCALE_WORKER_GOSSIP is not set.
-const defaultWorkerGossip = "lan"
+// BENCH_SCALE_WORKER_GOSSIP is not set: a profile for 1,000 members on one
+// 2-core host (memberlist's WAN probe and gossip timings, each broadcast
+// sent ⌈log10(n+1)⌉ times by a member instead of 4 times that), where
+// every member's gossip is paid by the same two cores. The servers keep
+// the LAN defaults. docs/cluster.md ("Scale") says what each setting
+// saves and what one worker on its own host would pay with the defaults.
+const defaultWorkerGossip = "probe_interval=5s,probe_timeout=3s,gossip_interval=500ms,suspicion_mult=6,push_pull_interval=60s,retransmit_mult=1"
 
 // parseGossipTuning reads BENCH_SCALE_WORKER_GOSSIP: "lan" (nil: the
 // LAN defaults) or comma-separated key=value pairs of the fields of
