@@ -81,10 +81,10 @@ func TestClusterBenchScale(t *testing.T) {
 		// A subtest per size, so that its servers stop before the next.
 		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) { r = runScale(t, bin, n) })
 		runs = append(runs, r)
-		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS (%.0f KiB live heap) per worker; workers' process %.2f cores joining (%.0f joins/s asked, via %s), %.2f in the window; worker gossip %s; load average %s %s",
+		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS (%.0f KiB live heap) per worker; workers' process %.2f cores joining (%.0f joins/s asked, via %s), %.2f in the window; worker gossip %s; window opened after %.0fs of settling below %.2f cores; load average %s %s",
 			r.Workers, r.AllAliveS, r.JoinS, r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS, r.LeaseErrors, r.LeaseRequests,
 			r.LeaderCPUmsPer1000, r.LeaderRefreshesPerS, r.ServersCPUCores, r.RSSKiBPerWorker, r.HeapKiBPerWorker,
-			r.WorkersCPUJoinCores, r.JoinRate, r.JoinVia, r.WorkersCPUCores, r.WorkerGossip, r.LoadAverage, r.Note)
+			r.WorkersCPUJoinCores, r.JoinRate, r.JoinVia, r.WorkersCPUCores, r.WorkerGossip, r.SettleS, r.SettleCores, r.LoadAverage, r.Note)
 	}
 	mergeBenchFile(t, out, "scale", runs)
 }
@@ -128,6 +128,11 @@ type scaleRun struct {
 	// (BENCH_SCALE_WORKER_GOSSIP; "lan": memberlist's LAN defaults, as
 	// the servers and every agent run).
 	WorkerGossip string `json:"worker_gossip"`
+	// SettleCores is BENCH_SCALE_SETTLE_CORES, SettleS how long after
+	// the workers held fresh leases their process took to fall below it
+	// (the window opens then).
+	SettleCores float64 `json:"settle_below_cores"`
+	SettleS     float64 `json:"settle_s"`
 	// JoinVia is "all" when each worker's join names the three servers
 	// (its --join listing them), "one" when it names one of them.
 	JoinVia string `json:"join_via"`
@@ -378,6 +383,32 @@ alive:
 	if fresh < n {
 		r.Note += fmt.Sprintf("; %d of %d workers on a fresh lease before the window", fresh, n)
 	}
+	// The joins' gossip goes on after the last join: each joiner
+	// re-gossips every member its push-pull taught it, a ⌈log10(n+1)⌉
+	// times each, for tens of seconds at 1,000. On separate hosts that
+	// tail costs each worker little; here it shares the two cores with
+	// every lease client. Wait (at most 2 minutes) until the workers'
+	// process uses less than BENCH_SCALE_SETTLE_CORES over 5 s (default
+	// 0.3; 0 measures at once), so that the window measures the steady
+	// state, and say how long that took.
+	settle := 0.3
+	if v := os.Getenv("BENCH_SCALE_SETTLE_CORES"); v != "" {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || x < 0 {
+			t.Fatalf("BENCH_SCALE_SETTLE_CORES=%q: want cores, 0 for no wait", v)
+		}
+		settle = x
+	}
+	r.SettleCores = settle
+	settle0 := time.Now()
+	for settle > 0 && time.Since(settle0) < 2*time.Minute {
+		c0 := procCPU(os.Getpid())
+		<-time.After(5 * time.Second) // one sample of the process's CPU
+		if (procCPU(os.Getpid())-c0)/5 < settle {
+			break
+		}
+	}
+	r.SettleS = time.Since(settle0).Seconds()
 	// The leader may have changed while the workers joined: measure the
 	// one in office when the window opens, and say so if it changes.
 	for _, s := range servers {
@@ -392,7 +423,7 @@ alive:
 	for _, s := range servers {
 		all0 += procCPU(s.cmd.Process.Pid)
 	}
-	t.Logf("%d workers: all alive %.2fs after the last join; the 30 s measuring window opens", n, r.AllAliveS)
+	t.Logf("%d workers: all alive %.2fs after the last join; the 30 s measuring window opens %.0fs later", n, r.AllAliveS, time.Since(lastJoin).Seconds())
 	obs.mu.Lock()
 	obs.on = true
 	obs.mu.Unlock()
