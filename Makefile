@@ -53,7 +53,8 @@ bench-budget:
 
 ## bench-scale: three real servers and 100, 300 and 1,000 workers (each a memberlist member and a
 ## lease client over loopback): time to all alive, lease RPC latency, leader CPU, memory per worker
-## (minutes; figures to docs/bench/scale.json, read in docs/cluster.md)
+## (minutes; figures to docs/bench/scale.json, read in docs/cluster.md; the settings there, e.g.
+## BENCH_SCALE_JOIN_RATE=20 BENCH_SCALE_GOGC=400, and the simulated workers' gossip profile)
 BENCH_SCALE_OUT ?= $(CURDIR)/docs/bench/scale.json
 bench-scale:
 	BATCHPILOT_BENCH_SCALE=$(BENCH_SCALE_OUT) $(GO) test -run='^TestClusterBenchScale$$' -count=1 -timeout 30m -v ./cmd/batchpilot

@@ -676,12 +676,18 @@ func (c *Cluster) check(n *memberlist.Node) error {
 	if n.Name == c.cfg.NodeName {
 		return nil
 	}
-	m, err := decodeMeta(n.Meta)
+	// The cluster id alone first, without allocating: this runs for
+	// every alive message received, the repeated ones included.
+	cid, err := metaClusterID(n.Meta)
 	if err != nil {
 		return nil // shown with its meta error; it cannot be a server of anything
 	}
 	own := c.ClusterID()
-	if own == "" || m.ClusterID == "" || m.ClusterID == own {
+	if own == "" || len(cid) == 0 || string(cid) == own {
+		return nil
+	}
+	m, err := decodeMeta(n.Meta)
+	if err != nil {
 		return nil
 	}
 	c.refusedMu.Lock()

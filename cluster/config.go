@@ -66,6 +66,9 @@ type Config struct {
 	// many members packed into one host (the scale benchmark), whose
 	// probes must tolerate a busy CPU as a LAN's tolerate the network.
 	LANTimings bool
+	// Tuning overrides some of memberlist's settings (nil: none). Agents
+	// leave it nil; the scale benchmark sets it for its simulated workers.
+	Tuning *GossipTuning
 
 	// UpdateTimeout bounds the wait for a changed meta to be gossiped to
 	// someone (default 1s).
@@ -143,6 +146,9 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 		mc = memberlist.DefaultLocalConfig()
 	} else {
 		mc = memberlist.DefaultLANConfig()
+	}
+	if err := c.Tuning.apply(mc); err != nil {
+		return nil, err
 	}
 	mc.Name = c.NodeName
 	mc.BindAddr = host

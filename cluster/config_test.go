@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 func TestDecodeEncryptKey(t *testing.T) {
@@ -52,6 +55,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"short encrypt key", func(c *Config) { c.EncryptKey = base64.StdEncoding.EncodeToString([]byte("short")) }, "16, 24 or 32 bytes"},
 		{"node id with a slash", func(c *Config) { c.NodeID = "a/b" }, "character"},
 		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", 300) }, "label"},
+		{"negative tuned probe interval", func(c *Config) { c.Tuning = &GossipTuning{ProbeInterval: -time.Second} }, "probe interval"},
+		{"negative tuned retransmit mult", func(c *Config) { c.Tuning = &GossipTuning{RetransmitMult: -1} }, "retransmit mult"},
+		{"tuned probe timeout not under the interval", func(c *Config) { c.Tuning = &GossipTuning{ProbeTimeout: 2 * time.Second} }, "shorter than the probe interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
@@ -106,5 +112,40 @@ func TestParseLevel(t *testing.T) {
 		if level.String() != tc.level || msg != tc.msg {
 			t.Errorf("parseLevel(%q) = %v %q, want %v %q", tc.line, level, msg, tc.level, tc.msg)
 		}
+	}
+}
+
+func TestGossipTuningOverridesOnlyWhatItSets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tuning *GossipTuning
+		check  func(t *testing.T, got, lan *memberlist.Config)
+	}{
+		{"nil keeps the LAN defaults", nil, func(t *testing.T, got, lan *memberlist.Config) {
+			if got.ProbeInterval != lan.ProbeInterval || got.RetransmitMult != lan.RetransmitMult || got.GossipInterval != lan.GossipInterval {
+				t.Fatalf("got probe %v retransmit %d gossip %v, want the LAN defaults", got.ProbeInterval, got.RetransmitMult, got.GossipInterval)
+			}
+		}},
+		{"set fields replace the defaults", &GossipTuning{ProbeInterval: 5 * time.Second, ProbeTimeout: 3 * time.Second, RetransmitMult: 2, PushPullInterval: time.Minute},
+			func(t *testing.T, got, lan *memberlist.Config) {
+				if got.ProbeInterval != 5*time.Second || got.ProbeTimeout != 3*time.Second || got.RetransmitMult != 2 || got.PushPullInterval != time.Minute {
+					t.Fatalf("got probe %v/%v retransmit %d push-pull %v, want 5s/3s 2 1m", got.ProbeInterval, got.ProbeTimeout, got.RetransmitMult, got.PushPullInterval)
+				}
+			}},
+		{"zero fields keep the defaults", &GossipTuning{GossipNodes: 4}, func(t *testing.T, got, lan *memberlist.Config) {
+			if got.GossipNodes != 4 || got.SuspicionMult != lan.SuspicionMult || got.GossipInterval != lan.GossipInterval {
+				t.Fatalf("got gossip nodes %d suspicion %d gossip %v, want 4 and the LAN defaults", got.GossipNodes, got.SuspicionMult, got.GossipInterval)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{NodeName: "n1", NodeID: "id-1", BindAddr: "127.0.0.1:0", LANTimings: true, Tuning: tc.tuning}
+			cfg.setDefaults()
+			got, err := cfg.memberlistConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, got, memberlist.DefaultLANConfig())
+		})
 	}
 }

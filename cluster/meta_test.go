@@ -103,6 +103,10 @@ func FuzzDecodeMeta(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// The guard's shortcut reads the same cluster id.
+		if cid, err := metaClusterID(b); err != nil || string(cid) != m.ClusterID {
+			t.Fatalf("metaClusterID = %q, %v; decodeMeta's is %q", cid, err, m.ClusterID)
+		}
 		// Whatever decodes must encode again and decode to the same.
 		b2, err := encodeMeta(m)
 		if err != nil {

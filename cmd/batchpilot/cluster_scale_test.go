@@ -81,10 +81,10 @@ func TestClusterBenchScale(t *testing.T) {
 		// A subtest per size, so that its servers stop before the next.
 		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) { r = runScale(t, bin, n) })
 		runs = append(runs, r)
-		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS (%.0f KiB live heap) per worker; workers' process %.2f cores joining (%.0f joins/s asked), %.2f in the window; load average %s %s",
+		t.Logf("%4d workers: all alive %.2fs after the last join (joins took %.1fs); lease RPC p50 %.1fms p99 %.1fms max %.1fms, %d errors in %d; leader %.0f ms CPU per 1,000 refreshes (%.0f refreshes/s); servers %.2f cores; %.0f KiB RSS (%.0f KiB live heap) per worker; workers' process %.2f cores joining (%.0f joins/s asked, via %s), %.2f in the window; worker gossip %s; window opened after %.0fs of settling below %.2f cores; load average %s %s",
 			r.Workers, r.AllAliveS, r.JoinS, r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS, r.LeaseErrors, r.LeaseRequests,
 			r.LeaderCPUmsPer1000, r.LeaderRefreshesPerS, r.ServersCPUCores, r.RSSKiBPerWorker, r.HeapKiBPerWorker,
-			r.WorkersCPUJoinCores, r.JoinRate, r.WorkersCPUCores, r.LoadAverage, r.Note)
+			r.WorkersCPUJoinCores, r.JoinRate, r.JoinVia, r.WorkersCPUCores, r.WorkerGossip, r.SettleS, r.SettleCores, r.LoadAverage, r.Note)
 	}
 	mergeBenchFile(t, out, "scale", runs)
 }
@@ -123,8 +123,20 @@ type scaleRun struct {
 	// end of the window: the machine is shared.
 	LoadAverage string `json:"load_average"`
 	// GOGC is the workers' process's (BENCH_SCALE_GOGC; default 100).
-	GOGC int    `json:"gogc"`
-	Note string `json:"note,omitempty"`
+	GOGC int `json:"gogc"`
+	// WorkerGossip is the simulated workers' gossip tuning
+	// (BENCH_SCALE_WORKER_GOSSIP; "lan": memberlist's LAN defaults, as
+	// the servers and every agent run).
+	WorkerGossip string `json:"worker_gossip"`
+	// SettleCores is BENCH_SCALE_SETTLE_CORES, SettleS how long after
+	// the workers held fresh leases their process took to fall below it
+	// (the window opens then).
+	SettleCores float64 `json:"settle_below_cores"`
+	SettleS     float64 `json:"settle_s"`
+	// JoinVia is "all" when each worker's join names the three servers
+	// (its --join listing them), "one" when it names one of them.
+	JoinVia string `json:"join_via"`
+	Note    string `json:"note,omitempty"`
 }
 
 // scaleServer is one server process of the benchmark.
@@ -250,6 +262,15 @@ func runScale(t *testing.T, bin string, n int) scaleRun {
 	heap0 := liveHeap()
 	joins := []string{s1.gossip, s2.gossip, s3.gossip}
 	r.JoinRate = scaleJoinRate(t)
+	r.JoinVia = envOr("BENCH_SCALE_JOIN", "all")
+	if r.JoinVia != "all" && r.JoinVia != "one" {
+		t.Fatalf("BENCH_SCALE_JOIN=%q: want all (each worker joins via the three servers) or one", r.JoinVia)
+	}
+	r.WorkerGossip = envOr("BENCH_SCALE_WORKER_GOSSIP", defaultWorkerGossip)
+	tuning, err := parseGossipTuning(r.WorkerGossip)
+	if err != nil {
+		t.Fatalf("BENCH_SCALE_WORKER_GOSSIP: %v", err)
+	}
 	r.GOGC = debug.SetGCPercent(-1)
 	debug.SetGCPercent(r.GOGC)
 	var pace <-chan time.Time
@@ -275,9 +296,13 @@ func runScale(t *testing.T, bin string, n int) scaleRun {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			name := fmt.Sprintf("w%04d", i+1)
+			join := joins
+			if r.JoinVia == "one" {
+				join = []string{joins[i%3]}
+			}
 			g, err := cluster.New(cluster.Config{
 				NodeName: name, DataDir: filepath.Join(dir, name), Role: cluster.RoleWorker, Version: "bench",
-				BindAddr: "127.0.0.1:0", Join: []string{joins[i%3]}, Logger: discard, LANTimings: true,
+				BindAddr: "127.0.0.1:0", Join: join, Logger: discard, LANTimings: true, Tuning: tuning,
 			})
 			if err != nil {
 				mu.Lock()
@@ -358,6 +383,32 @@ alive:
 	if fresh < n {
 		r.Note += fmt.Sprintf("; %d of %d workers on a fresh lease before the window", fresh, n)
 	}
+	// The joins' gossip goes on after the last join: each joiner
+	// re-gossips every member its push-pull taught it, a ⌈log10(n+1)⌉
+	// times each, for tens of seconds at 1,000. On separate hosts that
+	// tail costs each worker little; here it shares the two cores with
+	// every lease client. Wait (at most 2 minutes) until the workers'
+	// process uses less than BENCH_SCALE_SETTLE_CORES over 5 s (default
+	// 0.3; 0 measures at once), so that the window measures the steady
+	// state, and say how long that took.
+	settle := 0.3
+	if v := os.Getenv("BENCH_SCALE_SETTLE_CORES"); v != "" {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || x < 0 {
+			t.Fatalf("BENCH_SCALE_SETTLE_CORES=%q: want cores, 0 for no wait", v)
+		}
+		settle = x
+	}
+	r.SettleCores = settle
+	settle0 := time.Now()
+	for settle > 0 && time.Since(settle0) < 2*time.Minute {
+		c0 := procCPU(os.Getpid())
+		<-time.After(5 * time.Second) // one sample of the process's CPU
+		if (procCPU(os.Getpid())-c0)/5 < settle {
+			break
+		}
+	}
+	r.SettleS = time.Since(settle0).Seconds()
 	// The leader may have changed while the workers joined: measure the
 	// one in office when the window opens, and say so if it changes.
 	for _, s := range servers {
@@ -372,6 +423,7 @@ alive:
 	for _, s := range servers {
 		all0 += procCPU(s.cmd.Process.Pid)
 	}
+	t.Logf("%d workers: all alive %.2fs after the last join; the 30 s measuring window opens %.0fs later", n, r.AllAliveS, time.Since(lastJoin).Seconds())
 	obs.mu.Lock()
 	obs.on = true
 	obs.mu.Unlock()
@@ -409,6 +461,53 @@ alive:
 		r.LeaseP50ms, r.LeaseP99ms, r.LeaseMaxMS = q(0.5), q(0.99), float64(d[len(d)-1].Microseconds())/1000
 	}
 	return r
+}
+
+// defaultWorkerGossip is the simulated workers' gossip tuning when
+// BENCH_SCALE_WORKER_GOSSIP is not set: a profile for 1,000 members on one
+// 2-core host (memberlist's WAN probe and gossip timings, each broadcast
+// sent ⌈log10(n+1)⌉ times by a member instead of 4 times that), where
+// every member's gossip is paid by the same two cores. The servers keep
+// the LAN defaults. docs/cluster.md ("Scale") says what each setting
+// saves and what one worker on its own host would pay with the defaults.
+const defaultWorkerGossip = "probe_interval=5s,probe_timeout=3s,gossip_interval=500ms,suspicion_mult=6,push_pull_interval=60s,retransmit_mult=1"
+
+// parseGossipTuning reads BENCH_SCALE_WORKER_GOSSIP: "lan" (nil: the
+// LAN defaults) or comma-separated key=value pairs of the fields of
+// cluster.GossipTuning: probe_interval, probe_timeout, gossip_interval,
+// push_pull_interval (durations), gossip_nodes, retransmit_mult,
+// suspicion_mult, awareness_max (counts).
+func parseGossipTuning(s string) (*cluster.GossipTuning, error) {
+	if s == "lan" {
+		return nil, nil
+	}
+	var t cluster.GossipTuning
+	durs := map[string]*time.Duration{"probe_interval": &t.ProbeInterval, "probe_timeout": &t.ProbeTimeout,
+		"gossip_interval": &t.GossipInterval, "push_pull_interval": &t.PushPullInterval}
+	ints := map[string]*int{"gossip_nodes": &t.GossipNodes, "retransmit_mult": &t.RetransmitMult,
+		"suspicion_mult": &t.SuspicionMult, "awareness_max": &t.AwarenessMaxMultiplier}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want key=value or lan", kv)
+		}
+		if d, ok := durs[k]; ok {
+			x, err := time.ParseDuration(v)
+			if err != nil || x <= 0 {
+				return nil, fmt.Errorf("%s=%q: want a positive duration", k, v)
+			}
+			*d = x
+		} else if n, ok := ints[k]; ok {
+			x, err := strconv.Atoi(v)
+			if err != nil || x <= 0 {
+				return nil, fmt.Errorf("%s=%q: want a positive count", k, v)
+			}
+			*n = x
+		} else {
+			return nil, fmt.Errorf("unknown key %q", k)
+		}
+	}
+	return &t, nil
 }
 
 // scaleJoinRate is BENCH_SCALE_JOIN_RATE, workers started a second
