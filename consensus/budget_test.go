@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -144,6 +145,9 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			}
 			if !d.Recorded {
 				t.Fatalf("decision %s is not recorded though it is the first of its reason", d.Reason)
+			}
+			if !slices.Contains(BudgetReasons, d.Reason) {
+				t.Fatalf("reason %q is not in BudgetReasons (the API's enum)", d.Reason)
 			}
 		})
 	}
