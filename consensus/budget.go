@@ -246,6 +246,20 @@ func (c *BudgetConfig) setDefaults() {
 //     the throughput is undone (reason queueing) and the budget holds for
 //     SettleSteps intervals before it tries another.
 //
+//   - The knee is remembered. Below its knee a downstream's write time
+//     does not depend on the load, so the knee is found only by touching
+//     it: the first time writes take more than 1+LatencyRise (1.25) times
+//     their base, or a growth step stops paying, or the downstream pushes
+//     back. The estimate is where that happened (for a latency rise r at
+//     L bytes in writes, L/√r, see pastKnee); the budget goes to
+//     KneeMargin (90 %) of it at once, grows back only to there after a
+//     cut (reason recover), holds there, and probes ProbeAbove (15 %) past
+//     it once every ProbeEvery (30) intervals: the memory is forgotten
+//     that slowly, and a probe that pays (no slower writes, more goodput)
+//     raises the estimate and probes again at once, so a knee that moved
+//     up is found in a few probes. A knee that moves down shows in the
+//     next interval's write times, and the cut follows within the epoch.
+//
 // The operator's cluster_budget_bytes is the ceiling; the floor keeps
 // every node's baseline. The budget grows only while it binds (the nodes
 // want more than 90 % of it) and the p99 is inside the SLO: a
