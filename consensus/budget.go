@@ -227,6 +227,7 @@ func (c *BudgetConfig) setDefaults() {
 //     latency signal keeps ARC's 0.9. Multiplicative decrease is what
 //     makes several senders sharing one bottleneck converge instead of
 //     collapsing it.
+//
 //   - Growing follows TCP Vegas rather than Reno: Reno grows until it
 //     loses, which against a database past its knee means slow writes
 //     for everybody before the first 429; Vegas compares the throughput it
@@ -235,9 +236,9 @@ func (c *BudgetConfig) setDefaults() {
 //     growth step the controller compares the relative goodput gain with
 //     the relative budget gain (the elasticity); below MinElasticity the
 //     extra bytes only queued at the downstream (its knee), so the budget
-//     steps back to the last paying value and settles there for
-//     SettleSteps intervals, then probes one step up again, so that a
-//     downstream that gained capacity is found.
+//     steps back to the last paying value, which becomes the knee
+//     estimate (below).
+//
 //   - A cut for a p99 over the SLO is judged the same way on the next
 //     interval: a downstream past its knee gets more through with less in
 //     flight, but nodes offered more than the downstream takes at its knee
