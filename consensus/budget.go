@@ -141,8 +141,9 @@ type BudgetConfig struct {
 	// counts the baselines, which every node holds, busy or not.
 	BindPercent int
 	// LatencyRise: the downstream is past its knee when its writes take
-	// more than 1+LatencyRise times the base write time for their size
-	// (default 0.25).
+	// more than 1+LatencyRise times the base write time (default 0.4: the
+	// mean write time of nodes sharing two cores with the downstream
+	// varies by a quarter below the knee, in the cluster bench).
 	LatencyRise float64
 	// KneeMargin: with a knee estimate, the budget grows back to this share
 	// of it and holds there (default 0.9).
@@ -189,7 +190,7 @@ func (c *BudgetConfig) setDefaults() {
 		c.BindPercent = 90
 	}
 	if c.LatencyRise <= 0 {
-		c.LatencyRise = 0.25
+		c.LatencyRise = 0.4
 	}
 	if c.KneeMargin <= 0 || c.KneeMargin >= 1 {
 		c.KneeMargin = 0.9
@@ -249,7 +250,7 @@ func (c *BudgetConfig) setDefaults() {
 //
 //   - The knee is remembered. Below its knee a downstream's write time
 //     does not depend on the load, so the knee is found only by touching
-//     it: the first time writes take more than 1+LatencyRise (1.25) times
+//     it: the first time writes take more than 1+LatencyRise (1.4) times
 //     their base, or a growth step stops paying, or the downstream pushes
 //     back. The estimate is where that happened (for a latency rise r at
 //     L bytes in writes, L/√r, see pastKnee); the budget goes to
@@ -513,7 +514,7 @@ func (c *BudgetController) learnBase(o BudgetObservation) {
 // (the load that, at the base write time, carries the same throughput)
 // and the load itself; its estimate is their geometric mean, load/√rise.
 // The load is the bytes the nodes had in writes (or the budget, which
-// bounds them, when they did not say). The budget goes at once to the
+// bounds them, when they did not say); the budget never rises on it. The budget goes at once to the
 // margin below the estimate: the nodes take the lower grants at their
 // next lease request, within one epoch.
 //
@@ -523,9 +524,13 @@ func (c *BudgetController) learnBase(o BudgetObservation) {
 // holds.
 func (c *BudgetController) pastKnee(o BudgetObservation, rise float64) (int64, string) {
 	c.grew, c.waited, c.settle, c.probing = false, 0, 0, false
+	// The load the interval carried: after a cut the nodes still hold
+	// the old grants until their next lease request, and judging the
+	// rise against the new budget would cut again and again (the cluster
+	// bench saw three cuts in a row take the budget to its floor).
 	load := float64(c.budget)
 	if o.InFlightBytes > 0 {
-		load = min(load, o.InFlightBytes)
+		load = o.InFlightBytes
 	}
 	if c.cutLoad > 0 && load < 0.6*c.cutLoad && rise > 0.8*c.cutRise {
 		c.baseMS, c.cutLoad, c.cutRise = o.WriteMS, 0, 0
