@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"math"
 	"time"
 )
 
@@ -29,9 +30,20 @@ const (
 	BudgetReasonKnee     = "knee"      // the last increase did not raise goodput: step back
 	BudgetReasonSettled  = "settled"   // holding at the knee before the next probe
 	BudgetReasonWait     = "wait"      // the last growth step is not in use yet: hold before judging it
-	BudgetReasonProbe    = "probe"     // growing again from the knee, one step
+	BudgetReasonProbe    = "probe"     // growing again from the knee, one step; with a remembered knee, one step above it
 	BudgetReasonGrow     = "grow"      // goodput rises inside the SLO: grow
+	BudgetReasonLatency  = "latency"   // writes take longer than their size explains: past the knee; down to a margin below the knee estimate
+	BudgetReasonRecover  = "recover"   // growing back to the margin below the remembered knee
+	BudgetReasonRebase   = "rebase"    // writes stay slow with far less in flight: the downstream got slower at any load; its write time is the new base
 )
+
+// BudgetReasons lists every reason, in the order above (the API's enum).
+var BudgetReasons = []string{
+	BudgetReasonStart, BudgetReasonFixed, BudgetReasonCeiling, BudgetReasonFloor, BudgetReasonNoData,
+	BudgetReasonPushback, BudgetReasonSLO, BudgetReasonQueueing, BudgetReasonTooLarge, BudgetReasonIdle,
+	BudgetReasonKnee, BudgetReasonSettled, BudgetReasonWait, BudgetReasonProbe, BudgetReasonGrow,
+	BudgetReasonLatency, BudgetReasonRecover, BudgetReasonRebase,
+}
 
 // BudgetObservation is what the leader knows of the cluster over one
 // budget interval: the aggregate of the health the lease requests carried.
@@ -56,8 +68,13 @@ type BudgetObservation struct {
 	// P99ms is the worst node's p99 end-to-end latency; WriteMS the mean
 	// sink write time over the nodes' writes; SLOms the objective.
 	P99ms, WriteMS float64
-	SLOms          int
-	Fixed          bool // budget_mode=fixed
+	// BytesPS is the batch bytes the nodes wrote per second; InFlightBytes
+	// the bytes in writes to the downstream on average over the interval,
+	// summed over the nodes: the load the downstream carried (0: the nodes
+	// did not say).
+	BytesPS, InFlightBytes float64
+	SLOms                  int
+	Fixed                  bool // budget_mode=fixed
 }
 
 // BudgetDecision is one decision of the budget controller, with the
@@ -87,7 +104,14 @@ type BudgetFigures struct {
 	ErrorsPS      float64 `json:"errors_per_s"`
 	P99ms         float64 `json:"p99_ms"`
 	WriteMS       float64 `json:"write_ms"`
+	BytesPS       float64 `json:"bytes_per_s"`
+	InFlightBytes float64 `json:"in_flight_bytes"`
 	SLOms         int     `json:"slo_ms"`
+	// KneeBytes is the controller's knee estimate after the decision, in
+	// bytes in flight at the downstream (0: none yet); BaseWriteMS the
+	// write time it expects below the knee for this interval's write size.
+	KneeBytes   int64   `json:"knee_bytes"`
+	BaseWriteMS float64 `json:"base_write_ms"`
 }
 
 // BudgetConfig tunes the BudgetController; zero fields take the defaults.
@@ -116,6 +140,28 @@ type BudgetConfig struct {
 	// share of it (default 90). What they hold says nothing here: it
 	// counts the baselines, which every node holds, busy or not.
 	BindPercent int
+	// LatencyRise: the downstream is past its knee when its writes take
+	// more than 1+LatencyRise times the base write time (default 0.4: the
+	// mean write time of nodes sharing two cores with the downstream
+	// varies by a quarter below the knee, in the cluster bench).
+	LatencyRise float64
+	// KneeMargin: with a knee estimate, the budget grows back to this share
+	// of it and holds there (default 0.9).
+	KneeMargin float64
+	// ProbeEvery is how many intervals the budget holds below a
+	// remembered knee before one probe above it (default 30): the memory
+	// is forgotten that slowly, so a knee that moved up is found again.
+	ProbeEvery int
+	// ProbeAbove is how far above the knee estimate a probe goes (default
+	// 0.15): the least overshoot whose latency rise stands out of the
+	// noise of a mean write time.
+	ProbeAbove float64
+	// MinWritesPS: write times are judged only over intervals with at
+	// least this many writes per second (default 5).
+	MinWritesPS float64
+	// BaseForget is the weight of each clean interval in the base write
+	// time (default 0.1).
+	BaseForget float64
 }
 
 func (c *BudgetConfig) setDefaults() {
@@ -143,6 +189,24 @@ func (c *BudgetConfig) setDefaults() {
 	if c.BindPercent <= 0 || c.BindPercent > 100 {
 		c.BindPercent = 90
 	}
+	if c.LatencyRise <= 0 {
+		c.LatencyRise = 0.4
+	}
+	if c.KneeMargin <= 0 || c.KneeMargin >= 1 {
+		c.KneeMargin = 0.9
+	}
+	if c.ProbeEvery <= 0 {
+		c.ProbeEvery = 30
+	}
+	if c.ProbeAbove <= 0 {
+		c.ProbeAbove = 0.15
+	}
+	if c.MinWritesPS <= 0 {
+		c.MinWritesPS = 5
+	}
+	if c.BaseForget <= 0 || c.BaseForget > 1 {
+		c.BaseForget = 0.1
+	}
 }
 
 // BudgetController learns the cluster budget: the in-flight batch bytes the
@@ -164,6 +228,7 @@ func (c *BudgetConfig) setDefaults() {
 //     latency signal keeps ARC's 0.9. Multiplicative decrease is what
 //     makes several senders sharing one bottleneck converge instead of
 //     collapsing it.
+//
 //   - Growing follows TCP Vegas rather than Reno: Reno grows until it
 //     loses, which against a database past its knee means slow writes
 //     for everybody before the first 429; Vegas compares the throughput it
@@ -172,9 +237,9 @@ func (c *BudgetConfig) setDefaults() {
 //     growth step the controller compares the relative goodput gain with
 //     the relative budget gain (the elasticity); below MinElasticity the
 //     extra bytes only queued at the downstream (its knee), so the budget
-//     steps back to the last paying value and settles there for
-//     SettleSteps intervals, then probes one step up again, so that a
-//     downstream that gained capacity is found.
+//     steps back to the last paying value, which becomes the knee
+//     estimate (below).
+//
 //   - A cut for a p99 over the SLO is judged the same way on the next
 //     interval: a downstream past its knee gets more through with less in
 //     flight, but nodes offered more than the downstream takes at its knee
@@ -182,6 +247,20 @@ func (c *BudgetConfig) setDefaults() {
 //     throughput. A cut that cost more than MinElasticity of its share of
 //     the throughput is undone (reason queueing) and the budget holds for
 //     SettleSteps intervals before it tries another.
+//
+//   - The knee is remembered. Below its knee a downstream's write time
+//     does not depend on the load, so the knee is found only by touching
+//     it: the first time writes take more than 1+LatencyRise (1.4) times
+//     their base, or a growth step stops paying, or the downstream pushes
+//     back. The estimate is where that happened (for a latency rise r at
+//     L bytes in writes, L/√r, see pastKnee); the budget goes to
+//     KneeMargin (90 %) of it at once, grows back only to there after a
+//     cut (reason recover), holds there, and probes ProbeAbove (15 %) past
+//     it once every ProbeEvery (30) intervals: the memory is forgotten
+//     that slowly, and a probe that pays (no slower writes, more goodput)
+//     raises the estimate and probes again at once, so a knee that moved
+//     up is found in a few probes. A knee that moves down shows in the
+//     next interval's write times, and the cut follows within the epoch.
 //
 // The operator's cluster_budget_bytes is the ceiling; the floor keeps
 // every node's baseline. The budget grows only while it binds (the nodes
@@ -205,6 +284,17 @@ type BudgetController struct {
 	cut           bool
 	cutFrom       int64
 	cutThroughput float64
+	// The knee memory. knee is the knee estimate in bytes (0: none):
+	// the budget grows back only to KneeMargin of it, and probes past it
+	// once every ProbeEvery intervals (probeIn counts down; probing says
+	// the step in force is a probe). baseMS is the write time below the
+	// knee; cutLoad and cutRise the load and rise of the first latency
+	// cut since the knee was last found clean.
+	knee             int64
+	probeIn          int
+	probing          bool
+	baseMS           float64
+	cutLoad, cutRise float64
 }
 
 // maxWait is how many intervals a growth step may wait to be taken up by
@@ -232,6 +322,7 @@ func (c *BudgetController) Next(o BudgetObservation) BudgetDecision {
 	next = clamp64(next, floor, max(o.Ceiling, floor))
 	c.budget = next
 	d.New, d.Reason = next, reason
+	d.Detail.KneeBytes, d.Detail.BaseWriteMS = c.knee, c.baseMS
 	d.Recorded = next != old || reason != c.lastReason
 	c.lastReason = reason
 	return d
@@ -242,8 +333,9 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	c.cut = false
 	switch {
 	case o.Fixed:
-		// Back in learned mode it starts again from what the nodes hold.
-		c.started, c.grew, c.settle = false, false, 0
+		// Back in learned mode it starts again from what the nodes hold,
+		// and learns the knee again: the downstream may have changed.
+		c.started, c.grew, c.settle, c.knee, c.baseMS, c.probing = false, false, 0, 0, 0, false
 		return o.Ceiling, BudgetReasonFixed
 	case !c.started:
 		// A new leader (or a switch from fixed) starts from what the nodes
@@ -261,10 +353,63 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		c.grew = false
 		return c.budget, BudgetReasonNoData
 	case o.WritesPS > 0 && o.PushbackPS/o.WritesPS > c.cfg.PushbackRatio:
-		c.grew, c.waited, c.settle = false, 0, 0
+		c.grew, c.waited, c.settle, c.probing = false, 0, 0, false
+		// Past the downstream's concurrency, so past its knee too: the
+		// knee is below this budget.
+		if c.knee == 0 || c.budget < c.knee {
+			c.knee = c.budget
+		}
+		c.probeIn = c.cfg.ProbeEvery
 		return mulF(c.budget, c.cfg.PushbackDecrease), BudgetReasonPushback
-	case o.SLOms > 0 && o.P99ms > float64(o.SLOms):
+	}
+	if rise := c.writeRise(o); rise > 1+c.cfg.LatencyRise {
+		return c.pastKnee(o, rise)
+	} else if rise > 0 {
+		c.learnBase(o)
+		c.cutLoad, c.cutRise = 0, 0
+	}
+	if c.grew {
+		// Did the last step pay? Elasticity: relative goodput gain over
+		// relative gain of the bytes the nodes hold. A step the nodes have
+		// not half taken up yet is not judged (up to maxWait intervals):
+		// the grants follow the budget one lease refresh later, and grow
+		// by at most max_growth_percent an epoch, and the goodput of an
+		// interval in which the holdings were still growing shows only
+		// part of what they give (the cluster bench saw a step judged on a
+		// third of its bytes, and undone, one interval before it paid).
+		// The step is judged before the SLO: nodes offered more than the
+		// downstream takes keep their p99 over the SLO whatever the
+		// budget, and a cut for it must not hide a step that did not pay
+		// (the cluster bench saw the budget climb to twice the knee, one
+		// unjudged step after each cut).
+		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
+		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
+		if dh < db/2 && c.waited < maxWait && o.WantBytes > c.prevBudget {
+			c.waited++
+			return c.budget, BudgetReasonWait
+		}
 		c.grew, c.waited = false, 0
+		dx := max(dh, db/2)
+		dg := (o.GoodputRPS - c.prevGoodput) / max(c.prevGoodput, 1)
+		if db > 0 && dg < c.cfg.MinElasticity*dx {
+			// The knee is where paying stopped: the last budget that
+			// paid is its estimate (the settled budget is a margin below
+			// it), and the next probe comes ProbeEvery intervals on.
+			c.settle, c.probing = c.cfg.SettleSteps, false
+			c.knee, c.probeIn = c.prevBudget, c.cfg.ProbeEvery
+			return c.prevBudget, BudgetReasonKnee
+		}
+		if c.probing {
+			// A probe above the knee that paid, its writes no slower: the
+			// knee moved up. Probe on at once, so that it is found in a
+			// number of probes logarithmic in how far it moved.
+			c.knee, c.probeIn = max(c.knee, c.budget), 1
+		}
+		c.probing = false
+	}
+	switch {
+	case o.SLOms > 0 && o.P99ms > float64(o.SLOms):
+		c.grew, c.waited, c.probing = false, 0, false
 		// A p99 over the SLO is the downstream past its knee only if a
 		// cut helps: a downstream past its knee gets more through with
 		// less in flight. When the nodes are offered more than the
@@ -291,31 +436,14 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		c.grew = false
 		return c.budget, BudgetReasonTooLarge
 	}
-	if c.grew {
-		// Did the last step pay? Elasticity: relative goodput gain over
-		// relative gain of the bytes the nodes hold. A step the nodes have
-		// not half taken up yet is not judged (up to maxWait intervals):
-		// the grants follow the budget one lease refresh later, and grow
-		// by at most max_growth_percent an epoch, and the goodput of an
-		// interval in which the holdings were still growing shows only
-		// part of what they give (the cluster bench saw a step judged on a
-		// third of its bytes, and undone, one interval before it paid).
-		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
-		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
-		if dh < db/2 && c.waited < maxWait && o.WantBytes > c.prevBudget {
-			c.waited++
-			return c.budget, BudgetReasonWait
-		}
-		c.grew, c.waited = false, 0
-		dx := max(dh, db/2)
-		dg := (o.GoodputRPS - c.prevGoodput) / max(c.prevGoodput, 1)
-		if db > 0 && dg < c.cfg.MinElasticity*dx {
-			c.settle = c.cfg.SettleSteps
-			return c.prevBudget, BudgetReasonKnee
-		}
-	}
 	if !c.binds(o) {
 		return c.budget, BudgetReasonIdle
+	}
+	if c.budget >= o.Ceiling {
+		return c.budget, BudgetReasonCeiling
+	}
+	if c.knee > 0 {
+		return c.nearKnee(o)
 	}
 	reason := BudgetReasonGrow
 	if c.settle > 0 {
@@ -325,12 +453,95 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		}
 		reason = BudgetReasonProbe
 	}
-	if c.budget >= o.Ceiling {
-		return c.budget, BudgetReasonCeiling
-	}
+	return c.grow(o, c.budget+c.step()), reason
+}
+
+// step is one growth step from the budget in force.
+func (c *BudgetController) step() int64 {
+	return max(mulDiv(c.budget, int64(c.cfg.IncreasePercent), 100), c.cfg.MinStepBytes)
+}
+
+// grow puts the budget at next and remembers what to judge it against.
+func (c *BudgetController) grow(o BudgetObservation, next int64) int64 {
 	c.prevBudget, c.prevGoodput, c.prevHas, c.grew, c.waited = c.budget, o.GoodputRPS, o.HasBytes, true, 0
-	step := max(mulDiv(c.budget, int64(c.cfg.IncreasePercent), 100), c.cfg.MinStepBytes)
-	return c.budget + step, reason
+	return next
+}
+
+// nearKnee is growth with a knee estimate: back up to the margin below
+// it in growth steps (not judged: the knee says how far they pay), then
+// hold, and every ProbeEvery intervals one probe ProbeAbove past it,
+// judged like a growth step and on the write times.
+func (c *BudgetController) nearKnee(o BudgetObservation) (int64, string) {
+	target := mulF(c.knee, c.cfg.KneeMargin)
+	if c.budget < target {
+		c.grew = false
+		return min(c.budget+c.step(), target), BudgetReasonRecover
+	}
+	if c.probeIn > 1 {
+		c.probeIn--
+		return c.budget, BudgetReasonSettled
+	}
+	c.probeIn, c.settle, c.probing = c.cfg.ProbeEvery, 0, true
+	return c.grow(o, max(c.budget+1, mulF(max(c.budget, c.knee), 1+c.cfg.ProbeAbove))), BudgetReasonProbe
+}
+
+// writeRise is how many times longer than the base write time the
+// interval's writes took; 0 when it cannot say (too few writes, no base
+// yet).
+func (c *BudgetController) writeRise(o BudgetObservation) float64 {
+	if o.WritesPS < c.cfg.MinWritesPS || o.WriteMS <= 0 {
+		return 0
+	}
+	if c.baseMS <= 0 {
+		c.baseMS = o.WriteMS
+		return 0
+	}
+	return o.WriteMS / c.baseMS
+}
+
+// learnBase moves the base write time towards an interval's that did not
+// rise past LatencyRise, by BaseForget: batch sizes and the downstream's
+// own speed drift, and the base follows them.
+func (c *BudgetController) learnBase(o BudgetObservation) {
+	c.baseMS += c.cfg.BaseForget * (o.WriteMS - c.baseMS)
+}
+
+// pastKnee is the decision on writes that took rise times the base: the
+// downstream is past its knee. Below its knee a downstream's write time
+// does not depend on the load; past it, it grows with the load (a
+// database under lock contention: the sinksim knee makes it grow with the
+// square of the load over the knee). The knee is then between load/rise
+// (the load that, at the base write time, carries the same throughput)
+// and the load itself; its estimate is their geometric mean, load/√rise.
+// The load is the bytes the nodes had in writes (or the budget, which
+// bounds them, when they did not say); the budget never rises on it. The budget goes at once to the
+// margin below the estimate: the nodes take the lower grants at their
+// next lease request, within one epoch.
+//
+// A rise that stays as high with far less in flight is not a knee (a
+// knee's rise falls with the load): the downstream got slower at any
+// load, its write time is the new base (reason rebase), and the budget
+// holds.
+func (c *BudgetController) pastKnee(o BudgetObservation, rise float64) (int64, string) {
+	c.grew, c.waited, c.settle, c.probing = false, 0, 0, false
+	// The load the interval carried: after a cut the nodes still hold
+	// the old grants until their next lease request, and judging the
+	// rise against the new budget would cut again and again (the cluster
+	// bench saw three cuts in a row take the budget to its floor).
+	load := float64(c.budget)
+	if o.InFlightBytes > 0 {
+		load = o.InFlightBytes
+	}
+	if c.cutLoad > 0 && load < 0.6*c.cutLoad && rise > 0.8*c.cutRise {
+		c.baseMS, c.cutLoad, c.cutRise = o.WriteMS, 0, 0
+		return c.budget, BudgetReasonRebase
+	}
+	if c.cutLoad == 0 || load > c.cutLoad {
+		c.cutLoad, c.cutRise = load, rise
+	}
+	c.knee = max(int64(load/math.Sqrt(rise)), 1)
+	c.probeIn = c.cfg.ProbeEvery
+	return min(c.budget, mulF(c.knee, c.cfg.KneeMargin)), BudgetReasonLatency
 }
 
 // binds reports whether the budget limits the nodes: they want (nearly)
@@ -353,7 +564,7 @@ func figuresOf(o BudgetObservation) BudgetFigures {
 		Nodes: o.Nodes, WantBytes: o.WantBytes, HasBytes: o.HasBytes,
 		GoodputRPS: o.GoodputRPS, ThroughputRPS: o.ThroughputRPS,
 		WritesPS: o.WritesPS, PushbackPS: o.PushbackPS, TooLargePS: o.TooLargePS, ErrorsPS: o.ErrorsPS,
-		P99ms: o.P99ms, WriteMS: o.WriteMS, SLOms: o.SLOms,
+		P99ms: o.P99ms, WriteMS: o.WriteMS, BytesPS: o.BytesPS, InFlightBytes: o.InFlightBytes, SLOms: o.SLOms,
 	}
 }
 

@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -22,6 +23,13 @@ func hot(budget int64, g float64) BudgetObservation {
 	}
 }
 
+// slow is o with writes that took writeMS (the base in hot is 20 ms) and
+// inFlight bytes in writes on average (0: not reported).
+func slow(o BudgetObservation, writeMS float64, inFlight int64) BudgetObservation {
+	o.WriteMS, o.InFlightBytes = writeMS, float64(inFlight)
+	return o
+}
+
 // overSLO is an interval in which the budget binds and the p99 is over
 // the SLO, with throughput thr.
 func overSLO(budget int64, thr float64) BudgetObservation {
@@ -33,6 +41,7 @@ func overSLO(budget int64, thr float64) BudgetObservation {
 func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 	start := int64(32 << 20)
 	step := start * 12 / 100
+	probe := int64(float64(start) * 1.15)
 	with := func(o BudgetObservation, f func(*BudgetObservation)) BudgetObservation { f(&o); return o }
 	tests := []struct {
 		name       string
@@ -79,8 +88,33 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			with(hot(start+step, 1000), func(o *BudgetObservation) { o.HasBytes = start }), BudgetReasonKnee, start},
 		{"after the knee the budget settles", []BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
 			hot(start, 1000), BudgetReasonSettled, start},
-		{"after settling it probes one step up", append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
-			repeat(hot(start, 1000), 9)...), hot(start, 1000), BudgetReasonProbe, start + step},
+		{"after the knee it holds at the last paying budget", append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
+			repeat(hot(start, 1000), 0)...), hot(start, 1000), BudgetReasonSettled, start},
+		{"after holding ProbeEvery intervals it probes 15% past the knee", append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
+			repeat(hot(start, 1000), 29)...), hot(start, 1000), BudgetReasonProbe, probe},
+		{"a probe past the knee that paid raises the knee and probes again", append(append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
+			repeat(hot(start, 1000), 30)...), hot(start, 1000)), hot(probe, 1200), BudgetReasonProbe, int64(float64(probe) * 1.15)},
+		{"a probe past the knee that did not pay steps back to the knee", append(append([]BudgetObservation{hot(start, 1000), hot(start, 1000), hot(start+step, 1010)},
+			repeat(hot(start, 1000), 30)...), hot(start, 1000)), hot(probe, 1010), BudgetReasonKnee, start},
+		{"writes slower than 1.4x the base cut to 90% of the knee estimate, in-flight bytes over the root of the rise", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			slow(hot(start+step, 1000), 80, start), BudgetReasonLatency, int64(float64(start/2) * 0.9)},
+		{"without an in-flight figure the budget stands for the load", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			slow(hot(start+step, 1000), 80, 0), BudgetReasonLatency, int64(float64((start+step)/2) * 0.9)},
+		{"writes up to 1.4x the base are no knee", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			slow(hot(start+step, 1100), 27, start), BudgetReasonGrow, start + step + (start+step)*12/100},
+		{"write times over too few writes are not judged", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			with(slow(hot(start+step, 1100), 80, start), func(o *BudgetObservation) { o.WritesPS = 2 }), BudgetReasonGrow, start + step + (start+step)*12/100},
+		{"at the margin below the knee estimate it holds", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
+			hot(start/2*9/10, 1000), BudgetReasonSettled, int64(float64(start/2) * 0.9)},
+		{"below the margin under the knee it grows back to it", []BudgetObservation{hot(start, 1000),
+			with(hot(start, 1000), func(o *BudgetObservation) { o.PushbackPS = 5 })},
+			hot(start*7/10, 1000), BudgetReasonRecover, start*7/10 + start*7/10*12/100},
+		{"a rise that stays as high with far less in flight rebases and holds", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
+			slow(hot(start/2, 1000), 80, start/2), BudgetReasonRebase, int64(float64(start/2) * 0.9)},
+		{"a rise that fell with the load is the knee again", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
+			slow(hot(start/2, 1000), 40, start*2/5), BudgetReasonLatency, int64(float64(int64(float64(start*2/5)/math.Sqrt(2))) * 0.9)},
+		{"a rise on more bytes in writes than the budget (old grants a cut has not taken yet) never raises it", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			slow(hot(start+step, 1000), 80, 4*start), BudgetReasonLatency, start + step},
 		{"a cut for the SLO that cost throughput is undone and held", []BudgetObservation{hot(start, 1000), overSLO(start, 1000)},
 			overSLO(start*9/10, 880), BudgetReasonQueueing, start},
 		{"a cut for the SLO that raised throughput cuts again", []BudgetObservation{hot(start, 1000), overSLO(start, 1000)},
@@ -113,6 +147,9 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			}
 			if !d.Recorded {
 				t.Fatalf("decision %s is not recorded though it is the first of its reason", d.Reason)
+			}
+			if !slices.Contains(BudgetReasons, d.Reason) {
+				t.Fatalf("reason %q is not in BudgetReasons (the API's enum)", d.Reason)
 			}
 		})
 	}
@@ -209,5 +246,56 @@ func TestBudgetControllerFindsTheKneeAndBacksOffWhenCapacityDrops(t *testing.T) 
 			}
 			t.Fatalf("budget %d is still above 1.1× the new knee %d after %d steps", budgets[len(budgets)-1], knee/2, 5+lag)
 		})
+	}
+}
+
+// TestBudgetControllerLearnsTheKneeFromWriteTimes runs the controller
+// against a downstream whose writes take their base time below the knee
+// and that times the square of the load over the knee past it (sinksim's
+// knee), the nodes using all of the budget; the knee halves half-way.
+func TestBudgetControllerLearnsTheKneeFromWriteTimes(t *testing.T) {
+	knee := float64(64 << 20)
+	observe := func(budget int64) BudgetObservation {
+		load := float64(budget)
+		f := math.Max(1, (load/knee)*(load/knee))
+		g := 50000 * load / knee / f
+		return BudgetObservation{Interval: time.Second, Ceiling: tCeiling, Floor: tFloor, Nodes: 5,
+			WantBytes: tCeiling, HasBytes: budget, GoodputRPS: g, ThroughputRPS: g,
+			WritesPS: 200, WriteMS: 50 * f, InFlightBytes: load, P99ms: 100, SLOms: 500}
+	}
+	const intervals, shift = 300, 150
+	c := NewBudgetController(BudgetConfig{})
+	b := int64(tFloor)
+	over, low := 0, 0
+	var reasons []string
+	for i := range intervals {
+		if i == shift {
+			knee /= 2
+		}
+		d := c.Next(observe(b))
+		b = d.New
+		reasons = append(reasons, d.Reason)
+		if float64(b) > knee {
+			over++
+		}
+		if i >= shift-50 && i < shift || i >= intervals-50 {
+			if float64(b) < 0.75*knee {
+				low++
+			}
+		}
+		if i == shift+1 && float64(b) > knee {
+			t.Fatalf("budget %d still over the halved knee %.0f one interval after it halved (reasons %v)", b, knee, reasons[shift-2:])
+		}
+	}
+	t.Logf("over the knee in %d of %d intervals, under 75%% of it in %d of 100 settled ones", over, intervals, low)
+	// Over the knee: the first touch, one probe every ProbeEvery
+	// intervals, and the interval in which the knee halved.
+	if limit := 2 + intervals/30 + 1; over > limit {
+		t.Fatalf("budget over the knee in %d of %d intervals; want at most %d (reasons %v)", over, intervals, limit, reasons)
+	}
+	// Settled, it uses the downstream: at least 75% of the knee in 90% of
+	// the 50 intervals before the shift and the last 50.
+	if low > 10 {
+		t.Fatalf("budget under 75%% of the knee in %d of the 100 settled intervals (reasons %v)", low, reasons)
 	}
 }

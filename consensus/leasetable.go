@@ -31,11 +31,17 @@ type DownstreamHealth struct {
 	TooLargePS float64 `json:"too_large_per_s"` // writes refused with 413
 	ErrorsPS   float64 `json:"errors_per_s"`    // every failed write
 	WriteMS    float64 `json:"write_ms"`        // mean time of one write
+	// BytesPS is the batch bytes written per second (refused writes
+	// included); InFlightBytes the bytes in writes to the sink on average
+	// over the interval (each write's bytes times its duration, over the
+	// interval): with the other nodes', the load the downstream carried.
+	BytesPS       float64 `json:"bytes_per_s,omitempty"`
+	InFlightBytes float64 `json:"in_flight_bytes,omitempty"`
 }
 
 // valid reports whether every figure is a rate a sink can have.
 func (d DownstreamHealth) valid() bool {
-	for _, v := range []float64{d.GoodputRPS, d.WritesPS, d.PushbackPS, d.TooLargePS, d.ErrorsPS, d.WriteMS} {
+	for _, v := range []float64{d.GoodputRPS, d.WritesPS, d.PushbackPS, d.TooLargePS, d.ErrorsPS, d.WriteMS, d.BytesPS, d.InFlightBytes} {
 		if !(v >= 0 && v <= 1e12) {
 			return false
 		}
@@ -344,6 +350,8 @@ func (t *LeaseTable) Observe(now time.Time, l Limits, alive []string, interval t
 		o.TooLargePS += d.TooLargePS
 		o.ErrorsPS += d.ErrorsPS
 		o.P99ms = max(o.P99ms, e.health.P99ms)
+		o.BytesPS += d.BytesPS
+		o.InFlightBytes += d.InFlightBytes
 		writeTime += d.WriteMS * d.WritesPS
 	}
 	if o.WritesPS > 0 {

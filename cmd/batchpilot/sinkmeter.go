@@ -21,6 +21,10 @@ type sinkMeter struct {
 	mu                                sync.Mutex
 	writes, pushback, tooLarge, fails int64
 	writeTime                         time.Duration
+	// bytes written (or tried) and byteSeconds, each write's bytes times
+	// its duration: over the interval, the mean bytes in flight.
+	bytes       int64
+	byteSeconds float64
 	// last is when downstream was last called.
 	last time.Time
 }
@@ -35,6 +39,8 @@ func (m *sinkMeter) Write(ctx context.Context, b *sink.Batch) error {
 	defer m.mu.Unlock()
 	m.writes++
 	m.writeTime += took
+	m.bytes += int64(b.Bytes)
+	m.byteSeconds += float64(b.Bytes) * took.Seconds()
 	if err != nil {
 		m.fails++
 		switch {
@@ -60,10 +66,13 @@ func (m *sinkMeter) downstream(now time.Time, goodput float64) consensus.Downstr
 		d.PushbackPS = float64(m.pushback) / secs
 		d.TooLargePS = float64(m.tooLarge) / secs
 		d.ErrorsPS = float64(m.fails) / secs
+		d.BytesPS = float64(m.bytes) / secs
+		d.InFlightBytes = m.byteSeconds / secs
 	}
 	if m.writes > 0 {
 		d.WriteMS = float64(m.writeTime.Microseconds()) / 1000 / float64(m.writes)
 	}
 	m.writes, m.pushback, m.tooLarge, m.fails, m.writeTime, m.last = 0, 0, 0, 0, 0, now
+	m.bytes, m.byteSeconds = 0, 0
 	return d
 }

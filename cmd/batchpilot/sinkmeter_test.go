@@ -41,14 +41,14 @@ func TestSinkMeterCountsHowTheDownstreamAnswered(t *testing.T) {
 			m := newSinkMeter(inner)
 			start := m.last
 			for range tc.answers {
-				_ = m.Write(context.Background(), &sink.Batch{})
+				_ = m.Write(context.Background(), &sink.Batch{Bytes: 1000})
 			}
 			d := m.downstream(start.Add(2*time.Second), 123)
 			if d.WritesPS != tc.writes || d.PushbackPS != tc.pushback || d.TooLargePS != tc.tooLarge || d.ErrorsPS != tc.fails ||
-				d.GoodputRPS != 123 || d.IntervalMS != 2000 {
+				d.GoodputRPS != 123 || d.IntervalMS != 2000 || d.BytesPS != 500*float64(len(tc.answers)) || d.InFlightBytes < 0 {
 				t.Fatalf("downstream %+v; want writes %v, pushback %v, too large %v, errors %v per second", d, tc.writes, tc.pushback, tc.tooLarge, tc.fails)
 			}
-			if next := m.downstream(start.Add(4*time.Second), 0); next.WritesPS != 0 || next.IntervalMS != 2000 {
+			if next := m.downstream(start.Add(4*time.Second), 0); next.WritesPS != 0 || next.BytesPS != 0 || next.InFlightBytes != 0 || next.IntervalMS != 2000 {
 				t.Fatalf("the next interval %+v still counts the last one's writes", next)
 			}
 		})

@@ -39,6 +39,12 @@ type Arm struct {
 	// P99ms of the requests' acknowledgement latency (a failed request
 	// counts as the scenario's timeout).
 	P99ms float64 `json:"p99_ms"`
+	// AckedP99ms is the p99 of the acknowledged requests alone, and
+	// FailedRatio the share of requests that failed (refused by the node,
+	// timed out, or due while all the load's senders were busy): when more
+	// than 1 % fail, P99ms is the timeout whatever the arm.
+	AckedP99ms  float64 `json:"acked_p99_ms"`
+	FailedRatio float64 `json:"failed_ratio"`
 	// OverloadRatio: the share of 1-second windows in which the downstream
 	// started a request past its knee or answered 429.
 	OverloadRatio float64 `json:"overload_ratio"`
@@ -64,6 +70,16 @@ type BudgetDecision struct {
 	P99ms         float64 `json:"p99_ms"`
 	HasBytes      int64   `json:"has_bytes"`
 	WantBytes     int64   `json:"want_bytes"`
+	// WriteMS is the nodes' mean sink write time, WritesPS their writes
+	// per second: what the controller judges the downstream's latency by.
+	WriteMS  float64 `json:"write_ms"`
+	WritesPS float64 `json:"writes_per_s"`
+	// InFlightBytes is the bytes the nodes had in writes on average;
+	// KneeBytes the controller's knee estimate after the decision and
+	// BaseWriteMS the write time it expects below the knee.
+	InFlightBytes float64 `json:"in_flight_bytes"`
+	KneeBytes     int64   `json:"knee_bytes"`
+	BaseWriteMS   float64 `json:"base_write_ms"`
 }
 
 // PhaseResult is an arm's figures over one phase of the load.
@@ -96,6 +112,12 @@ type Second struct {
 	// BudgetBytes is the cluster budget in force as the first node saw it.
 	BudgetBytes int64 `json:"budget_bytes"`
 	Overloaded  bool  `json:"overloaded"`
+	// SinkRequests is the requests the downstream accepted in the second,
+	// SinkBytesPerRequest their mean size and SinkCostMS their mean
+	// configured cost (knee included): the write time the nodes see.
+	SinkRequests        int64   `json:"sink_requests"`
+	SinkBytesPerRequest float64 `json:"sink_bytes_per_request"`
+	SinkCostMS          float64 `json:"sink_cost_ms"`
 }
 
 // Jain is Jain's fairness index of xs: (Σx)² / (n Σx²), 1 when all are
@@ -117,6 +139,9 @@ type window struct {
 	peakBytes  int64
 	overloaded bool
 	budget     int64 // the cluster budget in force (0: not read)
+	// requests accepted in the window, their bytes and configured cost.
+	requests, bytes int64
+	costMS          float64
 }
 
 // summarize turns an arm's outcomes and the sink's windows into its figures.
@@ -141,7 +166,8 @@ func summarize(name string, sc *Scenario, nodes int, outs []outcome, wins []wind
 	perPhase := make([]tally, len(sc.Phases))
 	perPhaseNode := make([][]tally, len(sc.Phases))
 	lat := make([][]time.Duration, len(sc.Phases))
-	var all []time.Duration
+	var all, acked []time.Duration
+	failed := 0
 	for i := range perPhaseNode {
 		perPhaseNode[i] = make([]tally, nodes)
 	}
@@ -166,10 +192,18 @@ func summarize(name string, sc *Scenario, nodes int, outs []outcome, wins []wind
 		add(&perPhaseNode[ph][o.node])
 		lat[ph] = append(lat[ph], o.latency)
 		all = append(all, o.latency)
+		if o.ok {
+			acked = append(acked, o.latency)
+		} else {
+			failed++
+		}
 	}
 	d := total.Seconds()
 	arm.GoodputRPS, arm.ThroughputRPS, arm.OfferedRPS = whole.good/d, whole.acked/d, whole.offered/d
-	arm.P99ms = p99ms(all)
+	arm.P99ms, arm.AckedP99ms = p99ms(all), p99ms(acked)
+	if len(all) > 0 {
+		arm.FailedRatio = float64(failed) / float64(len(all))
+	}
 	ratios := func(ts []tally) []float64 {
 		var xs []float64
 		for _, t := range ts {
@@ -216,7 +250,13 @@ func summarize(name string, sc *Scenario, nodes int, outs []outcome, wins []wind
 			GoodputRPS: perSec[s].good, OfferedRPS: perSec[s].offered,
 			KneeBytes: sc.kneeAt(time.Duration(s) * time.Second)}
 		if s < len(wins) {
-			sec.InFlightBytes, sec.Overloaded, sec.BudgetBytes = wins[s].peakBytes, wins[s].overloaded, wins[s].budget
+			w := wins[s]
+			sec.InFlightBytes, sec.Overloaded, sec.BudgetBytes = w.peakBytes, w.overloaded, w.budget
+			sec.SinkRequests = w.requests
+			if w.requests > 0 {
+				sec.SinkBytesPerRequest = float64(w.bytes) / float64(w.requests)
+				sec.SinkCostMS = w.costMS / float64(w.requests)
+			}
 		}
 		arm.Series = append(arm.Series, sec)
 	}
@@ -279,7 +319,7 @@ func (r *Report) WriteJSON(path string) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "cluster bench %s: %d nodes, seed %d, SLO %.0f ms%s\n", r.Scenario, r.Nodes, r.Seed, r.SLOms, map[bool]string{true: " (quick)"}[r.Quick])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "arm\tgoodput/s\toffered/s\tp99 ms\toverload\tjain\t"
+	head := "arm\tgoodput/s\toffered/s\tp99 ms\tacked p99\tfailed\toverload\tjain\t"
 	if len(r.Arms) > 0 {
 		for _, p := range r.Arms[0].Phases {
 			head += p.Name + "\t"
@@ -287,7 +327,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(tw, head)
 	row := func(a Arm, mark string) {
-		line := fmt.Sprintf("%s%s\t%.0f\t%.0f\t%.0f\t%.1f%%\t%.3f\t", a.Name, mark, a.GoodputRPS, a.OfferedRPS, a.P99ms, 100*a.OverloadRatio, a.JainIndex)
+		line := fmt.Sprintf("%s%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f%%\t%.1f%%\t%.3f\t", a.Name, mark, a.GoodputRPS, a.OfferedRPS, a.P99ms, a.AckedP99ms, 100*a.FailedRatio, 100*a.OverloadRatio, a.JainIndex)
 		for _, p := range a.Phases {
 			line += fmt.Sprintf("%.0f\t", p.GoodputRPS)
 		}

@@ -260,6 +260,11 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 				P99ms         float64 `json:"p99_ms"`
 				HasBytes      int64   `json:"has_bytes"`
 				WantBytes     int64   `json:"want_bytes"`
+				WriteMS       float64 `json:"write_ms"`
+				WritesPS      float64 `json:"writes_per_s"`
+				InFlightBytes float64 `json:"in_flight_bytes"`
+				KneeBytes     int64   `json:"knee_bytes"`
+				BaseWriteMS   float64 `json:"base_write_ms"`
 			} `json:"figures"`
 		} `json:"decisions"`
 	}
@@ -274,7 +279,8 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 		}
 		out = append(out, BudgetDecision{T: d.Time.Sub(start).Seconds(), Old: d.Old, New: d.New, Reason: d.Reason,
 			GoodputRPS: d.Figures.GoodputRPS, ThroughputRPS: d.Figures.ThroughputRPS, P99ms: d.Figures.P99ms,
-			HasBytes: d.Figures.HasBytes, WantBytes: d.Figures.WantBytes})
+			HasBytes: d.Figures.HasBytes, WantBytes: d.Figures.WantBytes, WriteMS: d.Figures.WriteMS, WritesPS: d.Figures.WritesPS,
+			InFlightBytes: d.Figures.InFlightBytes, KneeBytes: d.Figures.KneeBytes, BaseWriteMS: d.Figures.BaseWriteMS})
 	}
 	return out
 }
@@ -310,6 +316,8 @@ func watchSink(ctx context.Context, sim *sinksim.Server, sc *Scenario, start tim
 			if st.PastKnee > prev.PastKnee || rejected(st) > rejected(prev) || (knee > 0 && wins[cur].peakBytes > knee) {
 				wins[cur].overloaded = true
 			}
+			wins[cur].requests, wins[cur].bytes = st.Accepted-prev.Accepted, st.Bytes-prev.Bytes
+			wins[cur].costMS = st.CostMS - prev.CostMS
 			prev = st
 			cur = min(s, secs)
 		}
