@@ -298,6 +298,7 @@ func outcomes(planned []plannedRequest, acks []ack, start time.Time) (outs []out
 		lat := a.at.Sub(start.Add(planned[i].due))
 		if o := &outs[i]; !o.acked || lat < o.latency {
 			o.acked, o.latency = true, max(lat, 0)
+			o.attempt, o.attemptLatency = a.sent.Sub(start), max(a.at.Sub(a.sent), 0)
 		}
 	}
 	return outs, mismatched
