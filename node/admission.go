@@ -134,6 +134,7 @@ type admission struct {
 	// The control loop's state.
 	mu      sync.Mutex
 	est     drainEstimate
+	retries retryLedger // the refusals expected back (admission_arrival.go)
 	lastBy  [len(admissionWhys)]int64
 	lastWhy string
 }
@@ -417,6 +418,14 @@ func (a *admission) counters() [len(admissionWhys)]int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lastBy
+}
+
+// offered is the interval's new demand in records, the refused records
+// that are the retries it asked for left out (retryLedger).
+func (a *admission) offered(last, now time.Time, arrived, refused int64, retryAfter time.Duration) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.retries.offered(last, now, arrived, refused, retryAfter)
 }
 
 // RetryAfter is the Retry-After, in whole seconds, for a client refused
