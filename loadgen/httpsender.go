@@ -38,6 +38,12 @@ func newHTTPClient(conns int, tlsConfig *tls.Config) *http.Client {
 // ignore it.
 const SentHeader = "X-Loadgen-Sent"
 
+// AttemptHeader carries the number of the attempt: 1, then 2 for the
+// first retry. A batchpilot node leaves a retry's records out of the
+// arrival rate its controllers see (node/admission_arrival.go): a retry is
+// not new demand.
+const AttemptHeader = "X-Attempt-Count"
+
 // ParseSentHeader reads a SentHeader value; ok is false for anything but a
 // positive decimal integer.
 func ParseSentHeader(v string) (t time.Time, ok bool) {
@@ -69,6 +75,7 @@ func (s *httpSender) send(ctx context.Context, t *target, wire []byte, pl *paylo
 	}
 	req.Header["Content-Type"] = ndjsonType
 	req.Header[SentHeader] = []string{strconv.FormatInt(time.Now().UnixNano(), 10)}
+	req.Header[AttemptHeader] = []string{strconv.Itoa(max(1, pl.attempt))}
 	if pl.gzip {
 		req.Header["Content-Encoding"] = gzipEnc
 	}

@@ -121,6 +121,7 @@ type admission struct {
 
 	refusedBy [len(admissionWhys)]atomic.Int64 // requests (and datagrams) refused, by why, since start
 	paused    atomic.Int64                     // blocking puts (syslog TCP) that had to wait for room
+	retried   atomic.Int64                     // records of retries since the last interval (admission_arrival.go)
 	// pressure is 1 + the index in admissionWhys of the resource the node
 	// is over its limit on (whyCPU, whyMemory); 0: none. Set by the
 	// control loop from the guard's verdict.
@@ -134,7 +135,6 @@ type admission struct {
 	// The control loop's state.
 	mu      sync.Mutex
 	est     drainEstimate
-	retries retryLedger // the refusals expected back (admission_arrival.go)
 	lastBy  [len(admissionWhys)]int64
 	lastWhy string
 }
@@ -420,14 +420,6 @@ func (a *admission) counters() [len(admissionWhys)]int64 {
 	return a.lastBy
 }
 
-// offered is the interval's new demand in records, the refused records
-// that are the retries it asked for left out (retryLedger).
-func (a *admission) offered(last, now time.Time, arrived, refused int64, retryAfter time.Duration) int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.retries.offered(last, now, arrived, refused, retryAfter)
-}
-
 // RetryAfter is the Retry-After, in whole seconds, for a client refused
 // because the node is full or over its delay bound: the time the queue
 // takes to drain at the measured rate, at least 1 s and at most 60 s.
@@ -473,6 +465,7 @@ func (n *Node) admitHeaders(r *http.Request) error {
 	}
 	n.queue.adm.refused(why, SourceHTTP)
 	n.win.addRejected(est)
+	n.noteRetry(r, est, err)
 	n.metrics.rejected.WithLabelValues("queue_full").Add(float64(est))
 	return err
 }

@@ -1,102 +1,115 @@
 package node
 
 import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestRetryLedgerCountsARetryOnce(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	sec := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
-	type interval struct {
-		arrived, refused int64
-		retryAfter       time.Duration
-		want             int64
-	}
+func TestParseAttempt(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		ivs  []interval // one-second intervals, the first ending at t0+1s
+		in   string
+		want int // 0: not ok
 	}{
-		{
-			name: "without refusals every arrival is demand",
-			ivs:  []interval{{arrived: 3000, want: 3000}, {arrived: 2500, want: 2500}},
-		},
-		{
-			name: "refused records retried one Retry-After later are not counted again",
-			ivs: []interval{
-				{arrived: 7000, refused: 3000, retryAfter: time.Second, want: 10000},
-				// 10,000 new records and last second's 3,000 again: 13,000
-				// attempts, 10,000 offered.
-				{arrived: 7000, refused: 6000, retryAfter: time.Second, want: 10000},
-				// 10,000 new and the 6,000 refused last second again.
-				{arrived: 7000, refused: 9000, retryAfter: time.Second, want: 10000},
-			},
-		},
-		{
-			name: "a retry admitted at its return is not new demand either",
-			ivs: []interval{
-				{arrived: 0, refused: 4000, retryAfter: time.Second, want: 4000},
-				{arrived: 5000, want: 1000},
-			},
-		},
-		{
-			name: "returns not yet due are not taken off",
-			ivs: []interval{
-				{arrived: 7000, refused: 3000, retryAfter: 3 * time.Second, want: 10000},
-				{arrived: 7000, refused: 3000, retryAfter: 3 * time.Second, want: 10000},
-				{arrived: 7000, refused: 3000, retryAfter: 3 * time.Second, want: 10000},
-				{arrived: 7000, refused: 3000, retryAfter: 3 * time.Second, want: 7000},
-			},
-		},
-		{
-			name: "returns that never came are forgotten, not taken off later arrivals",
-			ivs: []interval{
-				{arrived: 100, refused: 3000, retryAfter: time.Second, want: 3100},
-				{arrived: 0, want: 0},
-				{arrived: 5000, want: 5000},
-			},
-		},
+		{"the first attempt", "1", 1},
+		{"a retry", "2", 2},
+		{"spaces around are allowed", " 3 ", 3},
+		{"zero is not an attempt", "0", 0},
+		{"negative is not an attempt", "-2", 0},
+		{"a word is not an attempt", "retry", 0},
+		{"empty is not an attempt", "", 0},
+		{"an overlong count is refused", "1234567890", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var l retryLedger
-			for i, iv := range tc.ivs {
-				if got := l.offered(sec(i), sec(i+1), iv.arrived, iv.refused, iv.retryAfter); got != iv.want {
-					t.Errorf("interval %d: offered %d, want %d", i+1, got, iv.want)
-				}
+			got, ok := ParseAttempt(tc.in)
+			if ok != (tc.want != 0) || got != tc.want {
+				t.Errorf("ParseAttempt(%q) = %d, %v; want %d", tc.in, got, ok, tc.want)
 			}
 		})
 	}
 }
 
-func TestRetryLedgerStaysBounded(t *testing.T) {
-	var l retryLedger
-	t0 := time.Unix(1000, 0)
-	for i := range 10 * retryLedgerMax {
-		l.offered(t0, t0.Add(time.Duration(i)*time.Millisecond), 0, 10, time.Hour)
+func FuzzParseAttempt(f *testing.F) {
+	for _, s := range []string{"1", "2", " 7", "0", "-1", "", "99999999999"} {
+		f.Add(s)
 	}
-	if len(l.due) > retryLedgerMax {
-		t.Errorf("%d returns booked, want at most %d", len(l.due), retryLedgerMax)
-	}
+	f.Fuzz(func(t *testing.T, v string) {
+		a, ok := ParseAttempt(v)
+		if ok != (a >= 1) {
+			t.Fatalf("ParseAttempt(%q) = %d, %v", v, a, ok)
+		}
+		// What it accepts reads back as the count written.
+		if b, err := strconv.Atoi(strings.TrimSpace(v)); ok && (err != nil || b != a) {
+			t.Fatalf("ParseAttempt(%q) = %d, not the count written", v, a)
+		}
+	})
 }
 
-func TestObservedArrivalCountsRetriesOnce(t *testing.T) {
-	n := startNode(t, Config{Sink: newMemSink(), ControlInterval: time.Hour})
-	avg := 256.0
-	t0 := time.Now()
-	// Nothing measured yet: Retry-After is 1 s.
-	n.win.addArrived(700)
-	n.win.addRejected(300)
-	if got := n.observe(t0, time.Second, &avg).ArrivalRate; got != 1000 {
-		t.Fatalf("first interval: arrival %v/s, want 1000", got)
+// TestArrivalLeavesOutRetries drives the HTTP intake: the records of a
+// request that says it is a retry (X-Attempt-Count or Envoy's
+// x-envoy-attempt-count of 2 or more) were offered once already and are
+// left out of the arrival rate the controllers see, whether the retry is
+// admitted or refused; the refusals are still counted in Rejected.
+func TestArrivalLeavesOutRetries(t *testing.T) {
+	s := newMemSink()
+	n := startNode(t, Config{Sink: s, ControlInterval: time.Hour})
+	h := n.IngestHandler()
+	post := func(header, attempt string, records int) int {
+		var body bytes.Buffer
+		for i := range records {
+			body.WriteString(`{"m":` + strconv.Itoa(i) + "}\n")
+		}
+		req := httptest.NewRequest(http.MethodPost, "/v1/logs", &body)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		if header != "" {
+			req.Header.Set(header, attempt)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
 	}
-	// 1,000 new records and the 300 refused a second ago again.
-	n.win.addArrived(800)
-	n.win.addRejected(500)
-	obs := n.observe(t0.Add(time.Second), time.Second, &avg)
-	if obs.ArrivalRate != 1000 {
-		t.Fatalf("second interval: arrival %v/s, want 1000 (1,300 attempts less the 300 retried)", obs.ArrivalRate)
+	for _, tc := range []struct {
+		name, header, attempt string
+		want                  float64
+	}{
+		{"a first attempt is demand", AttemptHeader, "1", 10},
+		{"a request without the header is demand", "", "", 10},
+		{"a malformed attempt is taken for a first", AttemptHeader, "again", 10},
+		{"a retry is not", AttemptHeader, "2", 0},
+		{"an Envoy retry is not", "x-envoy-attempt-count", "3", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			avg := 256.0
+			n.observe(time.Now(), time.Second, &avg) // a fresh interval
+			if code := post(tc.header, tc.attempt, 10); code != http.StatusOK {
+				t.Fatalf("status %d, want 200", code)
+			}
+			if got := n.observe(time.Now(), time.Second, &avg).ArrivalRate; got != tc.want {
+				t.Errorf("arrival %v/s, want %v", got, tc.want)
+			}
+		})
 	}
-	if obs.Rejected != 500 {
-		t.Fatalf("second interval: %d refused, want 500 (every refusal is still counted there)", obs.Rejected)
-	}
+	t.Run("a refused retry is not demand either, but is counted refused", func(t *testing.T) {
+		avg := 256.0
+		n.observe(time.Now(), time.Second, &avg)
+		n.queue.setPressure(whyCPU) // every request is refused
+		defer n.queue.setPressure("")
+		if code := post(AttemptHeader, "1", 10); code != http.StatusTooManyRequests {
+			t.Fatalf("status %d, want 429", code)
+		}
+		if code := post(AttemptHeader, "2", 10); code != http.StatusTooManyRequests {
+			t.Fatalf("status %d, want 429", code)
+		}
+		// Refused at the door, before the body is read: the records are
+		// estimated from Content-Length, the same for both requests.
+		obs := n.observe(time.Now(), time.Second, &avg)
+		if obs.Rejected <= 0 || obs.ArrivalRate != float64(obs.Rejected)/2 {
+			t.Errorf("arrival %v/s, refused %d; want half the refused (the first attempt's)", obs.ArrivalRate, obs.Rejected)
+		}
+	})
 }

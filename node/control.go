@@ -17,8 +17,8 @@ type Health struct {
 	ThroughputRPS float64   `json:"throughput_rps"`
 	ArrivalRPS    float64   `json:"arrival_rps"`
 	// RefusedRPS is the records refused at the queue per second, every
-	// retry counted: ArrivalRPS counts a retry the node asked for once
-	// (retryLedger).
+	// retry counted: ArrivalRPS leaves out the retries that say so
+	// (AttemptHeader).
 	RefusedRPS    float64 `json:"refused_rps"`
 	GoodputRPS    float64 `json:"goodput_rps"`
 	P50ms         float64 `json:"p50_ms"`
@@ -86,10 +86,9 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		// Offered, as the field says: the records refused at the queue
 		// were offered too (with admission bounding the queue by delay,
 		// the queue no longer grows to show the demand; this does), but
-		// the retries the node asked for with Retry-After only once
-		// (retryLedger, admission_arrival.go).
-		ArrivalRate: float64(n.queue.adm.offered(now.Add(-interval), now, s.arrived, s.rejected,
-			time.Duration(n.RetryAfter())*time.Second)) / secs,
+		// a retry that says so only once (AttemptHeader,
+		// admission_arrival.go).
+		ArrivalRate:  float64(n.queue.adm.offered(s.arrived, s.rejected)) / secs,
 		Throughput:   float64(s.written) / secs,
 		Goodput:      float64(s.good) / secs,
 		P50:          s.p50,
