@@ -120,6 +120,9 @@ func TestSummarizeAckedSLOOK(t *testing.T) {
 		wantWindows int
 		wantPhases  [2]float64
 		wantSLOOK   float64 // slo_ok_ratio, unchanged by the new measure
+		// acked_goodput_rps: records within the SLO of their accepted
+		// attempt, per second of the 4 s run.
+		wantAckedGoodput float64
 	}{
 		{
 			name: "a retried record is judged by the attempt the node accepted, not by its intended time",
@@ -130,7 +133,7 @@ func TestSummarizeAckedSLOOK(t *testing.T) {
 				{phase: 0, sec: 0, n: 100, acked: true, latency: 1300 * ms1, attempt: 1200 * ms1, attemptLatency: 100 * ms1},
 				{phase: 1, sec: 2, n: 100, acked: true, latency: 100 * ms1, attempt: 2000 * ms1, attemptLatency: 100 * ms1},
 			},
-			want: 1, wantWindows: 2, wantPhases: [2]float64{1, 1}, wantSLOOK: 0.5,
+			want: 1, wantWindows: 2, wantPhases: [2]float64{1, 1}, wantSLOOK: 0.5, wantAckedGoodput: 200.0 / 4,
 		},
 		{
 			name: "records never acknowledged are not in it; windows without an acknowledgement do not count",
@@ -139,7 +142,7 @@ func TestSummarizeAckedSLOOK(t *testing.T) {
 				{phase: 0, sec: 0, n: 2, acked: false},
 				{phase: 1, sec: 3, n: 100, acked: false},
 			},
-			want: 1, wantWindows: 1, wantPhases: [2]float64{1, 0}, wantSLOOK: 0,
+			want: 1, wantWindows: 1, wantPhases: [2]float64{1, 0}, wantSLOOK: 0, wantAckedGoodput: 98.0 / 4,
 		},
 		{
 			name: "a window whose accepted records' p99 is over the SLO fails",
@@ -148,7 +151,7 @@ func TestSummarizeAckedSLOOK(t *testing.T) {
 				{phase: 0, sec: 0, n: 2, acked: true, latency: 900 * ms1, attempt: 300 * ms1, attemptLatency: 600 * ms1},
 				{phase: 1, sec: 2, n: 100, acked: true, latency: 100 * ms1, attempt: 2000 * ms1, attemptLatency: 100 * ms1},
 			},
-			want: 0.5, wantWindows: 2, wantPhases: [2]float64{0, 1}, wantSLOOK: 0.5,
+			want: 0.5, wantWindows: 2, wantPhases: [2]float64{0, 1}, wantSLOOK: 0.5, wantAckedGoodput: 198.0 / 4,
 		},
 		{
 			name: "attempts accepted after the schedule (the grace time) count, in the last phase",
@@ -156,7 +159,7 @@ func TestSummarizeAckedSLOOK(t *testing.T) {
 				{phase: 1, sec: 3, n: 100, acked: true, latency: 2 * time.Second, attempt: 4500 * ms1, attemptLatency: 800 * ms1},
 				{phase: 1, sec: 3, n: 100, acked: true, latency: 100 * ms1, attempt: 3000 * ms1, attemptLatency: 100 * ms1},
 			},
-			want: 0.5, wantWindows: 2, wantPhases: [2]float64{0, 0.5}, wantSLOOK: 0,
+			want: 0.5, wantWindows: 2, wantPhases: [2]float64{0, 0.5}, wantSLOOK: 0, wantAckedGoodput: 100.0 / 4,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,6 +174,9 @@ func TestSummarizeAckedSLOOK(t *testing.T) {
 			}
 			if !near(r.SLOOKRatio, tc.wantSLOOK) {
 				t.Errorf("slo_ok %v, want %v (its meaning is unchanged)", r.SLOOKRatio, tc.wantSLOOK)
+			}
+			if !near(r.AckedGoodputRPS, tc.wantAckedGoodput) {
+				t.Errorf("acked goodput %v/s, want %v", r.AckedGoodputRPS, tc.wantAckedGoodput)
 			}
 		})
 	}

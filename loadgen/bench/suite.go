@@ -173,6 +173,7 @@ func meanResult(runs []Result) Result {
 	m.P99ms = mean(func(r Result) float64 { return r.P99ms })
 	m.SLOOKRatio = mean(func(r Result) float64 { return r.SLOOKRatio })
 	m.AckedSLOOKRatio = mean(func(r Result) float64 { return r.AckedSLOOKRatio })
+	m.AckedGoodputRPS = mean(func(r Result) float64 { return r.AckedGoodputRPS })
 	m.MeanBatchSize = mean(func(r Result) float64 { return r.MeanBatchSize })
 	m.OfferedRPS = mean(func(r Result) float64 { return r.OfferedRPS })
 	m.CPUSeconds = mean(func(r Result) float64 { return r.CPUSeconds })
@@ -201,6 +202,7 @@ func meanResult(runs []Result) Result {
 		p.OfferedRPS = ph(func(p PhaseResult) float64 { return p.OfferedRPS })
 		p.SLOOKRatio = ph(func(p PhaseResult) float64 { return p.SLOOKRatio })
 		p.AckedSLOOKRatio = ph(func(p PhaseResult) float64 { return p.AckedSLOOKRatio })
+		p.AckedGoodputRPS = ph(func(p PhaseResult) float64 { return p.AckedGoodputRPS })
 	}
 	return m
 }
