@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -31,6 +32,28 @@ func newHTTPClient(conns int, tlsConfig *tls.Config) *http.Client {
 	}}
 }
 
+// SentHeader carries, on every HTTP attempt loadgen makes, the time the
+// attempt was sent (Unix nanoseconds): a retry carries its own. The bench
+// reads it to time the attempt a node accepted (loadgen/bench). Receivers
+// ignore it.
+const SentHeader = "X-Loadgen-Sent"
+
+// AttemptHeader carries the number of the attempt: 1, then 2 for the
+// first retry. A batchpilot node leaves a retry's records out of the
+// arrival rate its controllers see (node/admission_arrival.go): a retry is
+// not new demand.
+const AttemptHeader = "X-Attempt-Count"
+
+// ParseSentHeader reads a SentHeader value; ok is false for anything but a
+// positive decimal integer.
+func ParseSentHeader(v string) (t time.Time, ok bool) {
+	ns, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ns <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
 var (
 	ndjsonType = []string{"application/x-ndjson"}
 	gzipEnc    = []string{"gzip"}
@@ -51,6 +74,8 @@ func (s *httpSender) send(ctx context.Context, t *target, wire []byte, pl *paylo
 		return attempt{kind: "other"}
 	}
 	req.Header["Content-Type"] = ndjsonType
+	req.Header[SentHeader] = []string{strconv.FormatInt(time.Now().UnixNano(), 10)}
+	req.Header[AttemptHeader] = []string{strconv.Itoa(max(1, pl.attempt))}
 	if pl.gzip {
 		req.Header["Content-Encoding"] = gzipEnc
 	}

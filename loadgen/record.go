@@ -222,10 +222,13 @@ type payload struct {
 	n    int
 	// gzip: wire is buf compressed (HTTP only).
 	gzip bool
+	// attempt is the number of the attempt being sent: 1, then 2 for the
+	// first retry (HTTP sends it as AttemptHeader).
+	attempt int
 }
 
 func (p *payload) reset() {
-	p.buf, p.ends, p.n, p.gzip = p.buf[:0], p.ends[:0], 0, false
+	p.buf, p.ends, p.n, p.gzip, p.attempt = p.buf[:0], p.ends[:0], 0, false, 0
 }
 
 // encode appends records seq .. seq+n-1 (templates from local on) to pl.

@@ -368,6 +368,7 @@ func (r *runner) deliver(s sender, c *claim, wire []byte, pl *payload) result {
 		if set != nil {
 			t = set.pick(time.Now())
 		}
+		pl.attempt = try + 1
 		a := s.send(r.reqCtx, t, wire, pl)
 		res.requests++
 		res.wireBytes += int64(len(wire))

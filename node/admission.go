@@ -121,6 +121,7 @@ type admission struct {
 
 	refusedBy [len(admissionWhys)]atomic.Int64 // requests (and datagrams) refused, by why, since start
 	paused    atomic.Int64                     // blocking puts (syslog TCP) that had to wait for room
+	retried   atomic.Int64                     // records of retries since the last interval (admission_arrival.go)
 	// pressure is 1 + the index in admissionWhys of the resource the node
 	// is over its limit on (whyCPU, whyMemory); 0: none. Set by the
 	// control loop from the guard's verdict.
@@ -464,6 +465,7 @@ func (n *Node) admitHeaders(r *http.Request) error {
 	}
 	n.queue.adm.refused(why, SourceHTTP)
 	n.win.addRejected(est)
+	n.noteRetry(r, est, err)
 	n.metrics.rejected.WithLabelValues("queue_full").Add(float64(est))
 	return err
 }

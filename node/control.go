@@ -16,15 +16,19 @@ type Health struct {
 	BatchSize     int       `json:"batch_size"`
 	ThroughputRPS float64   `json:"throughput_rps"`
 	ArrivalRPS    float64   `json:"arrival_rps"`
-	GoodputRPS    float64   `json:"goodput_rps"`
-	P50ms         float64   `json:"p50_ms"`
-	P99ms         float64   `json:"p99_ms"`
-	CPUPercent    float64   `json:"cpu_percent"`
-	MemPercent    float64   `json:"mem_percent"`
-	RSSBytes      uint64    `json:"rss_bytes"`
-	QueueDepth    int       `json:"queue_depth"`
-	QueueBytes    int64     `json:"queue_bytes"`
-	InflightBytes int64     `json:"inflight_bytes"`
+	// RefusedRPS is the records refused at the queue per second, every
+	// retry counted: ArrivalRPS leaves out the retries that say so
+	// (AttemptHeader).
+	RefusedRPS    float64 `json:"refused_rps"`
+	GoodputRPS    float64 `json:"goodput_rps"`
+	P50ms         float64 `json:"p50_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	CPUPercent    float64 `json:"cpu_percent"`
+	MemPercent    float64 `json:"mem_percent"`
+	RSSBytes      uint64  `json:"rss_bytes"`
+	QueueDepth    int     `json:"queue_depth"`
+	QueueBytes    int64   `json:"queue_bytes"`
+	InflightBytes int64   `json:"inflight_bytes"`
 	// WantBytes is the in-flight bytes the controller would use without a
 	// grant: its batch size times the flush concurrency times the mean
 	// record size. The leader allocates budgets from it.
@@ -80,9 +84,11 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		BatchSize:    n.BatchSize(),
 		MaxBatchSize: n.cfg.MaxBatchSize,
 		// Offered, as the field says: the records refused at the queue
-		// were offered too. With admission bounding the queue by delay,
-		// the queue no longer grows to show the demand; this does.
-		ArrivalRate:  float64(s.arrived+s.rejected) / secs,
+		// were offered too (with admission bounding the queue by delay,
+		// the queue no longer grows to show the demand; this does), but
+		// a retry that says so only once (AttemptHeader,
+		// admission_arrival.go).
+		ArrivalRate:  float64(n.queue.adm.offered(s.arrived, s.rejected)) / secs,
 		Throughput:   float64(s.written) / secs,
 		Goodput:      float64(s.good) / secs,
 		P50:          s.p50,
@@ -154,7 +160,8 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	h := &Health{
 		Time: obs.Now, BatchSize: d.BatchSize,
 		ThroughputRPS: obs.Throughput, ArrivalRPS: obs.ArrivalRate, GoodputRPS: obs.Goodput,
-		P50ms: ms(obs.P50), P99ms: ms(obs.P99),
+		RefusedRPS: float64(obs.Rejected) / max(obs.Interval.Seconds(), 1e-9),
+		P50ms:      ms(obs.P50), P99ms: ms(obs.P99),
 		CPUPercent: obs.CPUPercent, MemPercent: obs.MemPercent, RSSBytes: obs.RSSBytes,
 		QueueDepth: obs.QueueDepth, QueueBytes: obs.QueueBytes, InflightBytes: n.inflightBytes.Load(),
 		WantBytes:  n.want(d, obs, avgRecord),

@@ -91,6 +91,7 @@ func (n *Node) serveIngest(w http.ResponseWriter, r *http.Request, others []Body
 		return
 	}
 	err = n.Ingest(r.Context(), recs, SourceHTTP)
+	n.noteRetry(r, len(recs), err) // a retry is not new demand (admission_arrival.go)
 	if err == nil || errors.Is(err, ErrQueueFull) || errors.Is(err, ErrDraining) || errors.Is(err, ErrBreakerOpen) {
 		// Every record is settled (or never queued): the body can be reused.
 		body.Reset()

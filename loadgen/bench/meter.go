@@ -7,11 +7,15 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/batchpilot/batchpilot/loadgen"
 )
 
 // meter sits in front of the node's ingest handler and notes, for every
-// request the node acknowledged (200), the number of its last record and
-// when the acknowledgement was written. It passes the request on unchanged.
+// request the node acknowledged (200), the number of its last record, when
+// the acknowledged attempt was sent (loadgen's SentHeader; without it, when
+// the server began serving the attempt) and when the acknowledgement was
+// written. It passes the request on unchanged.
 type meter struct {
 	next     http.Handler
 	idPrefix []byte // `"id":"RUNID-`
@@ -25,6 +29,7 @@ type meter struct {
 type ack struct {
 	last int64
 	n    int
+	sent time.Time // the acknowledged attempt's send
 	at   time.Time
 }
 
@@ -33,6 +38,10 @@ func newMeter(next http.Handler, runID string, maxBody int64) *meter {
 }
 
 func (m *meter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sent := time.Now()
+	if t, ok := loadgen.ParseSentHeader(r.Header.Get(loadgen.SentHeader)); ok && t.Before(sent) {
+		sent = t
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, m.maxBody+1))
 	r.Body.Close()
 	if err != nil {
@@ -47,7 +56,7 @@ func (m *meter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.status == http.StatusOK && ok {
 		at := time.Now()
 		m.mu.Lock()
-		m.acks = append(m.acks, ack{last: last, n: n, at: at})
+		m.acks = append(m.acks, ack{last: last, n: n, sent: sent, at: at})
 		m.mu.Unlock()
 	}
 }

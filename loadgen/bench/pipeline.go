@@ -195,9 +195,9 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 				// The figures are the node's last control interval's: name
 				// the phase that interval ran in, not the one starting now.
 				covered := max(0, h.Time.Sub(began)-time.Millisecond)
-				fmt.Fprintf(p.progress, "%s: %3.0fs/%.0fs %-12s size %5d  arriving %6.0f/s  written %6.0f/s  node p99 %5.0fms  queue %6d  breaker %s\n",
+				fmt.Fprintf(p.progress, "%s: %3.0fs/%.0fs %-12s size %5d  arriving %6.0f/s  refused %6.0f/s  written %6.0f/s  node p99 %5.0fms  queue %6d  breaker %s\n",
 					p.tag, el.Seconds(), total.Seconds(), phaseAt(sc, from, to, covered), h.BatchSize,
-					h.ArrivalRPS, h.ThroughputRPS, h.P99ms, h.QueueDepth, h.Breaker)
+					h.ArrivalRPS, h.RefusedRPS, h.ThroughputRPS, h.P99ms, h.QueueDepth, h.Breaker)
 			}
 		}
 	})
@@ -298,6 +298,7 @@ func outcomes(planned []plannedRequest, acks []ack, start time.Time) (outs []out
 		lat := a.at.Sub(start.Add(planned[i].due))
 		if o := &outs[i]; !o.acked || lat < o.latency {
 			o.acked, o.latency = true, max(lat, 0)
+			o.attempt, o.attemptLatency = a.sent.Sub(start), max(a.at.Sub(a.sent), 0)
 		}
 	}
 	return outs, mismatched

@@ -111,6 +111,77 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+func TestSummarizeAckedSLOOK(t *testing.T) {
+	slo := 500 * ms1
+	for _, tc := range []struct {
+		name        string
+		outs        []outcome
+		want        float64 // acked_slo_ok_ratio
+		wantWindows int
+		wantPhases  [2]float64
+		wantSLOOK   float64 // slo_ok_ratio, unchanged by the new measure
+		// acked_goodput_rps: records within the SLO of their accepted
+		// attempt, per second of the 4 s run.
+		wantAckedGoodput float64
+	}{
+		{
+			name: "a retried record is judged by the attempt the node accepted, not by its intended time",
+			outs: []outcome{
+				// Due at 0.1 s, refused, accepted on its retry at 1.2 s and
+				// written 100 ms later: 1.2 s late for slo_ok, on time for
+				// the node.
+				{phase: 0, sec: 0, n: 100, acked: true, latency: 1300 * ms1, attempt: 1200 * ms1, attemptLatency: 100 * ms1},
+				{phase: 1, sec: 2, n: 100, acked: true, latency: 100 * ms1, attempt: 2000 * ms1, attemptLatency: 100 * ms1},
+			},
+			want: 1, wantWindows: 2, wantPhases: [2]float64{1, 1}, wantSLOOK: 0.5, wantAckedGoodput: 200.0 / 4,
+		},
+		{
+			name: "records never acknowledged are not in it; windows without an acknowledgement do not count",
+			outs: []outcome{
+				{phase: 0, sec: 0, n: 98, acked: true, latency: 10 * ms1, attempt: 0, attemptLatency: 10 * ms1},
+				{phase: 0, sec: 0, n: 2, acked: false},
+				{phase: 1, sec: 3, n: 100, acked: false},
+			},
+			want: 1, wantWindows: 1, wantPhases: [2]float64{1, 0}, wantSLOOK: 0, wantAckedGoodput: 98.0 / 4,
+		},
+		{
+			name: "a window whose accepted records' p99 is over the SLO fails",
+			outs: []outcome{
+				{phase: 0, sec: 0, n: 98, acked: true, latency: 10 * ms1, attempt: 0, attemptLatency: 10 * ms1},
+				{phase: 0, sec: 0, n: 2, acked: true, latency: 900 * ms1, attempt: 300 * ms1, attemptLatency: 600 * ms1},
+				{phase: 1, sec: 2, n: 100, acked: true, latency: 100 * ms1, attempt: 2000 * ms1, attemptLatency: 100 * ms1},
+			},
+			want: 0.5, wantWindows: 2, wantPhases: [2]float64{0, 1}, wantSLOOK: 0.5, wantAckedGoodput: 198.0 / 4,
+		},
+		{
+			name: "attempts accepted after the schedule (the grace time) count, in the last phase",
+			outs: []outcome{
+				{phase: 1, sec: 3, n: 100, acked: true, latency: 2 * time.Second, attempt: 4500 * ms1, attemptLatency: 800 * ms1},
+				{phase: 1, sec: 3, n: 100, acked: true, latency: 100 * ms1, attempt: 3000 * ms1, attemptLatency: 100 * ms1},
+			},
+			want: 0.5, wantWindows: 2, wantPhases: [2]float64{0, 0.5}, wantSLOOK: 0, wantAckedGoodput: 100.0 / 4,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := summarize("gradient", twoPhases, tc.outs, nil, slo)
+			if !near(r.AckedSLOOKRatio, tc.want) || r.AckedWindows != tc.wantWindows {
+				t.Errorf("acked_slo_ok %v over %d windows, want %v over %d", r.AckedSLOOKRatio, r.AckedWindows, tc.want, tc.wantWindows)
+			}
+			for i, w := range tc.wantPhases {
+				if !near(r.Phases[i].AckedSLOOKRatio, w) {
+					t.Errorf("phase %d acked_slo_ok %v, want %v", i, r.Phases[i].AckedSLOOKRatio, w)
+				}
+			}
+			if !near(r.SLOOKRatio, tc.wantSLOOK) {
+				t.Errorf("slo_ok %v, want %v (its meaning is unchanged)", r.SLOOKRatio, tc.wantSLOOK)
+			}
+			if !near(r.AckedGoodputRPS, tc.wantAckedGoodput) {
+				t.Errorf("acked goodput %v/s, want %v", r.AckedGoodputRPS, tc.wantAckedGoodput)
+			}
+		})
+	}
+}
+
 func TestSummarizeBatchSizes(t *testing.T) {
 	var sizes []sizeSample
 	// 100 for the first phase, 1000 for the second, samples every 100ms,

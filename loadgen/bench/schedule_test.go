@@ -130,9 +130,9 @@ func TestOutcomesMatchAcknowledgements(t *testing.T) {
 		{phase: 1, last: 24, n: 5, due: 2100 * time.Millisecond},
 	}
 	acks := []ack{
-		{last: 19, n: 10, at: start.Add(1500 * time.Millisecond)},
-		{last: 19, n: 10, at: start.Add(1400 * time.Millisecond)}, // a retry answered first
-		{last: 9, n: 10, at: start.Add(150 * time.Millisecond)},
+		{last: 19, n: 10, sent: start.Add(1200 * time.Millisecond), at: start.Add(1500 * time.Millisecond)},
+		{last: 19, n: 10, sent: start.Add(1300 * time.Millisecond), at: start.Add(1400 * time.Millisecond)}, // a retry answered first
+		{last: 9, n: 10, sent: start.Add(100 * time.Millisecond), at: start.Add(150 * time.Millisecond)},
 		{last: 24, n: 4, at: start.Add(3 * time.Second)},  // wrong size
 		{last: 99, n: 10, at: start.Add(3 * time.Second)}, // unknown
 	}
@@ -141,8 +141,10 @@ func TestOutcomesMatchAcknowledgements(t *testing.T) {
 		t.Errorf("%d mismatched, want 2", mismatched)
 	}
 	want := []outcome{
-		{phase: 0, sec: 0, n: 10, acked: true, latency: 50 * time.Millisecond},
-		{phase: 0, sec: 1, n: 10, acked: true, latency: 200 * time.Millisecond},
+		{phase: 0, sec: 0, n: 10, acked: true, latency: 50 * time.Millisecond, attempt: 100 * time.Millisecond, attemptLatency: 50 * time.Millisecond},
+		// The accepted attempt is the one answered first, the retry: its
+		// own send and answer, not the intended time.
+		{phase: 0, sec: 1, n: 10, acked: true, latency: 200 * time.Millisecond, attempt: 1300 * time.Millisecond, attemptLatency: 100 * time.Millisecond},
 		{phase: 1, sec: 2, n: 5},
 	}
 	for i := range want {

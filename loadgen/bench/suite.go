@@ -172,6 +172,8 @@ func meanResult(runs []Result) Result {
 	m.P50ms = mean(func(r Result) float64 { return r.P50ms })
 	m.P99ms = mean(func(r Result) float64 { return r.P99ms })
 	m.SLOOKRatio = mean(func(r Result) float64 { return r.SLOOKRatio })
+	m.AckedSLOOKRatio = mean(func(r Result) float64 { return r.AckedSLOOKRatio })
+	m.AckedGoodputRPS = mean(func(r Result) float64 { return r.AckedGoodputRPS })
 	m.MeanBatchSize = mean(func(r Result) float64 { return r.MeanBatchSize })
 	m.OfferedRPS = mean(func(r Result) float64 { return r.OfferedRPS })
 	m.CPUSeconds = mean(func(r Result) float64 { return r.CPUSeconds })
@@ -199,6 +201,8 @@ func meanResult(runs []Result) Result {
 		p.MeanBatchSize = ph(func(p PhaseResult) float64 { return p.MeanBatchSize })
 		p.OfferedRPS = ph(func(p PhaseResult) float64 { return p.OfferedRPS })
 		p.SLOOKRatio = ph(func(p PhaseResult) float64 { return p.SLOOKRatio })
+		p.AckedSLOOKRatio = ph(func(p PhaseResult) float64 { return p.AckedSLOOKRatio })
+		p.AckedGoodputRPS = ph(func(p PhaseResult) float64 { return p.AckedGoodputRPS })
 	}
 	return m
 }
@@ -232,7 +236,7 @@ func (s *Suite) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tcontroller\tgoodput/s\trange\tvs best\tvs oracle\tslo_ok\tp99 ms\tmean size\t")
+	fmt.Fprintln(tw, "scenario\tcontroller\tgoodput/s\trange\tvs best\tvs oracle\tslo_ok\tacked_ok\tp99 ms\tmean size\t")
 	ratio := func(a, b float64) string {
 		if b <= 0 {
 			return "-"
@@ -248,9 +252,9 @@ func (s *Suite) WriteTable(w io.Writer) error {
 			if res.Spread != nil {
 				rng = fmt.Sprintf("%.0f-%.0f", res.Spread.GoodputRPS.Min, res.Spread.GoodputRPS.Max)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.2f\t%.0f\t%.0f\t\n", r.Scenario, res.Controller, res.GoodputRPS, rng,
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\t%.0f\t\n", r.Scenario, res.Controller, res.GoodputRPS, rng,
 				ratio(res.GoodputRPS, r.BestStatic.GoodputRPS), ratio(res.GoodputRPS, r.Oracle.GoodputRPS),
-				res.SLOOKRatio, res.P99ms, res.MeanBatchSize)
+				res.SLOOKRatio, res.AckedSLOOKRatio, res.P99ms, res.MeanBatchSize)
 			if !slices.Contains(order, res.Controller) {
 				order = append(order, res.Controller)
 			}
@@ -262,9 +266,9 @@ func (s *Suite) WriteTable(w io.Writer) error {
 			}
 		}
 		if len(r.Sweep) > 0 {
-			fmt.Fprintf(tw, "%s\tbest static:%d\t%.0f\t\t1.00x\t%s\t\t\t\t\n", r.Scenario, r.BestStatic.BatchSize,
+			fmt.Fprintf(tw, "%s\tbest static:%d\t%.0f\t\t1.00x\t%s\t\t\t\t\t\n", r.Scenario, r.BestStatic.BatchSize,
 				r.BestStatic.GoodputRPS, ratio(r.BestStatic.GoodputRPS, r.Oracle.GoodputRPS))
-			fmt.Fprintf(tw, "%s\toracle\t%.0f\t\t%s\t1.00x\t\t\t\t\n", r.Scenario, r.Oracle.GoodputRPS,
+			fmt.Fprintf(tw, "%s\toracle\t%.0f\t\t%s\t1.00x\t\t\t\t\t\n", r.Scenario, r.Oracle.GoodputRPS,
 				ratio(r.Oracle.GoodputRPS, r.BestStatic.GoodputRPS))
 		}
 	}
