@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"io"
 	"log"
 	"log/slog"
 	"strings"
@@ -12,7 +13,15 @@ import (
 // to logger at the level memberlist wrote in front of it ("[WARN] ..."), so
 // the library's chatter follows the level of the agent's slog handler.
 func newLibraryLogger(logger *slog.Logger, component string) *log.Logger {
-	return log.New(&levelWriter{logger: logger.With("component", component)}, "", 0)
+	return log.New(LibraryLogWriter(logger, component), "", 0)
+}
+
+// LibraryLogWriter returns a writer for a library that logs lines with a
+// level in front ("[WARN] memberlist: ...", hclog's "[WARN]  raft: ..."):
+// each line goes to logger, tagged with component, at that level. memberlist
+// and raft (package consensus) share it.
+func LibraryLogWriter(logger *slog.Logger, component string) io.Writer {
+	return &levelWriter{logger: logger.With("component", component)}
 }
 
 type levelWriter struct {

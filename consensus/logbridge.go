@@ -1,12 +1,12 @@
 package consensus
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/batchpilot/batchpilot/cluster"
 )
 
 // newRaftLogger returns an hclog.Logger for raft that sends each line to
@@ -25,42 +25,7 @@ func newRaftLogger(logger *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:        "raft",
 		Level:       level,
-		Output:      &levelWriter{logger: logger.With("component", "raft")},
+		Output:      cluster.LibraryLogWriter(logger, "raft"),
 		DisableTime: true,
 	})
-}
-
-type levelWriter struct {
-	logger *slog.Logger
-}
-
-func (w *levelWriter) Write(p []byte) (int, error) {
-	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
-		level, msg := parseLevel(string(line))
-		if w.logger.Enabled(context.Background(), level) {
-			w.logger.Log(context.Background(), level, msg)
-		}
-	}
-	return len(p), nil
-}
-
-// parseLevel splits "[WARN]  raft: text" into slog.LevelWarn and
-// "raft: text". A line without a known prefix is logged at info.
-func parseLevel(line string) (slog.Level, string) {
-	for _, p := range []struct {
-		prefix string
-		level  slog.Level
-	}{
-		{"[TRACE]", slog.LevelDebug - 4},
-		{"[DEBUG]", slog.LevelDebug},
-		{"[INFO]", slog.LevelInfo},
-		{"[WARN]", slog.LevelWarn},
-		{"[ERROR]", slog.LevelError},
-		{"[ERR]", slog.LevelError},
-	} {
-		if rest, ok := strings.CutPrefix(line, p.prefix); ok {
-			return p.level, strings.TrimSpace(rest)
-		}
-	}
-	return slog.LevelInfo, strings.TrimSpace(line)
 }

@@ -147,13 +147,8 @@ func NewServer(cfg Config) *Server {
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return ErrServerClosed
-	case s.tcp != nil:
-		return errors.New("syslog: already listening")
-	case s.cfg.Handler == nil:
-		return errors.New("syslog: Config.Handler is nil")
+	if err := s.canListen("syslog"); err != nil {
+		return err
 	}
 	host, port, err := net.SplitHostPort(s.cfg.Addr)
 	if err != nil {
@@ -185,6 +180,20 @@ func (s *Server) Listen() error {
 		s.tcp, s.udp = tl, udp
 		return nil
 	}
+}
+
+// canListen says why the server cannot bind now, naming what in its errors
+// ("syslog", "syslog tls"); the caller holds s.mu.
+func (s *Server) canListen(what string) error {
+	switch {
+	case s.closed:
+		return ErrServerClosed
+	case s.tcp != nil:
+		return errors.New(what + ": already listening")
+	case s.cfg.Handler == nil:
+		return errors.New(what + ": Config.Handler is nil")
+	}
+	return nil
 }
 
 // Addr returns the address the server listens on (TCP and UDP share the

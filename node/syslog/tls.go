@@ -32,13 +32,8 @@ func (s *Server) ListenTLS(config *tls.Config) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return ErrServerClosed
-	case s.tcp != nil:
-		return errors.New("syslog tls: already listening")
-	case s.cfg.Handler == nil:
-		return errors.New("syslog tls: Config.Handler is nil")
+	if err := s.canListen("syslog tls"); err != nil {
+		return err
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Addr)
