@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -87,29 +86,7 @@ func launchMember(t, owner *testing.T, wrap []string, name, dir string, args ...
 		"--syslog-addr", "", "--max-linger", "20ms", "--shutdown-timeout", "20s",
 		"--initial-limits", clusterLimits)
 	full = append(full, args...)
-	p := &proc{cmd: exec.Command(full[0], full[1:]...), exited: make(chan error, 1)}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	found := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := addrsRE.FindStringSubmatch(line); m != nil {
-				found <- m
-			}
-		}
-		p.exited <- p.cmd.Wait()
-	}()
+	p, found := spawnProc(t, full, addrsRE)
 	owner.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
 		if owner.Failed() {

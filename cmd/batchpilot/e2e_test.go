@@ -67,15 +67,12 @@ type proc struct {
 
 var listeningRE = regexp.MustCompile(`listening http=(\S+) syslog=(\S*) .* bulk=(\S*) syslog_tls=(\S*)`)
 
-// startProc runs `batchpilot agent` on free ports and waits until it says
-// where it listens.
-func startProc(t *testing.T, dataDir string, args ...string) *proc {
+// spawnProc starts argv with its stderr kept in the proc's log; the first
+// stderr line that re matches is sent on found (submatches), and the exit
+// on p.exited. The caller registers its own cleanup.
+func spawnProc(t testing.TB, argv []string, re *regexp.Regexp) (p *proc, found <-chan []string) {
 	t.Helper()
-	full := append([]string{"agent", "--node-name", "e2e", "--data-dir", dataDir,
-		"--http-addr", "127.0.0.1:0", "--syslog-addr", "127.0.0.1:0",
-		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
-		"--bootstrap-expect", "1", "--max-linger", "20ms"}, args...)
-	p := &proc{cmd: exec.Command(binPath, full...), exited: make(chan error, 1)}
+	p = &proc{cmd: exec.Command(argv[0], argv[1:]...), exited: make(chan error, 1)}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +80,7 @@ func startProc(t *testing.T, dataDir string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	found := make(chan []string, 1)
+	ch := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -92,12 +89,27 @@ func startProc(t *testing.T, dataDir string, args ...string) *proc {
 			p.mu.Lock()
 			p.log.WriteString(line + "\n")
 			p.mu.Unlock()
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				found <- m
+			if m := re.FindStringSubmatch(line); m != nil {
+				select {
+				case ch <- m:
+				default:
+				}
 			}
 		}
 		p.exited <- p.cmd.Wait()
 	}()
+	return p, ch
+}
+
+// startProc runs `batchpilot agent` on free ports and waits until it says
+// where it listens.
+func startProc(t *testing.T, dataDir string, args ...string) *proc {
+	t.Helper()
+	full := append([]string{"agent", "--node-name", "e2e", "--data-dir", dataDir,
+		"--http-addr", "127.0.0.1:0", "--syslog-addr", "127.0.0.1:0",
+		"--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
+		"--bootstrap-expect", "1", "--max-linger", "20ms"}, args...)
+	p, found := spawnProc(t, append([]string{binPath}, full...), listeningRE)
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
 		if t.Failed() {
