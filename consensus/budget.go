@@ -346,7 +346,10 @@ type BudgetController struct {
 	// probeFails counts the probes in a row that failed with the knee
 	// estimate where it was: the probe interval is ProbeEvery doubled as
 	// many times (probeWait).
-	probeFails       int
+	probeFails int
+	// lastInFlight is the bytes the nodes had in writes in the last
+	// interval: a growth step is judged once their use stops rising.
+	lastInFlight     float64
 	baseMS           float64
 	cutLoad, cutRise float64
 }
@@ -356,6 +359,11 @@ type BudgetController struct {
 // tuners take a few control intervals to use them) before it is judged on
 // what it gave.
 const maxWait = 3
+
+// useRising: a growth step is not judged while the nodes' bytes in writes
+// rose by more than this share since the last interval (up to maxWait
+// intervals): they are still taking it up.
+const useRising = 0.1
 
 // NewBudgetController returns a controller that starts, on its first
 // decision, from what the nodes hold.
@@ -373,6 +381,7 @@ func (c *BudgetController) Next(o BudgetObservation) BudgetDecision {
 	old := c.budget
 	d := BudgetDecision{Time: o.Now, Old: old, Ceiling: o.Ceiling, Floor: floor, Figures: o, Detail: figuresOf(o)}
 	next, reason := c.decide(o, floor)
+	c.lastInFlight = o.InFlightBytes
 	next = clamp64(next, floor, max(o.Ceiling, floor))
 	c.budget = next
 	d.New, d.Reason = next, reason
@@ -445,11 +454,17 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		// no test of the downstream: their load, not the budget, limited
 		// them, and a goodput that did not rise says nothing of the knee.
 		// It is not judged: the budget holds (a probe goes back to where
-		// it came from) and grows again only once it binds them.
+		// it came from) and grows again only once it binds them. Nor is a
+		// step judged while the nodes' bytes in writes still rise by more
+		// than a tenth an interval: their tuners grow their batches into
+		// new grants over a few control intervals, and the goodput follows
+		// (the cluster bench saw a step judged flat one interval before
+		// goodput rose by a third, its bytes in writes still rising).
 		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
 		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
 		bound := c.bound(o, floor)
-		if (dh < db/2 || !bound) && c.waited < maxWait && o.WantBytes > c.prevBudget {
+		rising := c.lastInFlight > 0 && o.InFlightBytes > (1+useRising)*c.lastInFlight
+		if (dh < db/2 || !bound || rising) && c.waited < maxWait && o.WantBytes > c.prevBudget {
 			c.waited++
 			return c.budget, BudgetReasonWait
 		}

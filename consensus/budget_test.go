@@ -217,15 +217,17 @@ func TestBudgetControllerSequences(t *testing.T) {
 	probe := int64(float64(start) * 1.15)
 	short := BudgetConfig{ProbeEvery: 2, MaxProbeEvery: 8}
 	// knee leaves the controller with the knee estimate at start, the
-	// budget there: a growth step that did not pay.
+	// budget there: a growth step that did not pay (judged once the
+	// nodes' bytes in writes, up 12 % with it, stopped rising).
 	knee := []expect{
 		{busy(start, 1000), BudgetReasonStart, start, 0},
 		{busy(start, 1000), BudgetReasonGrow, grown, 0},
+		{busy(grown, 1010), BudgetReasonWait, grown, 0},
 		{busy(grown, 1010), BudgetReasonKnee, start, start},
 	}
 	settled := func(n int) []expect { return times(n, expect{busy(start, 1000), BudgetReasonSettled, start, start}) }
 	probeOnce := []expect{{busy(start, 1000), BudgetReasonProbe, probe, start}}
-	failed := []expect{{busy(probe, 1010), BudgetReasonKnee, start, start}}
+	failed := []expect{{busy(probe, 1010), BudgetReasonWait, probe, start}, {busy(probe, 1010), BudgetReasonKnee, start, start}}
 	idleStep := loaded(hot(grown, 1000), (grown-tFloor)/4, deep)
 	tests := []struct {
 		name  string
@@ -241,7 +243,14 @@ func TestBudgetControllerSequences(t *testing.T) {
 			[]expect{{busy(start, 1000), BudgetReasonStart, start, 0}, {busy(start, 1000), BudgetReasonGrow, grown, 0}},
 			times(3, expect{loaded(hot(grown, 1000), grown, 10), BudgetReasonWait, grown, 0}),
 			[]expect{{loaded(hot(grown, 1000), grown, 10), BudgetReasonIdle, grown, 0}})},
-		{"a growth step that binds the nodes and did not pay is the knee", BudgetConfig{}, knee},
+		{"a growth step that binds the nodes and did not pay is the knee, judged once their bytes in writes stop rising", BudgetConfig{}, knee},
+		{"a growth step is judged after at most 3 intervals of rising bytes in writes", BudgetConfig{}, []expect{
+			{busy(start, 1000), BudgetReasonStart, start, 0},
+			{loaded(hot(start, 1000), start/2, deep), BudgetReasonGrow, grown, 0},
+			{loaded(hot(grown, 1000), start*6/10, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start*7/10, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start*8/10, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start*9/10, deep), BudgetReasonKnee, start, start}}},
 		{"after a probe that did not pay the next comes twice as late", BudgetConfig{}, seq(
 			knee, settled(29), probeOnce, failed, settled(59), probeOnce)},
 		{"after two probes in a row that did not pay, four times as late", BudgetConfig{}, seq(
@@ -251,7 +260,9 @@ func TestBudgetControllerSequences(t *testing.T) {
 		{"a probe that paid starts the interval over", short, seq(
 			knee, settled(1), probeOnce, failed, settled(3), probeOnce, failed, settled(7), probeOnce,
 			[]expect{
+				{busy(probe, 1200), BudgetReasonWait, probe, start},
 				{busy(probe, 1200), BudgetReasonProbe, int64(float64(probe) * 1.15), probe},
+				{busy(int64(float64(probe)*1.15), 1210), BudgetReasonWait, int64(float64(probe) * 1.15), probe},
 				{busy(int64(float64(probe)*1.15), 1210), BudgetReasonKnee, probe, probe},
 			},
 			times(3, expect{busy(probe, 1200), BudgetReasonSettled, probe, probe}),
