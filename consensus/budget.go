@@ -325,10 +325,12 @@ type BudgetController struct {
 	prevBudget  int64
 	prevGoodput float64
 	prevHas     int64
-	grew        bool
-	waited      int
-	settle      int
-	lastReason  string
+	// prevInFlight is the bytes the nodes had in writes before the step.
+	prevInFlight float64
+	grew         bool
+	waited       int
+	settle       int
+	lastReason   string
 	// cut says the last decision was a cut for a p99 over the SLO, from
 	// cutFrom, when the throughput was cutThroughput.
 	cut           bool
@@ -360,10 +362,14 @@ type BudgetController struct {
 // what it gave.
 const maxWait = 3
 
-// useRising: a growth step is not judged while the nodes' bytes in writes
-// rose by more than this share since the last interval (up to maxWait
-// intervals): they are still taking it up.
-const useRising = 0.1
+// useTakeUp and useRising: a growth step is not judged (up to maxWait
+// intervals) before the nodes' bytes in writes rose by useTakeUp of what
+// their grants grew since the step, nor while they rose by more than
+// useRising since the last interval: the nodes are still taking it up.
+const (
+	useTakeUp = 0.5
+	useRising = 0.1
+)
 
 // NewBudgetController returns a controller that starts, on its first
 // decision, from what the nodes hold.
@@ -455,16 +461,19 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		// them, and a goodput that did not rise says nothing of the knee.
 		// It is not judged: the budget holds (a probe goes back to where
 		// it came from) and grows again only once it binds them. Nor is a
-		// step judged while the nodes' bytes in writes still rise by more
-		// than a tenth an interval: their tuners grow their batches into
-		// new grants over a few control intervals, and the goodput follows
-		// (the cluster bench saw a step judged flat one interval before
-		// goodput rose by a third, its bytes in writes still rising).
+		// step judged before the nodes' bytes in writes took up half of
+		// what their grants grew, or while those still rise by more than
+		// a tenth an interval: their tuners grow their batches into new
+		// grants over a few control intervals, and the goodput follows
+		// (the cluster bench saw steps judged flat one interval before
+		// goodput rose by a third or a half, the bytes in writes not yet
+		// or still rising).
 		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
 		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
 		bound := c.bound(o, floor)
+		using := o.InFlightBytes <= 0 || o.InFlightBytes-c.prevInFlight >= useTakeUp*float64(o.HasBytes-c.prevHas)
 		rising := c.lastInFlight > 0 && o.InFlightBytes > (1+useRising)*c.lastInFlight
-		if (dh < db/2 || !bound || rising) && c.waited < maxWait && o.WantBytes > c.prevBudget {
+		if (dh < db/2 || !bound || !using || rising) && c.waited < maxWait && o.WantBytes > c.prevBudget {
 			c.waited++
 			return c.budget, BudgetReasonWait
 		}
@@ -561,6 +570,7 @@ func (c *BudgetController) step() int64 {
 // grow puts the budget at next and remembers what to judge it against.
 func (c *BudgetController) grow(o BudgetObservation, next int64) int64 {
 	c.prevBudget, c.prevGoodput, c.prevHas, c.grew, c.waited = c.budget, o.GoodputRPS, o.HasBytes, true, 0
+	c.prevInFlight = o.InFlightBytes
 	return next
 }
 

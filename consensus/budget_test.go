@@ -244,6 +244,11 @@ func TestBudgetControllerSequences(t *testing.T) {
 			times(3, expect{loaded(hot(grown, 1000), grown, 10), BudgetReasonWait, grown, 0}),
 			[]expect{{loaded(hot(grown, 1000), grown, 10), BudgetReasonIdle, grown, 0}})},
 		{"a growth step that binds the nodes and did not pay is the knee, judged once their bytes in writes stop rising", BudgetConfig{}, knee},
+		{"a growth step is judged once the bytes in writes took up half of what the grants grew, and stopped rising", BudgetConfig{}, []expect{
+			{busy(start, 1000), BudgetReasonStart, start, 0},
+			{busy(start, 1000), BudgetReasonGrow, grown, 0},
+			{loaded(hot(grown, 1000), start+step/2-1, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start+(step+1)/2, deep), BudgetReasonKnee, start, start}}},
 		{"a growth step is judged after at most 3 intervals of rising bytes in writes", BudgetConfig{}, []expect{
 			{busy(start, 1000), BudgetReasonStart, start, 0},
 			{loaded(hot(start, 1000), start/2, deep), BudgetReasonGrow, grown, 0},
