@@ -26,7 +26,7 @@ const (
 	BudgetReasonSLO      = "slo"       // p99 over the SLO: multiplicative decrease
 	BudgetReasonQueueing = "queueing"  // p99 over the SLO, but the last cut cost throughput: the nodes' queues, not the downstream; undo and hold
 	BudgetReasonTooLarge = "too_large" // downstream 413: hold (a batch size matter, not capacity)
-	BudgetReasonIdle     = "idle"      // the nodes want less than the budget: hold
+	BudgetReasonIdle     = "idle"      // the nodes want less than the budget, or do not use it: hold; a growth step they did not take up is not judged
 	BudgetReasonKnee     = "knee"      // the last increase did not raise goodput: step back
 	BudgetReasonSettled  = "settled"   // holding at the knee before the next probe
 	BudgetReasonWait     = "wait"      // the last growth step is not in use yet: hold before judging it
@@ -73,8 +73,12 @@ type BudgetObservation struct {
 	// summed over the nodes: the load the downstream carried (0: the nodes
 	// did not say).
 	BytesPS, InFlightBytes float64
-	SLOms                  int
-	Fixed                  bool // budget_mode=fixed
+	// QueuedRecords is the records waiting in the nodes' queues, summed
+	// (each node's at its last control interval): the demand the budget
+	// holds back, if any.
+	QueuedRecords int64
+	SLOms         int
+	Fixed         bool // budget_mode=fixed
 }
 
 // BudgetDecision is one decision of the budget controller, with the
@@ -106,6 +110,7 @@ type BudgetFigures struct {
 	WriteMS       float64 `json:"write_ms"`
 	BytesPS       float64 `json:"bytes_per_s"`
 	InFlightBytes float64 `json:"in_flight_bytes"`
+	QueuedRecords int64   `json:"queued_records"`
 	SLOms         int     `json:"slo_ms"`
 	// KneeBytes is the controller's knee estimate after the decision, in
 	// bytes in flight at the downstream (0: none yet); BaseWriteMS the
@@ -154,8 +159,23 @@ type BudgetConfig struct {
 	ProbeEvery int
 	// ProbeAbove is how far above the knee estimate a probe goes (default
 	// 0.15): the least overshoot whose latency rise stands out of the
-	// noise of a mean write time.
+	// noise of a mean write time. An estimate that moves by more than
+	// this share is a new knee (the probe interval starts over).
 	ProbeAbove float64
+	// MaxProbeEvery caps the probe interval (default 8 × ProbeEvery):
+	// every probe that fails (the knee is where it was) doubles the
+	// interval up to it, and a knee estimate that moves resets it to
+	// ProbeEvery. It bounds how long a knee that moved up goes unfound.
+	MaxProbeEvery int
+	// UsePercent: the budget limits the nodes only while the bytes they
+	// have in writes (on average over the interval) are at least this
+	// share of the budget above the floor (default 50), and records wait
+	// in their queues that would fill one more growth step (see bound).
+	// Otherwise their load limits them, not the budget: the budget does
+	// not grow, and a growth step they did not need is not judged (it
+	// says nothing of the knee). The floor is left out because idle nodes
+	// hold their baselines without using them.
+	UsePercent int
 	// MinWritesPS: write times are judged only over intervals with at
 	// least this many writes per second (default 5).
 	MinWritesPS float64
@@ -200,6 +220,12 @@ func (c *BudgetConfig) setDefaults() {
 	}
 	if c.ProbeAbove <= 0 {
 		c.ProbeAbove = 0.15
+	}
+	if c.MaxProbeEvery < c.ProbeEvery {
+		c.MaxProbeEvery = 8 * c.ProbeEvery
+	}
+	if c.UsePercent <= 0 || c.UsePercent > 100 {
+		c.UsePercent = 50
 	}
 	if c.MinWritesPS <= 0 {
 		c.MinWritesPS = 5
@@ -262,6 +288,30 @@ func (c *BudgetConfig) setDefaults() {
 //     up is found in a few probes. A knee that moves down shows in the
 //     next interval's write times, and the cut follows within the epoch.
 //
+//   - Probes back off while they fail. Each probe past a knee that is
+//     still there costs overloaded seconds and teaches nothing new, so
+//     every probe that fails (it did not pay, or slowed the writes with
+//     an estimate within ProbeAbove of the old one) doubles the interval
+//     to the next, up to MaxProbeEvery (8 × 30 intervals); an estimate
+//     that moves by more than ProbeAbove (a knee that moved, found by a
+//     probe that paid, by write times or by pushback) starts it over at
+//     ProbeEvery. TCP's retransmission timer backs off the same way
+//     while its probes go unanswered.
+//
+//   - Only a budget that holds the nodes back is evidence. A growth step
+//     is a test of the downstream only when the budget, not their load,
+//     limited the nodes: what they want counts the node tuners' wish for
+//     bigger batches, which they have at any load, so the test is what
+//     they do (bound): they use the budget (bytes in writes at least
+//     UsePercent, 50 %, of the budget above the floor) and have records
+//     waiting that would fill another step. The budget grows (or probes)
+//     only then, and a growth step after which they are not bound (after
+//     up to maxWait intervals to take it up) is not judged: it holds, as
+//     idle, and a probe goes back to where it came from. The cluster
+//     bench saw a step in a phase of light load judged as the knee (the
+//     goodput did not rise because the load needed no more bytes), and
+//     the budget held at that false knee for the whole run.
+//
 // The operator's cluster_budget_bytes is the ceiling; the floor keeps
 // every node's baseline. The budget grows only while it binds (the nodes
 // want more than 90 % of it) and the p99 is inside the SLO: a
@@ -275,10 +325,12 @@ type BudgetController struct {
 	prevBudget  int64
 	prevGoodput float64
 	prevHas     int64
-	grew        bool
-	waited      int
-	settle      int
-	lastReason  string
+	// prevInFlight is the bytes the nodes had in writes before the step.
+	prevInFlight float64
+	grew         bool
+	waited       int
+	settle       int
+	lastReason   string
 	// cut says the last decision was a cut for a p99 over the SLO, from
 	// cutFrom, when the throughput was cutThroughput.
 	cut           bool
@@ -290,9 +342,16 @@ type BudgetController struct {
 	// the step in force is a probe). baseMS is the write time below the
 	// knee; cutLoad and cutRise the load and rise of the first latency
 	// cut since the knee was last found clean.
-	knee             int64
-	probeIn          int
-	probing          bool
+	knee    int64
+	probeIn int
+	probing bool
+	// probeFails counts the probes in a row that failed with the knee
+	// estimate where it was: the probe interval is ProbeEvery doubled as
+	// many times (probeWait).
+	probeFails int
+	// lastInFlight is the bytes the nodes had in writes in the last
+	// interval: a growth step is judged once their use stops rising.
+	lastInFlight     float64
 	baseMS           float64
 	cutLoad, cutRise float64
 }
@@ -302,6 +361,15 @@ type BudgetController struct {
 // tuners take a few control intervals to use them) before it is judged on
 // what it gave.
 const maxWait = 3
+
+// useTakeUp and useRising: a growth step is not judged (up to maxWait
+// intervals) before the nodes' bytes in writes rose by useTakeUp of what
+// their grants grew since the step, nor while they rose by more than
+// useRising since the last interval: the nodes are still taking it up.
+const (
+	useTakeUp = 0.5
+	useRising = 0.1
+)
 
 // NewBudgetController returns a controller that starts, on its first
 // decision, from what the nodes hold.
@@ -319,6 +387,7 @@ func (c *BudgetController) Next(o BudgetObservation) BudgetDecision {
 	old := c.budget
 	d := BudgetDecision{Time: o.Now, Old: old, Ceiling: o.Ceiling, Floor: floor, Figures: o, Detail: figuresOf(o)}
 	next, reason := c.decide(o, floor)
+	c.lastInFlight = o.InFlightBytes
 	next = clamp64(next, floor, max(o.Ceiling, floor))
 	c.budget = next
 	d.New, d.Reason = next, reason
@@ -335,7 +404,7 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	case o.Fixed:
 		// Back in learned mode it starts again from what the nodes hold,
 		// and learns the knee again: the downstream may have changed.
-		c.started, c.grew, c.settle, c.knee, c.baseMS, c.probing = false, false, 0, 0, 0, false
+		c.started, c.grew, c.settle, c.knee, c.baseMS, c.probing, c.probeFails = false, false, 0, 0, 0, false, 0
 		return o.Ceiling, BudgetReasonFixed
 	case !c.started:
 		// A new leader (or a switch from fixed) starts from what the nodes
@@ -353,13 +422,15 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		c.grew = false
 		return c.budget, BudgetReasonNoData
 	case o.WritesPS > 0 && o.PushbackPS/o.WritesPS > c.cfg.PushbackRatio:
+		probed := c.probing
 		c.grew, c.waited, c.settle, c.probing = false, 0, 0, false
 		// Past the downstream's concurrency, so past its knee too: the
 		// knee is below this budget.
-		if c.knee == 0 || c.budget < c.knee {
-			c.knee = c.budget
+		knee := c.knee
+		if knee == 0 || c.budget < knee {
+			knee = c.budget
 		}
-		c.probeIn = c.cfg.ProbeEvery
+		c.setKnee(knee, probed)
 		return mulF(c.budget, c.cfg.PushbackDecrease), BudgetReasonPushback
 	}
 	if rise := c.writeRise(o); rise > 1+c.cfg.LatencyRise {
@@ -382,28 +453,60 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 		// budget, and a cut for it must not hide a step that did not pay
 		// (the cluster bench saw the budget climb to twice the knee, one
 		// unjudged step after each cut).
+		//
+		// A step is also given those intervals to be used: the bytes in
+		// writes follow the grants by up to a lease interval. A step
+		// after which the budget does not hold the nodes back (bound) is
+		// no test of the downstream: their load, not the budget, limited
+		// them, and a goodput that did not rise says nothing of the knee.
+		// It is not judged: the budget holds (a probe goes back to where
+		// it came from) and grows again only once it binds them. Nor is a
+		// step judged before the nodes' bytes in writes took up half of
+		// what their grants grew, or while those still rise by more than
+		// a tenth an interval: their tuners grow their batches into new
+		// grants over a few control intervals, and the goodput follows
+		// (the cluster bench saw steps judged flat one interval before
+		// goodput rose by a third or a half, the bytes in writes not yet
+		// or still rising).
 		db := float64(c.budget-c.prevBudget) / float64(max(c.prevBudget, 1))
 		dh := float64(o.HasBytes-c.prevHas) / float64(max(c.prevHas, 1))
-		if dh < db/2 && c.waited < maxWait && o.WantBytes > c.prevBudget {
+		bound := c.bound(o, floor)
+		using := o.InFlightBytes <= 0 || o.InFlightBytes-c.prevInFlight >= useTakeUp*float64(o.HasBytes-c.prevHas)
+		rising := c.lastInFlight > 0 && o.InFlightBytes > (1+useRising)*c.lastInFlight
+		if (dh < db/2 || !bound || !using || rising) && c.waited < maxWait && o.WantBytes > c.prevBudget {
 			c.waited++
 			return c.budget, BudgetReasonWait
 		}
 		c.grew, c.waited = false, 0
+		if !bound {
+			if c.probing {
+				c.probing, c.probeIn = false, c.probeWait()
+				return c.prevBudget, BudgetReasonIdle
+			}
+			return c.budget, BudgetReasonIdle
+		}
 		dx := max(dh, db/2)
 		dg := (o.GoodputRPS - c.prevGoodput) / max(c.prevGoodput, 1)
 		if db > 0 && dg < c.cfg.MinElasticity*dx {
 			// The knee is where paying stopped: the last budget that
 			// paid is its estimate (the settled budget is a margin below
-			// it), and the next probe comes ProbeEvery intervals on.
-			c.settle, c.probing = c.cfg.SettleSteps, false
-			c.knee, c.probeIn = c.prevBudget, c.cfg.ProbeEvery
+			// it), and the next probe comes ProbeEvery intervals on. A
+			// probe that did not pay leaves the estimate where it was,
+			// and the next probe comes twice as late.
+			c.settle = c.cfg.SettleSteps
+			knee := c.prevBudget
+			if c.probing {
+				knee = c.knee
+			}
+			c.setKnee(knee, c.probing)
+			c.probing = false
 			return c.prevBudget, BudgetReasonKnee
 		}
 		if c.probing {
 			// A probe above the knee that paid, its writes no slower: the
 			// knee moved up. Probe on at once, so that it is found in a
 			// number of probes logarithmic in how far it moved.
-			c.knee, c.probeIn = max(c.knee, c.budget), 1
+			c.knee, c.probeIn, c.probeFails = max(c.knee, c.budget), 1, 0
 		}
 		c.probing = false
 	}
@@ -442,6 +545,9 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	if c.budget >= o.Ceiling {
 		return c.budget, BudgetReasonCeiling
 	}
+	if !c.bound(o, floor) {
+		return c.budget, BudgetReasonIdle
+	}
 	if c.knee > 0 {
 		return c.nearKnee(o)
 	}
@@ -464,12 +570,14 @@ func (c *BudgetController) step() int64 {
 // grow puts the budget at next and remembers what to judge it against.
 func (c *BudgetController) grow(o BudgetObservation, next int64) int64 {
 	c.prevBudget, c.prevGoodput, c.prevHas, c.grew, c.waited = c.budget, o.GoodputRPS, o.HasBytes, true, 0
+	c.prevInFlight = o.InFlightBytes
 	return next
 }
 
 // nearKnee is growth with a knee estimate: back up to the margin below
 // it in growth steps (not judged: the knee says how far they pay), then
-// hold, and every ProbeEvery intervals one probe ProbeAbove past it,
+// hold, and once every probe interval (probeWait: ProbeEvery, doubled
+// for each probe in a row that failed) one probe ProbeAbove past it,
 // judged like a growth step and on the write times.
 func (c *BudgetController) nearKnee(o BudgetObservation) (int64, string) {
 	target := mulF(c.knee, c.cfg.KneeMargin)
@@ -481,7 +589,7 @@ func (c *BudgetController) nearKnee(o BudgetObservation) (int64, string) {
 		c.probeIn--
 		return c.budget, BudgetReasonSettled
 	}
-	c.probeIn, c.settle, c.probing = c.cfg.ProbeEvery, 0, true
+	c.probeIn, c.settle, c.probing = c.probeWait(), 0, true
 	return c.grow(o, max(c.budget+1, mulF(max(c.budget, c.knee), 1+c.cfg.ProbeAbove))), BudgetReasonProbe
 }
 
@@ -523,6 +631,7 @@ func (c *BudgetController) learnBase(o BudgetObservation) {
 // load, its write time is the new base (reason rebase), and the budget
 // holds.
 func (c *BudgetController) pastKnee(o BudgetObservation, rise float64) (int64, string) {
+	probed := c.probing
 	c.grew, c.waited, c.settle, c.probing = false, 0, 0, false
 	// The load the interval carried: after a cut the nodes still hold
 	// the old grants until their next lease request, and judging the
@@ -534,14 +643,69 @@ func (c *BudgetController) pastKnee(o BudgetObservation, rise float64) (int64, s
 	}
 	if c.cutLoad > 0 && load < 0.6*c.cutLoad && rise > 0.8*c.cutRise {
 		c.baseMS, c.cutLoad, c.cutRise = o.WriteMS, 0, 0
+		// The downstream changed: probe at the first interval again.
+		c.probeFails, c.probeIn = 0, c.cfg.ProbeEvery
 		return c.budget, BudgetReasonRebase
 	}
 	if c.cutLoad == 0 || load > c.cutLoad {
 		c.cutLoad, c.cutRise = load, rise
 	}
-	c.knee = max(int64(load/math.Sqrt(rise)), 1)
-	c.probeIn = c.cfg.ProbeEvery
+	c.setKnee(max(int64(load/math.Sqrt(rise)), 1), probed)
 	return min(c.budget, mulF(c.knee, c.cfg.KneeMargin)), BudgetReasonLatency
+}
+
+// setKnee puts the knee estimate at k and the next probe a probe interval
+// on. An estimate that moved by more than ProbeAbove is a new knee: the
+// interval starts over at ProbeEvery. Otherwise a probe that failed
+// (failedProbe: it found the knee where it was) doubles it.
+func (c *BudgetController) setKnee(k int64, failedProbe bool) {
+	switch {
+	case c.knee == 0 || math.Abs(float64(k-c.knee)) > c.cfg.ProbeAbove*float64(c.knee):
+		c.probeFails = 0
+	case failedProbe:
+		c.probeFails = min(c.probeFails+1, 30)
+	}
+	c.knee = k
+	c.probeIn = c.probeWait()
+}
+
+// probeWait is the probe interval: ProbeEvery, doubled for every probe in
+// a row that failed, at most MaxProbeEvery.
+func (c *BudgetController) probeWait() int {
+	w := c.cfg.ProbeEvery
+	for range c.probeFails {
+		if w >= c.cfg.MaxProbeEvery {
+			break
+		}
+		w *= 2
+	}
+	return min(w, c.cfg.MaxProbeEvery)
+}
+
+// bound reports whether the budget in force holds the nodes back (they
+// are bound by it, not by their load): the bytes they had in writes, on
+// average over the interval, are at least UsePercent of the budget above
+// the floor, and the records waiting in their queues would fill at least
+// one more growth step (at the bytes per record they wrote). Below
+// their knee, nodes with a light load use the bytes their load needs and
+// queue only the records of the batch they are filling; nodes the budget
+// holds back fill it, and queue. Nodes that wrote nothing are not bound;
+// nodes that do not report their bytes (older versions) are taken to be,
+// as before there was this test.
+func (c *BudgetController) bound(o BudgetObservation, floor int64) bool {
+	if o.WritesPS <= 0 {
+		return false
+	}
+	if o.BytesPS <= 0 && o.InFlightBytes <= 0 {
+		return true
+	}
+	if o.InFlightBytes < float64(c.cfg.UsePercent)/100*float64(max(c.budget-floor, 0)) {
+		return false
+	}
+	if o.ThroughputRPS <= 0 || o.BytesPS <= 0 {
+		return true // no bytes per record to weigh the queue with
+	}
+	return float64(o.QueuedRecords)*o.BytesPS/o.ThroughputRPS >= float64(c.step())
 }
 
 // binds reports whether the budget limits the nodes: they want (nearly)
@@ -564,7 +728,8 @@ func figuresOf(o BudgetObservation) BudgetFigures {
 		Nodes: o.Nodes, WantBytes: o.WantBytes, HasBytes: o.HasBytes,
 		GoodputRPS: o.GoodputRPS, ThroughputRPS: o.ThroughputRPS,
 		WritesPS: o.WritesPS, PushbackPS: o.PushbackPS, TooLargePS: o.TooLargePS, ErrorsPS: o.ErrorsPS,
-		P99ms: o.P99ms, WriteMS: o.WriteMS, BytesPS: o.BytesPS, InFlightBytes: o.InFlightBytes, SLOms: o.SLOms,
+		P99ms: o.P99ms, WriteMS: o.WriteMS, BytesPS: o.BytesPS, InFlightBytes: o.InFlightBytes,
+		QueuedRecords: o.QueuedRecords, SLOms: o.SLOms,
 	}
 }
 

@@ -127,6 +127,14 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			repeat(overSLO(start, 1000), 10)...), overSLO(start, 1000), BudgetReasonSLO, start * 9 / 10},
 		{"a p99 back in the SLO after an undone cut settles, then probes", append([]BudgetObservation{hot(start, 1000), overSLO(start, 1000), overSLO(start*9/10, 880)},
 			repeat(hot(start, 1000), 9)...), hot(start, 1000), BudgetReasonProbe, start + step},
+		{"nodes bound by the budget (half of it above the floor in writes, a step's worth of records queued) grow it", []BudgetObservation{hot(start, 1000)},
+			loaded(hot(start, 1000), (start-tFloor)/2, deep), BudgetReasonGrow, start + step},
+		{"nodes with under half the budget above the floor in writes hold it", []BudgetObservation{hot(start, 1000)},
+			loaded(hot(start, 1000), (start-tFloor)/2-1, deep), BudgetReasonIdle, start},
+		{"nodes with less than a growth step of records queued hold it: their load limits them", []BudgetObservation{hot(start, 1000)},
+			loaded(hot(start, 1000), start, step/recordBytes-1), BudgetReasonIdle, start},
+		{"nodes that wrote nothing hold it", []BudgetObservation{hot(start, 1000)},
+			with(hot(start, 1000), func(o *BudgetObservation) { o.WritesPS = 0 }), BudgetReasonIdle, start},
 		{"at the ceiling it stays there", []BudgetObservation{hot(tCeiling, 1000)}, hot(tCeiling, 1000), BudgetReasonCeiling, tCeiling},
 		{"the floor holds against pushback", []BudgetObservation{hot(tFloor, 1000)},
 			with(hot(tFloor, 1000), func(o *BudgetObservation) { o.PushbackPS = 50 }), BudgetReasonPushback, tFloor},
@@ -150,6 +158,144 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			}
 			if !slices.Contains(BudgetReasons, d.Reason) {
 				t.Fatalf("reason %q is not in BudgetReasons (the API's enum)", d.Reason)
+			}
+		})
+	}
+}
+
+// recordBytes is the bytes a record in loaded; deep is a queue that
+// holds far more than a growth step of them.
+const (
+	recordBytes = 200
+	deep        = 1 << 20
+)
+
+// loaded is o with the nodes reporting inFlight bytes in writes on
+// average, queued records waiting, and recordBytes written per record.
+func loaded(o BudgetObservation, inFlight, queued int64) BudgetObservation {
+	o.InFlightBytes, o.QueuedRecords, o.BytesPS = float64(inFlight), queued, recordBytes*o.ThroughputRPS
+	return o
+}
+
+// busy is hot(budget, g) with the nodes bound by the budget: all of it in
+// writes, and a deep queue.
+func busy(budget int64, g float64) BudgetObservation {
+	return loaded(hot(budget, g), budget, deep)
+}
+
+// expect is one decision of a sequence: the observation and the reason,
+// budget and knee estimate wanted (-1: any).
+type expect struct {
+	obs          BudgetObservation
+	reason       string
+	budget, knee int64
+}
+
+func times(n int, e expect) []expect {
+	out := make([]expect, n)
+	for i := range out {
+		out[i] = e
+	}
+	return out
+}
+
+func seq(parts ...[]expect) []expect {
+	var out []expect
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// TestBudgetControllerSequences checks the rules that take several
+// decisions to show: a growth step judged only when the budget binds the
+// nodes, and probes that back off while they fail.
+func TestBudgetControllerSequences(t *testing.T) {
+	start := int64(32 << 20)
+	step := start * 12 / 100
+	grown := start + step
+	probe := int64(float64(start) * 1.15)
+	short := BudgetConfig{ProbeEvery: 2, MaxProbeEvery: 8}
+	// knee leaves the controller with the knee estimate at start, the
+	// budget there: a growth step that did not pay (judged once the
+	// nodes' bytes in writes, up 12 % with it, stopped rising).
+	knee := []expect{
+		{busy(start, 1000), BudgetReasonStart, start, 0},
+		{busy(start, 1000), BudgetReasonGrow, grown, 0},
+		{busy(grown, 1010), BudgetReasonWait, grown, 0},
+		{busy(grown, 1010), BudgetReasonKnee, start, start},
+	}
+	settled := func(n int) []expect { return times(n, expect{busy(start, 1000), BudgetReasonSettled, start, start}) }
+	probeOnce := []expect{{busy(start, 1000), BudgetReasonProbe, probe, start}}
+	failed := []expect{{busy(probe, 1010), BudgetReasonWait, probe, start}, {busy(probe, 1010), BudgetReasonKnee, start, start}}
+	idleStep := loaded(hot(grown, 1000), (grown-tFloor)/4, deep)
+	tests := []struct {
+		name  string
+		cfg   BudgetConfig
+		steps []expect
+	}{
+		{"a growth step the nodes did not fill waits, then holds unjudged: no knee, no more growth until they are bound", BudgetConfig{}, seq(
+			[]expect{{busy(start, 1000), BudgetReasonStart, start, 0}, {busy(start, 1000), BudgetReasonGrow, grown, 0}},
+			times(3, expect{idleStep, BudgetReasonWait, grown, 0}),
+			times(2, expect{idleStep, BudgetReasonIdle, grown, 0}),
+			[]expect{{busy(grown, 1200), BudgetReasonGrow, grown + grown*12/100, 0}})},
+		{"a growth step that emptied the queues holds unjudged", BudgetConfig{}, seq(
+			[]expect{{busy(start, 1000), BudgetReasonStart, start, 0}, {busy(start, 1000), BudgetReasonGrow, grown, 0}},
+			times(3, expect{loaded(hot(grown, 1000), grown, 10), BudgetReasonWait, grown, 0}),
+			[]expect{{loaded(hot(grown, 1000), grown, 10), BudgetReasonIdle, grown, 0}})},
+		{"a growth step that binds the nodes and did not pay is the knee, judged once their bytes in writes stop rising", BudgetConfig{}, knee},
+		{"a growth step is judged once the bytes in writes took up half of what the grants grew, and stopped rising", BudgetConfig{}, []expect{
+			{busy(start, 1000), BudgetReasonStart, start, 0},
+			{busy(start, 1000), BudgetReasonGrow, grown, 0},
+			{loaded(hot(grown, 1000), start+step/2-1, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start+(step+1)/2, deep), BudgetReasonKnee, start, start}}},
+		{"a growth step is judged after at most 3 intervals of rising bytes in writes", BudgetConfig{}, []expect{
+			{busy(start, 1000), BudgetReasonStart, start, 0},
+			{loaded(hot(start, 1000), start/2, deep), BudgetReasonGrow, grown, 0},
+			{loaded(hot(grown, 1000), start*6/10, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start*7/10, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start*8/10, deep), BudgetReasonWait, grown, 0},
+			{loaded(hot(grown, 1000), start*9/10, deep), BudgetReasonKnee, start, start}}},
+		{"after a probe that did not pay the next comes twice as late", BudgetConfig{}, seq(
+			knee, settled(29), probeOnce, failed, settled(59), probeOnce)},
+		{"after two probes in a row that did not pay, four times as late", BudgetConfig{}, seq(
+			knee, settled(29), probeOnce, failed, settled(59), probeOnce, failed, settled(119), probeOnce)},
+		{"the probe interval doubles up to MaxProbeEvery", short, seq(
+			knee, settled(1), probeOnce, failed, settled(3), probeOnce, failed, settled(7), probeOnce, failed, settled(7), probeOnce)},
+		{"a probe that paid starts the interval over", short, seq(
+			knee, settled(1), probeOnce, failed, settled(3), probeOnce, failed, settled(7), probeOnce,
+			[]expect{
+				{busy(probe, 1200), BudgetReasonWait, probe, start},
+				{busy(probe, 1200), BudgetReasonProbe, int64(float64(probe) * 1.15), probe},
+				{busy(int64(float64(probe)*1.15), 1210), BudgetReasonWait, int64(float64(probe) * 1.15), probe},
+				{busy(int64(float64(probe)*1.15), 1210), BudgetReasonKnee, probe, probe},
+			},
+			times(3, expect{busy(probe, 1200), BudgetReasonSettled, probe, probe}),
+			[]expect{{busy(probe, 1200), BudgetReasonProbe, int64(float64(probe) * 1.15), probe}})},
+		{"a knee estimate that moved on the write times starts the interval over", short, seq(
+			knee, settled(1), probeOnce, failed, settled(1),
+			[]expect{{slow(busy(start, 1000), 80, start), BudgetReasonLatency, start / 2 * 9 / 10, start / 2}},
+			times(1, expect{busy(start/2*9/10, 1000), BudgetReasonSettled, start / 2 * 9 / 10, start / 2}),
+			[]expect{{busy(start/2*9/10, 1000), BudgetReasonProbe, int64(float64(start/2) * 1.15), start / 2}})},
+		{"a probe that slowed the writes, the estimate within 15 % of the last, counts as failed", short, seq(
+			knee, settled(1), probeOnce,
+			[]expect{{slow(busy(probe, 1000), 30, probe), BudgetReasonLatency, int64(float64(int64(float64(probe)/math.Sqrt(1.5))) * 0.9), int64(float64(probe) / math.Sqrt(1.5))}},
+			times(3, expect{busy(int64(float64(int64(float64(probe)/math.Sqrt(1.5)))*0.9), 1000), BudgetReasonSettled, -1, -1}),
+			[]expect{{busy(start, 1000), BudgetReasonProbe, -1, -1}})},
+		{"a probe the nodes did not need goes back, the estimate and the interval kept", BudgetConfig{}, seq(
+			knee, settled(29), probeOnce,
+			times(3, expect{loaded(hot(probe, 1000), probe/10, deep), BudgetReasonWait, probe, start}),
+			[]expect{{loaded(hot(probe, 1000), probe/10, deep), BudgetReasonIdle, start, start}},
+			settled(29), probeOnce)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewBudgetController(tt.cfg)
+			for i, e := range tt.steps {
+				d := c.Next(e.obs)
+				if d.Reason != e.reason || (e.budget >= 0 && d.New != e.budget) || (e.knee >= 0 && d.Detail.KneeBytes != e.knee) {
+					t.Fatalf("decision %d: %s %d → %d, knee %d; want %s → %d, knee %d", i, d.Reason, d.Old, d.New, d.Detail.KneeBytes, e.reason, e.budget, e.knee)
+				}
 			}
 		})
 	}
@@ -297,5 +443,100 @@ func TestBudgetControllerLearnsTheKneeFromWriteTimes(t *testing.T) {
 	// the 50 intervals before the shift and the last 50.
 	if low > 10 {
 		t.Fatalf("budget under 75%% of the knee in %d of the 100 settled intervals (reasons %v)", low, reasons)
+	}
+}
+
+// writeTimeModel is a downstream whose writes take their base time below
+// the knee and (load/knee)² times it past it (sinksim's knee); the nodes
+// use all of the budget and queue more (they are bound by it).
+func writeTimeModel(knee float64, budget int64) BudgetObservation {
+	load := float64(budget)
+	f := math.Max(1, (load/knee)*(load/knee))
+	g := 50000 * load / knee / f
+	return BudgetObservation{Interval: time.Second, Ceiling: tCeiling, Floor: tFloor, Nodes: 5,
+		WantBytes: 2 * budget, HasBytes: budget, GoodputRPS: g, ThroughputRPS: g,
+		WritesPS: 200, WriteMS: 50 * f, InFlightBytes: load, BytesPS: recordBytes * g, QueuedRecords: deep,
+		P99ms: 100, SLOms: 500}
+}
+
+// TestBudgetControllerLearnsNoKneeFromALightLoad runs the controller
+// through a light load (the nodes need 20 MiB in writes, queue only the
+// batch they fill, and their tuners still want twice the budget: goodput
+// does not rise with it), then a load the downstream's 64 MiB knee
+// limits. The light phase must not leave a knee estimate behind (the
+// cluster bench's run G kept one from such a phase for its whole run),
+// and the heavy phase finds the real knee.
+func TestBudgetControllerLearnsNoKneeFromALightLoad(t *testing.T) {
+	const knee = 64 << 20
+	const need = 20 << 20
+	c := NewBudgetController(BudgetConfig{})
+	b := int64(tFloor)
+	for i := range 100 {
+		o := writeTimeModel(knee, min(b, need))
+		o.WantBytes, o.HasBytes, o.QueuedRecords = 2*b, b, 10
+		d := c.Next(o)
+		b = d.New
+		if d.Detail.KneeBytes != 0 || d.Reason == BudgetReasonKnee || d.Reason == BudgetReasonLatency {
+			t.Fatalf("light load, decision %d: %s %d → %d with a knee estimate %d; want none", i, d.Reason, d.Old, d.New, d.Detail.KneeBytes)
+		}
+	}
+	var last []int64
+	for i := range 200 {
+		d := c.Next(writeTimeModel(knee, b))
+		b = d.New
+		if i >= 100 {
+			last = append(last, b)
+		}
+	}
+	for _, v := range last {
+		if v < knee*7/10 || v > knee*115/100 {
+			t.Fatalf("budget %d is not near the knee %d after the light load (last 100: %v)", v, knee, last)
+		}
+	}
+}
+
+// TestBudgetControllerProbesLessWhileTheKneeStays runs the controller for
+// 1,000 intervals against a knee that stays at 64 MiB, then doubles: the
+// probes back off while they find the knee where it was (every probe is
+// an interval or two past the knee), and the doubled knee is still found
+// within MaxProbeEvery intervals plus a few probes.
+func TestBudgetControllerProbesLessWhileTheKneeStays(t *testing.T) {
+	knee := float64(64 << 20)
+	const moved, intervals = 1000, 1400
+	c := NewBudgetController(BudgetConfig{})
+	b := int64(tFloor)
+	probes, over := 0, 0
+	foundAt := -1
+	for i := range intervals {
+		if i == moved {
+			knee *= 2
+		}
+		d := c.Next(writeTimeModel(knee, b))
+		b = d.New
+		if i < moved {
+			if d.Reason == BudgetReasonProbe {
+				probes++
+			}
+			if float64(b) > knee {
+				over++
+			}
+		} else if foundAt < 0 && float64(b) >= 0.7*knee {
+			foundAt = i - moved
+		}
+	}
+	// Without the back-off: one probe every 30 intervals, 33 in 1,000.
+	// With it, 30 + 60 + 120 + 240 + 240 + ...: at most 7.
+	if probes > 7 {
+		t.Fatalf("%d probes in %d intervals with the knee where it was; want at most 7", probes, moved)
+	}
+	if over > 2*probes+3 {
+		t.Fatalf("budget over the knee in %d intervals with %d probes", over, probes)
+	}
+	if foundAt < 0 || foundAt > 240+40 {
+		t.Fatalf("the doubled knee was found %d intervals after it moved; want within %d", foundAt, 240+40)
+	}
+	t.Logf("%d probes in %d intervals, over the knee in %d; the doubled knee reached 70 %% in %d intervals", probes, moved, over, foundAt)
+	if float64(b) < 0.7*knee || float64(b) > 1.15*knee {
+		t.Fatalf("budget %d at the end is not near the doubled knee %.0f", b, knee)
 	}
 }

@@ -352,6 +352,7 @@ func (t *LeaseTable) Observe(now time.Time, l Limits, alive []string, interval t
 		o.P99ms = max(o.P99ms, e.health.P99ms)
 		o.BytesPS += d.BytesPS
 		o.InFlightBytes += d.InFlightBytes
+		o.QueuedRecords += int64(max(e.health.QueueDepth, 0))
 		writeTime += d.WriteMS * d.WritesPS
 	}
 	if o.WritesPS > 0 {

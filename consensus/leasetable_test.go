@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/batchpilot/batchpilot/cluster"
 )
 
 func testLimits() Limits {
@@ -289,4 +291,26 @@ func startObeying(n int) (map[string]*obeyed, []string) {
 		nodes[id] = &obeyed{baseline: InitialBaseline}
 	}
 	return nodes, alive
+}
+
+// The budget controller's observation sums what the nodes heard from
+// within a lease reported, the records waiting in their queues among it
+// (the demand the budget holds back), and leaves out a node not heard
+// from since.
+func TestLeaseTableObserveSumsTheNodesQueues(t *testing.T) {
+	l := testLimits()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tab, now := learned(start, l)
+	alive := []string{"a", "b", "c"}
+	tab.Request(now, LeaseRequest{ID: "c", Want: mib, Health: cluster.Health{QueueDepth: 1000}}, l, alive)
+	now = now.Add(2 * l.LeaseTTL())
+	tab.Request(now, LeaseRequest{ID: "a", Want: 2 * mib, Has: mib, Health: cluster.Health{QueueDepth: 300, ThroughputRPS: 100},
+		Downstream: DownstreamHealth{WritesPS: 10, WriteMS: 20, BytesPS: 20000, InFlightBytes: 400}}, l, alive)
+	tab.Request(now, LeaseRequest{ID: "b", Want: 3 * mib, Has: mib, Health: cluster.Health{QueueDepth: 50, ThroughputRPS: 200},
+		Downstream: DownstreamHealth{WritesPS: 30, WriteMS: 40, BytesPS: 40000, InFlightBytes: 1600}}, l, alive)
+	o := tab.Observe(now, l, alive, time.Second)
+	if o.Nodes != 2 || o.QueuedRecords != 350 || o.WantBytes != 5*mib || o.HasBytes != 2*mib ||
+		o.InFlightBytes != 2000 || o.BytesPS != 60000 || o.ThroughputRPS != 300 || o.WriteMS != 35 {
+		t.Fatalf("observation %+v: want the two nodes heard from within a lease, 350 records queued, 5 MiB wanted, 2 MiB held, 2000 bytes in writes, 60000 B/s, 300 records/s, writes of 35 ms", o)
+	}
 }

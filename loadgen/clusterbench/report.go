@@ -80,6 +80,12 @@ type BudgetDecision struct {
 	InFlightBytes float64 `json:"in_flight_bytes"`
 	KneeBytes     int64   `json:"knee_bytes"`
 	BaseWriteMS   float64 `json:"base_write_ms"`
+	// BytesPS is the batch bytes the nodes wrote per second and
+	// QueuedRecords the records waiting in their queues: with
+	// InFlightBytes, whether the budget held them back (a growth step is
+	// judged only then).
+	BytesPS       float64 `json:"bytes_per_s"`
+	QueuedRecords int64   `json:"queued_records"`
 }
 
 // PhaseResult is an arm's figures over one phase of the load.

@@ -265,6 +265,8 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 				InFlightBytes float64 `json:"in_flight_bytes"`
 				KneeBytes     int64   `json:"knee_bytes"`
 				BaseWriteMS   float64 `json:"base_write_ms"`
+				BytesPS       float64 `json:"bytes_per_s"`
+				QueuedRecords int64   `json:"queued_records"`
 			} `json:"figures"`
 		} `json:"decisions"`
 	}
@@ -280,7 +282,8 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 		out = append(out, BudgetDecision{T: d.Time.Sub(start).Seconds(), Old: d.Old, New: d.New, Reason: d.Reason,
 			GoodputRPS: d.Figures.GoodputRPS, ThroughputRPS: d.Figures.ThroughputRPS, P99ms: d.Figures.P99ms,
 			HasBytes: d.Figures.HasBytes, WantBytes: d.Figures.WantBytes, WriteMS: d.Figures.WriteMS, WritesPS: d.Figures.WritesPS,
-			InFlightBytes: d.Figures.InFlightBytes, KneeBytes: d.Figures.KneeBytes, BaseWriteMS: d.Figures.BaseWriteMS})
+			InFlightBytes: d.Figures.InFlightBytes, KneeBytes: d.Figures.KneeBytes, BaseWriteMS: d.Figures.BaseWriteMS,
+			BytesPS: d.Figures.BytesPS, QueuedRecords: d.Figures.QueuedRecords})
 	}
 	return out
 }
