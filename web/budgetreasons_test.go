@@ -2,16 +2,19 @@ package web
 
 import (
 	"encoding/json"
+	"maps"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/batchpilot/batchpilot/consensus"
 )
 
-// The dashboard and API clients read a budget decision's reason against the
-// enum of the OpenAPI document: every reason the controller gives is in it,
-// and it lists no other.
-func TestOpenAPIListsEveryBudgetReason(t *testing.T) {
+// The dashboard and API clients read a budget decision against the OpenAPI
+// document: every reason the controller gives is in its enum, and it lists no
+// other; the same for the fields of the decision's figures.
+func TestOpenAPIListsEveryBudgetReasonAndFigure(t *testing.T) {
 	var doc struct {
 		Components struct {
 			Schemas struct {
@@ -20,6 +23,9 @@ func TestOpenAPIListsEveryBudgetReason(t *testing.T) {
 						Reason struct {
 							Enum []string `json:"enum"`
 						} `json:"reason"`
+						Figures struct {
+							Properties map[string]json.RawMessage `json:"properties"`
+						} `json:"figures"`
 					} `json:"properties"`
 				} `json:"BudgetDecision"`
 			} `json:"schemas"`
@@ -34,5 +40,20 @@ func TestOpenAPIListsEveryBudgetReason(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(enum, want) {
 		t.Fatalf("OpenAPI BudgetDecision.reason enum %v; the controller's reasons are %v", enum, want)
+	}
+
+	// The figures a decision was made from: the document names every field
+	// the API writes, and no other.
+	var fields []string
+	ft := reflect.TypeFor[consensus.BudgetFigures]()
+	for i := range ft.NumField() {
+		if name, _, _ := strings.Cut(ft.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			fields = append(fields, name)
+		}
+	}
+	documented := slices.Sorted(maps.Keys(doc.Components.Schemas.BudgetDecision.Properties.Figures.Properties))
+	slices.Sort(fields)
+	if !slices.Equal(documented, fields) {
+		t.Fatalf("OpenAPI BudgetDecision.figures properties %v; consensus.BudgetFigures writes %v", documented, fields)
 	}
 }
