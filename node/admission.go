@@ -41,7 +41,12 @@ const (
 	admitShare      = 0.8
 	admitRateSmooth = 0.5 // the EWMA weight of a new drain-rate estimate
 	headerEstimate  = 0.9 // the share of Content-Length / record size counted before the body is read
-	retryAfterMax   = 60  // seconds
+	// appLimited bounds the flushes an interval's capacity sample counts to
+	// twice those it kept busy (estimateDrain), after Netflix
+	// concurrency-limits' Gradient2Limit._update, which does not grow its
+	// limit while "app limited" (inflight < estimatedLimit / 2).
+	appLimited    = 2
+	retryAfterMax = 60 // seconds
 )
 
 // admission bounds what the node holds by the time it will take to write
@@ -228,7 +233,8 @@ func (a *admission) drainRate() float64 { return math.Float64frombits(a.rate.Loa
 // admissionInput is what update needs from one control interval.
 type admissionInput struct {
 	slo           time.Duration
-	written       float64 // records written per second
+	interval      time.Duration // the control interval's length (0: unknown, no app-limited bound)
+	written       float64       // records written per second
 	batches       int
 	meanFill      float64
 	meanBatchTime time.Duration
@@ -274,8 +280,15 @@ func (in admissionInput) backlogged() bool {
 //
 //   - What the interval offers as a capacity sample is the larger of the
 //     records written per second (what the node carried) and
-//     FlushConcurrency × mean fill / mean batch time over the batches that
-//     were written (what it would carry with every flush busy).
+//     k × mean fill / mean batch time over the batches that were written
+//     (what it would carry with k flushes busy), k being FlushConcurrency
+//     but at most twice the flushes the interval kept busy (batches × mean
+//     batch time / interval), as Gradient2Limit grows its limit only up to
+//     twice the requests in flight (appLimited). A write measured with one
+//     flush busy did not wait for the others: a downstream that serves 2
+//     requests at once would otherwise be credited with all 4 flushes, and
+//     the step from light load into an overload admitted a queue twice
+//     what it could write within the budget.
 //   - An interval in which the node was backlogged measured the capacity
 //     itself: μ moves to the sample (smoothed) in either direction. One
 //     that was not measured only what was offered, a lower bound of the
@@ -301,7 +314,11 @@ func estimateDrain(prev drainEstimate, in admissionInput) drainEstimate {
 			// Only the batches that were written count: a failing
 			// downstream empties the queue too, but writes nothing.
 			ok := float64(in.batches-min(in.failed, in.batches)) / float64(in.batches)
-			sample = math.Max(sample, ok*float64(in.concurrency)*in.meanFill/in.meanBatchTime.Seconds())
+			k := float64(in.concurrency)
+			if iv := in.interval.Seconds(); iv > 0 {
+				k = math.Min(k, appLimited*float64(in.batches)*in.meanBatchTime.Seconds()/iv)
+			}
+			sample = math.Max(sample, ok*k*in.meanFill/in.meanBatchTime.Seconds())
 		}
 		switch {
 		case !prev.Measured:

@@ -333,6 +333,30 @@ func TestEstimateDrain(t *testing.T) {
 			wantRate:  4000, wantBound: 1500,
 		},
 		{
+			name: "light load with the interval known counts at most twice the flushes in use",
+			// 10 batches of 100 at 25 ms in a second keep a quarter of a
+			// flush busy: the sample counts half a flush, 2,000/s (twice
+			// what was written), not the 4,000/s of a whole one.
+			intervals: []admissionInput{func() admissionInput {
+				in := light(1000)
+				in.batches, in.interval = 10, time.Second
+				return in
+			}()},
+			wantRate: 2000, wantBound: 750, // 2,000/s × 375 ms
+		},
+		{
+			name: "a backlogged interval with the interval known counts every flush",
+			// 4 flushes, 160 batches of 100 at 25 ms in a second: every
+			// flush busy, 16,000/s.
+			intervals: []admissionInput{func() admissionInput {
+				in := busy(800)
+				in.concurrency, in.batches, in.written, in.meanFill = 4, 160, 16000, 100
+				in.meanBatchTime, in.interval = 25*time.Millisecond, time.Second
+				return in
+			}()},
+			wantRate: 16000, wantBound: 6000, // 16,000/s × 375 ms
+		},
+		{
 			name: "true overload: backlogged intervals bring the rate down to what is written",
 			// The downstream slows to 2,000/s (200 ms a batch of 400)
 			// while records are refused: 4,000 → 3,000 → 2,500 → 2,250.

@@ -225,6 +225,7 @@ func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
 	before := a.counters()
 	a.update(admissionInput{
 		slo:           obs.SLO,
+		interval:      obs.Interval,
 		written:       obs.Throughput,
 		batches:       obs.Batches,
 		meanFill:      obs.MeanBatchFill,

@@ -14,7 +14,8 @@ type csample struct{ n, b, w float64 }
 type costPoint struct {
 	band int
 	n, b float64
-	at   int // tick of the last measurement
+	busy float64 // batches being written at once while it was measured (batch-seconds per second)
+	at   int     // tick of the last measurement
 }
 
 // The cost model's constants. "Design choice": set by hand on the
@@ -48,6 +49,13 @@ const (
 	regimeQuiet   = 3
 	// memAlpha is the EWMA weight of a band's newest measurement.
 	memAlpha = 0.5
+	// appLimited: a size measured with fewer than K batches in flight tells
+	// its capacity only up to twice the concurrency in use, as Netflix
+	// concurrency-limits' Gradient2Limit does not grow its limit while
+	// "app limited" (Gradient2Limit._update: inflight < estimatedLimit / 2).
+	// A write measured at light load did not wait for the others: K·n/B(n)
+	// would credit a downstream that serves 2 requests at once with 4.
+	appLimited = 2
 	// fitMaxWeight caps an interval's weight in the fit at 20 batches, so
 	// that one busy interval does not outweigh the window.
 	fitMaxWeight = 20
@@ -71,11 +79,14 @@ const (
 	maxElasticity  = 3
 )
 
-// bestMeasured is the remembered size (of the last 30 intervals) with the
-// most measured capacity K·n/B(n), and that capacity.
-func (g *Gradient) bestMeasured() (n, capacity float64) {
+// bestMeasured is the remembered size (of the last 30 intervals) whose
+// measured write time is within maxB seconds with the most measured
+// capacity K·n/B(n) — K capped at twice the batches in flight when it was
+// measured (appLimited) — and that capacity.
+func (g *Gradient) bestMeasured(maxB float64) (n, capacity float64) {
 	for _, p := range g.mem {
-		if c := g.k * p.n / p.b; g.tick-p.at <= memRecent && c > capacity {
+		k := math.Min(g.k, appLimited*p.busy)
+		if c := k * p.n / p.b; g.tick-p.at <= memRecent && p.b <= maxB && c > capacity {
 			n, capacity = p.n, c
 		}
 	}
@@ -128,6 +139,11 @@ func (g *Gradient) observeCost(obs Observation) bool {
 		g.quiet--
 	}
 	n, b := obs.MeanBatchFill, obs.MeanBatchTime.Seconds()
+	iv := obs.Interval.Seconds()
+	if iv <= 0 {
+		iv = 1
+	}
+	busy := float64(obs.Batches) * b / iv
 	cur := float64(obs.BatchSize)
 	if cur > 0 && n > leftoverFill*math.Max(cur, g.prevSize) {
 		// Leftovers of larger batches from before: not this size's cost.
@@ -170,11 +186,12 @@ func (g *Gradient) observeCost(obs Observation) bool {
 		p := &g.mem[i]
 		p.n += memAlpha * (n - p.n)
 		p.b += memAlpha * (b - p.b)
+		p.busy += memAlpha * (busy - p.busy)
 		p.at = g.tick
 	} else {
 		g.mem = append(g.mem, costPoint{})
 		copy(g.mem[i+1:], g.mem[i:])
-		g.mem[i] = costPoint{band: band, n: n, b: b, at: g.tick}
+		g.mem[i] = costPoint{band: band, n: n, b: b, busy: busy, at: g.tick}
 	}
 	kept := g.mem[:0]
 	for _, p := range g.mem {

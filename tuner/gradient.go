@@ -439,7 +439,7 @@ func (g *Gradient) next(obs Observation) Decision {
 	case regime != "" && (!sat || math.Abs(lt-lb) > math.Log(1+cfg.DeadBand)):
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
-		d, reason, fast = g.climbSaturated(obs, cur, lb, lt)
+		d, reason, fast = g.climbSaturated(obs, cur, lb, lt, budget)
 	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune:
 		// (After a backlog the latency is the backlog's, not the size's.)
 		d, reason = lb+math.Log(backoff), "shrink:p99"
@@ -545,11 +545,25 @@ func (g *Gradient) judgeP99Shrink(cur, p99, slo float64, sat bool) {
 
 // climbSaturated decides under saturation: a hill-climb on measured
 // capacity, with the model as a guide. lb and lt are the logs of the base
-// size and of the model's size.
-func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt float64) (d float64, reason string, fast bool) {
+// size and of the model's size; budget is the latency budget in seconds,
+// past which the write-time guard cuts a size.
+//
+// It never climbs into a size whose write alone would take longer than the
+// latency budget: neither a remembered size measured slower than that nor,
+// growing, one predicted past slowMargin of it (where the write-time guard
+// would send it back). Past that, a larger batch buys capacity only with
+// latency: when the downstream serves fewer requests at once than the node
+// sends, each write waits for the one before it, and the write time grows
+// with the size as fast as the capacity does. Growing there and being cut
+// back made the size swing by 2x every second or two in an overload, and
+// the node's admission, which bounds the queue by the last interval's
+// write time, admitted a queue measured at the other size.
+func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt, budget float64) (d float64, reason string, fast bool) {
 	cfg := &g.cfg
-	best, bestCap := g.bestMeasured()
+	best, bestCap := g.bestMeasured(budget)
 	curCap := g.k * cur / g.cost(cur)
+	room := g.growthRoom(cur, 1+cfg.SaturatedStep, slowMargin*budget)
+	free := g.ceiling == 0 || g.ceiling > ceilingRoom*cur // no ceiling rules growth out
 	switch {
 	case lt > lb+math.Log(1+cfg.DeadBand):
 		d, reason, fast = lt, "saturated:model", true
@@ -557,10 +571,15 @@ func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt float64) (d float
 		d, reason, fast = math.Log(best), "saturated:best-measured", true
 	case float64(obs.QueueDepth) < draining*float64(g.prevQueue):
 		d, reason = lb, "hold:draining"
-	case g.ceiling == 0 || g.ceiling > ceilingRoom*cur:
-		// Bigger batches amortise the per-batch cost: grow quickly
-		// and let the knee guard catch an overshoot.
-		d, reason, fast = lb+math.Log(1+cfg.SaturatedStep), "grow:saturated", true
+	case room < (1+cfg.DeadBand)*cur:
+		// A larger size would write past the latency budget: this is as
+		// far as bigger batches help, whatever a ceiling says.
+		d, reason = lb, "hold:saturated"
+	case free:
+		// Bigger batches amortise the per-batch cost: grow quickly (as
+		// far as the write stays within the budget) and let the knee
+		// guard catch an overshoot.
+		d, reason, fast = lb+math.Log(room/cur), "grow:saturated", true
 	case !g.measured(cur/exploreReach, cur/bandRatio):
 		// Growing is ruled out and smaller sizes are unexplored.
 		d, reason, fast = lb+math.Log(exploreDown), "explore:down", true

@@ -179,9 +179,11 @@ func TestGradientGivesEachDecisionReasonForItsCase(t *testing.T) {
 			reason: "saturated:model", move: larger,
 		},
 		{
+			// (Measured with every flush busy: a size measured at light
+			// load vouches for twice the concurrency in use, no more.)
 			name: "saturated at the cap with a measured size of clearly more capacity goes there", initial: 2000,
 			steps: []step{
-				at(2000, steadyAt(10000)),
+				at(2000, saturatedAt(400000, 500000)),
 				capped(at(500, saturatedAt(400000, 500000))),
 			},
 			reason: "saturated:best-measured", move: same, // the cap holds it

@@ -1,6 +1,9 @@
 package tuner
 
 import (
+	"fmt"
+	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,5 +134,92 @@ func TestGradientLearnsTheCostModel(t *testing.T) {
 	f, c, ok := g.Model()
 	if !ok || f < 4*time.Millisecond || f > 6*time.Millisecond || c < 8*time.Microsecond || c > 12*time.Microsecond {
 		t.Errorf("model F=%v c=%v (%v), want about 5ms and 10µs", f, c, ok)
+	}
+}
+
+// concurrencyBound is one interval of a node with 4 flushes in front of a
+// downstream that serves 2 requests at once (the other 2 wait), 20 ms a
+// request and 250 µs a record: a batch of n is served in s(n) = 20 ms +
+// n·250 µs, and the downstream carries at most 2n/s(n) records/s (6 900/s
+// at 500, 8 000/s as n grows without bound). Below that the node keeps up
+// and a write takes s(n); above it every flush is busy, a write waits for
+// the one ahead of it (2·s(n)), the node's admission holds the queue to
+// what it writes within the SLO and refuses the rest. noise (±) scales the
+// write time.
+func concurrencyBound(at, size int, rate, noise float64) Observation {
+	s := 0.020 + 0.000250*float64(size)
+	capacity := 2 * float64(size) / s
+	o := Observation{
+		Now: t0.Add(time.Duration(at) * time.Second), Interval: time.Second,
+		BatchSize: size, MaxBatchSize: 20000, SLO: 500 * time.Millisecond,
+		ArrivalRate: rate, FlushConcurrency: 4, MaxLinger: 200 * time.Millisecond,
+		MeanBatchFill: float64(size), CPUPercent: 30, MemPercent: 40,
+	}
+	bt := s
+	thr := rate
+	if rate >= 0.9*capacity {
+		bt, thr = 2*s, math.Min(rate, capacity)
+		o.QueueDepth = max(4*size, int(thr*math.Max(0, 0.4-bt)))
+		o.Rejected = int(rate - thr)
+		o.P99 = time.Second
+	} else {
+		o.QueueDepth = size / 2
+		o.P99 = time.Duration((bt + 0.05) * float64(time.Second))
+		o.Goodput = thr
+	}
+	o.MeanBatchTime = time.Duration(bt * (1 + noise) * float64(time.Second))
+	o.Throughput = thr
+	o.Batches = max(1, int(thr/float64(size)))
+	return o
+}
+
+// TestGradientHoldsASteadySizeInAConcurrencyBoundOverload: offered more
+// than any size can carry, behind a downstream that serves fewer requests
+// at once than the node sends, the gradient settles on one size whose
+// write fits the latency budget, and stays there: growing past it buys
+// capacity only with latency (the write time grows as fast), and a size
+// that swings lets the node's admission bound the queue by a write time
+// measured at the other size. Before, it swung 98 → 577 → 345 → 771 →
+// 654 on the bench's overload scenario.
+func TestGradientHoldsASteadySizeInAConcurrencyBoundOverload(t *testing.T) {
+	g := NewGradient(GradientConfig{Initial: 100})
+	size := 100
+	// A deterministic ±5 % noise on the write time.
+	seed := uint32(1)
+	noise := func() float64 {
+		seed = seed*1664525 + 1013904223
+		return 0.1*float64(seed>>8)/float64(1<<24) - 0.05
+	}
+	var trail []string
+	for i := 1; i <= 20; i++ { // 3 000/s: light, below capacity
+		d := g.Next(concurrencyBound(i, size, 3000, noise()))
+		size = d.BatchSize
+	}
+	lo, hi, moves := math.Inf(1), 0.0, 0
+	var thr float64
+	for i := 21; i <= 60; i++ { // 10 000/s: overload
+		o := concurrencyBound(i, size, 10000, noise())
+		d := g.Next(o)
+		trail = append(trail, fmt.Sprintf("%d→%d %s", size, d.BatchSize, d.Reason))
+		if i > 30 {
+			lo, hi = math.Min(lo, float64(size)), math.Max(hi, float64(size))
+			if r := float64(d.BatchSize) / float64(size); r > 1.1 || r < 0.9 {
+				moves++
+			}
+			thr += o.Throughput / 30
+			if bt := o.MeanBatchTime.Seconds(); bt > 0.5*0.5*1.1 {
+				t.Errorf("interval %d: size %d writes in %.0f ms, past the 250 ms latency budget", i, size, 1000*bt)
+			}
+		}
+		size = d.BatchSize
+	}
+	path := strings.Join(trail, "; ")
+	t.Logf("sizes %.0f-%.0f, carried %.0f/s; decisions: %s", lo, hi, thr, path)
+	if hi > 1.25*lo || moves > 2 {
+		t.Errorf("sizes %.0f-%.0f with %d moves of more than 10 %% in the last 30 intervals, want one steady size; decisions: %s", lo, hi, moves, path)
+	}
+	// 500 records a batch carry 6 900/s; within the budget (about 400) 6 700/s.
+	if thr < 0.9*6900 {
+		t.Errorf("carried %.0f/s in the overload, want at least 0.9 x 6 900; decisions: %s", thr, path)
 	}
 }

@@ -115,6 +115,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 	best := 0.0 // the largest size meeting both budgets
 	fallback, fallbackLat := 0.0, math.Inf(1)
 	caps := make([]float64, modelPoints)
+	fits := make([]bool, modelPoints) // the write alone fits in the latency budget
 	sizes := make([]float64, modelPoints)
 	for i := 0; i < modelPoints; i++ {
 		n := math.Round(lo * math.Pow(hi/lo, float64(i)/(modelPoints-1)))
@@ -128,6 +129,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		sizes[i] = n
 		if b <= slo {
 			caps[i] = g.k * eff / b
+			fits[i] = b <= cfg.LatencyBudget*slo
 		}
 		if rho >= 1 {
 			continue
@@ -147,20 +149,49 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		return fallback
 	}
 	// Overloaded at every size: of the sizes with 90 % of the most capacity
-	// any size whose write fits in the SLO offers, the nearest to the
-	// current one (the model is least wrong near what it has measured).
-	most := 0.0
-	for _, c := range caps {
+	// any size whose write fits in the latency budget offers (else, if no
+	// write fits there, in the SLO), the nearest to the current one (the
+	// model is least wrong near what it has measured). Not past the
+	// latency budget while a smaller size fits: the write-time guard would
+	// cut such a size at once, and the node would swing between the two
+	// while the backlog it is admitting is measured at the other size.
+	most, mostFit := 0.0, 0.0
+	for i, c := range caps {
 		most = math.Max(most, c)
+		if fits[i] {
+			mostFit = math.Max(mostFit, c)
+		}
 	}
 	if most == 0 {
 		return lo
 	}
+	if mostFit > 0 {
+		most = mostFit
+	}
 	pick, dist := g.base, math.Inf(1)
 	for i, c := range caps {
+		if mostFit > 0 && !fits[i] {
+			continue
+		}
 		if d := math.Abs(math.Log(sizes[i] / g.base)); c >= capacityShare*most && d < dist {
 			pick, dist = sizes[i], d
 		}
 	}
 	return pick
+}
+
+// growthRoom is the largest size from cur up to cur·factor (searched in
+// steps of about 5 %, the dead band) whose predicted write time is within
+// limit seconds; cur when no larger one is.
+func (g *Gradient) growthRoom(cur, factor, limit float64) float64 {
+	room := cur
+	const steps = 16
+	for i := 1; i <= steps; i++ {
+		n := cur * math.Pow(factor, float64(i)/steps)
+		if g.cost(n) > limit {
+			break
+		}
+		room = n
+	}
+	return room
 }
