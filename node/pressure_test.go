@@ -69,7 +69,9 @@ func TestCPUPressureRefusesIngestWithoutShrinkingAndClears(t *testing.T) {
 	}
 
 	feed.set(97)
-	waitFor(t, func() bool { return n.Health().Admission.Pressure == whyCPU })
+	// The queue's pressure is set last in a control step, after the health
+	// and the metrics: wait for it, not only for the health.
+	waitFor(t, func() bool { return n.Health().Admission.Pressure == whyCPU && n.queue.adm.pressure.Load() != 0 })
 	h := n.Health()
 	if !strings.Contains(h.Admission.PressureDetail, "cgroup-v2: 1.50 cores") || h.CPUAllowance == nil || h.CPUAllowance.Cores != 1.5 {
 		t.Errorf("health names %q, allowance %+v; want the cgroup-v2 quota of 1.50 cores", h.Admission.PressureDetail, h.CPUAllowance)
