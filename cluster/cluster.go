@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -246,11 +247,7 @@ func (c *Cluster) SetClusterID(id string) error {
 func (c *Cluster) Refused() map[string]string {
 	c.refusedMu.Lock()
 	defer c.refusedMu.Unlock()
-	out := make(map[string]string, len(c.refused))
-	for k, v := range c.refused {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.refused) // never nil: made in New
 }
 
 // SetKeys replaces the gossip keyring, as a key rotation needs (see

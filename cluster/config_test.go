@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 )
 
 func TestDecodeEncryptKey(t *testing.T) {
@@ -42,7 +44,7 @@ func TestDecodeEncryptKey(t *testing.T) {
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	base := func() Config {
-		return Config{NodeName: "n1", NodeID: "id-1", BindAddr: "127.0.0.1:0", Logger: testLogger(t)}
+		return Config{NodeName: "n1", NodeID: "id-1", BindAddr: "127.0.0.1:0", Logger: clustertest.Logger(t)}
 	}
 	for _, tc := range []struct {
 		name    string

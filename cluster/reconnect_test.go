@@ -1,6 +1,10 @@
 package cluster
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
+)
 
 // A round reconnects with the probability dead/alive, so that the whole
 // cluster tries each dead member about once per interval, as Serf.
@@ -33,18 +37,18 @@ func TestReconnectIsTriedWithTheProbabilityDeadOverAlive(t *testing.T) {
 func TestDeadMembersAreThoseFoundDeadNotThoseThatLeft(t *testing.T) {
 	a, _ := startNode(t, "a", nil)
 	b, _ := startNode(t, "b", nil, a.Addr())
-	waitFor(t, "a to see b", func() bool { return len(a.Members()) == 2 })
+	clustertest.WaitFor(t, "a to see b", func() bool { return len(a.Members()) == 2 })
 	c, _ := startNode(t, "c", nil, a.Addr())
-	waitFor(t, "a to see c", func() bool { return len(a.Members()) == 3 })
+	clustertest.WaitFor(t, "a to see c", func() bool { return len(a.Members()) == 3 })
 	// c stops without a leave while b still confirms a's suspicion (which
 	// shortens it), then b leaves.
 	c.Shutdown()
-	waitFor(t, "a to find c dead", func() bool { return statusOf(a, "c") == StatusDead })
+	clustertest.WaitFor(t, "a to find c dead", func() bool { return statusOf(a, "c") == StatusDead })
 	if err := b.Leave(waitTimeout); err != nil {
 		t.Fatal(err)
 	}
 	b.Shutdown()
-	waitFor(t, "a to find b left", func() bool { return statusOf(a, "b") == StatusLeft })
+	clustertest.WaitFor(t, "a to find b left", func() bool { return statusOf(a, "b") == StatusLeft })
 	dead, alive := a.deadMembers()
 	if len(dead) != 1 || dead[0].Name != "c" || alive != 1 {
 		var names []string

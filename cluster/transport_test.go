@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 )
 
 func newTestTransport(t *testing.T) *transport {
 	t.Helper()
-	tr, err := newTransport("127.0.0.1", 0, testLogger(t))
+	tr, err := newTransport("127.0.0.1", 0, clustertest.Logger(t))
 	if err != nil {
 		t.Fatalf("new transport: %v", err)
 	}
@@ -151,7 +153,7 @@ func TestTransportAdvertisesAddresses(t *testing.T) {
 // Shutdown stops the readers even when nobody takes what they read, and
 // frees the port; a second Shutdown is harmless.
 func TestTransportShutdownFreesThePort(t *testing.T) {
-	tr, err := newTransport("127.0.0.1", 0, testLogger(t))
+	tr, err := newTransport("127.0.0.1", 0, clustertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestTransportShutdownFreesThePort(t *testing.T) {
 	if err := tr.Shutdown(); err != nil {
 		t.Fatalf("second shutdown: %v", err)
 	}
-	again, err := newTransport("127.0.0.1", port, testLogger(t))
+	again, err := newTransport("127.0.0.1", port, clustertest.Logger(t))
 	if err != nil {
 		t.Fatalf("bind the freed port %d again: %v", port, err)
 	}
@@ -174,7 +176,7 @@ func TestTransportShutdownFreesThePort(t *testing.T) {
 }
 
 func TestTransportRefusesABindAddressThatIsNotAnIP(t *testing.T) {
-	if tr, err := newTransport("localhost", 0, testLogger(t)); err == nil {
+	if tr, err := newTransport("localhost", 0, clustertest.Logger(t)); err == nil {
 		tr.Shutdown()
 		t.Fatal("bound to a host name, want an error")
 	}

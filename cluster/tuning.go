@@ -61,26 +61,23 @@ func (t *GossipTuning) apply(mc *memberlist.Config) error {
 			return fmt.Errorf("cluster: gossip tuning: %s %d is negative", n.name, n.v)
 		}
 	}
-	set := func(dst *time.Duration, v time.Duration) {
-		if v > 0 {
-			*dst = v
-		}
-	}
-	seti := func(dst *int, v int) {
-		if v > 0 {
-			*dst = v
-		}
-	}
-	set(&mc.ProbeInterval, t.ProbeInterval)
-	set(&mc.ProbeTimeout, t.ProbeTimeout)
-	set(&mc.GossipInterval, t.GossipInterval)
-	set(&mc.PushPullInterval, t.PushPullInterval)
-	seti(&mc.GossipNodes, t.GossipNodes)
-	seti(&mc.RetransmitMult, t.RetransmitMult)
-	seti(&mc.SuspicionMult, t.SuspicionMult)
-	seti(&mc.AwarenessMaxMultiplier, t.AwarenessMaxMultiplier)
+	setIfPositive(&mc.ProbeInterval, t.ProbeInterval)
+	setIfPositive(&mc.ProbeTimeout, t.ProbeTimeout)
+	setIfPositive(&mc.GossipInterval, t.GossipInterval)
+	setIfPositive(&mc.PushPullInterval, t.PushPullInterval)
+	setIfPositive(&mc.GossipNodes, t.GossipNodes)
+	setIfPositive(&mc.RetransmitMult, t.RetransmitMult)
+	setIfPositive(&mc.SuspicionMult, t.SuspicionMult)
+	setIfPositive(&mc.AwarenessMaxMultiplier, t.AwarenessMaxMultiplier)
 	if mc.ProbeTimeout >= mc.ProbeInterval {
 		return fmt.Errorf("cluster: gossip tuning: probe timeout %v must be shorter than the probe interval %v", mc.ProbeTimeout, mc.ProbeInterval)
 	}
 	return nil
+}
+
+// setIfPositive sets *dst to v when v is above zero (zero: keep the default).
+func setIfPositive[T int | time.Duration](dst *T, v T) {
+	if v > 0 {
+		*dst = v
+	}
 }

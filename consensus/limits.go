@@ -139,33 +139,25 @@ type LimitsPatch struct {
 
 // Apply returns l with the patch applied. It does not validate.
 func (p LimitsPatch) Apply(l Limits) Limits {
-	setInt := func(dst *int, v *int) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	setInt(&l.MaxBatchSize, p.MaxBatchSize)
-	setInt(&l.MaxGrowthPercent, p.MaxGrowthPercent)
-	setInt(&l.MaxGrowingNodes, p.MaxGrowingNodes)
-	setInt(&l.SLOms, p.SLOms)
-	setInt(&l.EpochMS, p.EpochMS)
-	setInt(&l.LeaseTTLms, p.LeaseTTLms)
-	if p.ClusterBudgetBytes != nil {
-		l.ClusterBudgetBytes = *p.ClusterBudgetBytes
-	}
-	if p.NodeFloorBytes != nil {
-		l.NodeFloorBytes = *p.NodeFloorBytes
-	}
-	if p.BudgetMode != nil {
-		l.BudgetMode = *p.BudgetMode
-	}
-	if p.CPULimitPercent != nil {
-		l.CPULimitPercent = *p.CPULimitPercent
-	}
-	if p.MemLimitPercent != nil {
-		l.MemLimitPercent = *p.MemLimitPercent
-	}
+	setIfGiven(&l.MaxBatchSize, p.MaxBatchSize)
+	setIfGiven(&l.MaxGrowthPercent, p.MaxGrowthPercent)
+	setIfGiven(&l.MaxGrowingNodes, p.MaxGrowingNodes)
+	setIfGiven(&l.SLOms, p.SLOms)
+	setIfGiven(&l.EpochMS, p.EpochMS)
+	setIfGiven(&l.LeaseTTLms, p.LeaseTTLms)
+	setIfGiven(&l.ClusterBudgetBytes, p.ClusterBudgetBytes)
+	setIfGiven(&l.NodeFloorBytes, p.NodeFloorBytes)
+	setIfGiven(&l.BudgetMode, p.BudgetMode)
+	setIfGiven(&l.CPULimitPercent, p.CPULimitPercent)
+	setIfGiven(&l.MemLimitPercent, p.MemLimitPercent)
 	return l
+}
+
+// setIfGiven sets *dst to *v when v is given.
+func setIfGiven[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // IsEmpty reports whether the patch changes nothing.

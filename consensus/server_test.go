@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -15,55 +14,14 @@ import (
 	"time"
 
 	"github.com/batchpilot/batchpilot/cluster"
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
 )
 
 // waitTimeout is generous because -race on two busy cores is slow; every
 // wait is a poll that returns as soon as its condition holds.
-const waitTimeout = 30 * time.Second
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		<-tick.C
-	}
-}
-
-// testLogger sends warnings and errors to the test log and drops what
-// library goroutines write after the test ended.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) close() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+const waitTimeout = clustertest.WaitTimeout
 
 // testTiming keeps Raft quick but not so quick that -race on two cores
 // makes leaders flap.
@@ -143,7 +101,7 @@ func startTestNodeAt(t *testing.T, at nodeAddrs, name string, r role, join ...st
 	dir := at.dir
 	n := &testNode{t: t, name: name, dir: dir}
 	n.health.Store(&cluster.Health{BatchSize: 100, Breaker: cluster.BreakerClosed, WantBytes: 64 << 20})
-	logger := testLogger(t)
+	logger := clustertest.Logger(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +209,7 @@ func leaderOf(nodes ...*testNode) *testNode {
 func waitLeader(t *testing.T, nodes ...*testNode) *testNode {
 	t.Helper()
 	var leader *testNode
-	waitFor(t, "one leader that every server agrees on", func() bool {
+	clustertest.WaitFor(t, "one leader that every server agrees on", func() bool {
 		leader = leaderOf(nodes...)
 		return leader != nil
 	})
@@ -335,18 +293,18 @@ func TestServersAndWorkersShareTheBudgetByLeaseAcrossAFailover(t *testing.T) {
 	set(n1, n2, n3, w1, w2)
 	servers := []*testNode{n1, n2, n3}
 	leader := waitLeader(t, servers...)
-	waitFor(t, "three voters and no worker in raft", func() bool {
+	clustertest.WaitFor(t, "three voters and no worker in raft", func() bool {
 		r := roles(leader, n1, n2, n3, w1, w2)
 		return r["leader"] == 1 && r["voter"] == 2 && r["none"] == 2
 	})
-	waitFor(t, "every node to hold a fresh lease", func() bool { return allFresh(n1, n2, n3, w1, w2) })
-	waitFor(t, "the workers to learn the cluster id and the leader", func() bool {
+	clustertest.WaitFor(t, "every node to hold a fresh lease", func() bool { return allFresh(n1, n2, n3, w1, w2) })
+	clustertest.WaitFor(t, "the workers to learn the cluster id and the leader", func() bool {
 		id, _, _ := w1.srv.Leader()
 		return w1.srv.ClusterID() == leader.srv.ClusterID() && w2.srv.ClusterID() == leader.srv.ClusterID() && id == leader.id()
 	})
 	// The leader has everyone's health and lease; nothing of it went to
 	// the Raft log.
-	waitFor(t, "the leader's table to list all five nodes", func() bool {
+	clustertest.WaitFor(t, "the leader's table to list all five nodes", func() bool {
 		ls, _ := leader.srv.Leases(time.Now())
 		return len(ls) == 5
 	})
@@ -360,7 +318,7 @@ func TestServersAndWorkersShareTheBudgetByLeaseAcrossAFailover(t *testing.T) {
 	if _, err := leader.srv.SetLimits(ctx, LimitsPatch{MaxBatchSize: ptr(1234)}, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the workers to apply the new limits", func() bool {
+	clustertest.WaitFor(t, "the workers to apply the new limits", func() bool {
 		return w1.srv.Limits().MaxBatchSize == 1234 && w2.srv.Limits().MaxBatchSize == 1234
 	})
 	if _, err := w1.srv.SetLimits(ctx, LimitsPatch{MaxBatchSize: ptr(1)}, ""); !errors.Is(err, ErrNotLeader) {
@@ -382,7 +340,7 @@ func TestServersAndWorkersShareTheBudgetByLeaseAcrossAFailover(t *testing.T) {
 	if next.srv.Term() <= oldTerm {
 		t.Fatal("the new leader has no newer term")
 	}
-	waitFor(t, "every surviving node to renew its lease with the new leader", func() bool {
+	clustertest.WaitFor(t, "every surviving node to renew its lease with the new leader", func() bool {
 		for _, n := range append(rest, w1, w2) {
 			ans, ok := n.srv.LeaseAnswer()
 			if !ok || ans.Epoch != next.srv.Term() {
@@ -391,11 +349,11 @@ func TestServersAndWorkersShareTheBudgetByLeaseAcrossAFailover(t *testing.T) {
 		}
 		return allFresh(append(rest, w1, w2)...)
 	})
-	waitFor(t, "the new leader to leave learning mode", func() bool { return !next.srv.Learning(time.Now()) })
+	clustertest.WaitFor(t, "the new leader to leave learning mode", func() bool { return !next.srv.Learning(time.Now()) })
 	// Its budget controller starts afresh, after learning mode, from what
 	// the nodes hold.
 	var first BudgetDecision
-	waitFor(t, "the new leader's first budget decision", func() bool {
+	clustertest.WaitFor(t, "the new leader's first budget decision", func() bool {
 		ds, err := next.srv.BudgetDecisions(budgetLogSize, time.Time{})
 		if err != nil || len(ds) == 0 {
 			return false
@@ -415,10 +373,10 @@ func TestAWorkerCutOffFallsBackToItsBaseline(t *testing.T) {
 	n1 := startTestNode(t, "n1", 1)
 	w := startWorker(t, "w", n1.gossip.Addr())
 	waitLeader(t, n1)
-	waitFor(t, "the worker's lease", func() bool { return allFresh(w) })
+	clustertest.WaitFor(t, "the worker's lease", func() bool { return allFresh(w) })
 	ans, _ := w.srv.LeaseAnswer()
 	n1.kill()
-	waitFor(t, "the worker's lease to expire to its baseline", func() bool {
+	clustertest.WaitFor(t, "the worker's lease to expire to its baseline", func() bool {
 		g, fresh := w.srv.Grant(time.Now())
 		return !fresh && g == ans.Baseline
 	})
@@ -433,7 +391,7 @@ func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
 	// stable.
 	n4 := startTestNode(t, "n4", 0, n2.gossip.Addr())
 	sawNonvoter := false
-	waitFor(t, "n4 promoted to voter", func() bool {
+	clustertest.WaitFor(t, "n4 promoted to voter", func() bool {
 		r := leader.srv.Role(n4.id())
 		sawNonvoter = sawNonvoter || r == "nonvoter"
 		return r == "voter"
@@ -452,7 +410,7 @@ func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
 	}
 	victim.gossip.Shutdown()
 	pilot := leader.srv.pilot
-	waitFor(t, "the victim dead in the leader's gossip for longer than the dead grace", func() bool {
+	clustertest.WaitFor(t, "the victim dead in the leader's gossip for longer than the dead grace", func() bool {
 		for _, m := range leader.gossip.Members() {
 			if m.ID == victim.id() {
 				return m.Status == cluster.StatusDead && time.Since(m.StatusSince) > 2*testTiming().DeadGrace
@@ -474,7 +432,7 @@ func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
 	// Once its Raft is gone too, autopilot removes it (four voters, min
 	// quorum three).
 	victim.kill()
-	waitFor(t, "the dead server removed by autopilot", func() bool { return leader.srv.Role(victim.id()) == "none" })
+	clustertest.WaitFor(t, "the dead server removed by autopilot", func() bool { return leader.srv.Role(victim.id()) == "none" })
 }
 
 func TestFourServersExpectingThreeFormOneCluster(t *testing.T) {
@@ -485,7 +443,7 @@ func TestFourServersExpectingThreeFormOneCluster(t *testing.T) {
 	n4 := startTestNode(t, "n4", 3, addr)
 	all := []*testNode{n1, n2, n3, n4}
 	leader := waitLeader(t, all...)
-	waitFor(t, "all four in the one cluster", func() bool {
+	clustertest.WaitFor(t, "all four in the one cluster", func() bool {
 		r := roles(leader, all...)
 		return r["none"] == 0
 	})
@@ -508,12 +466,12 @@ func TestFourServersExpectingThreeFormOneCluster(t *testing.T) {
 func TestJoinerNeverBootstrapsItsOwnCluster(t *testing.T) {
 	n1 := startTestNode(t, "n1", 1)
 	waitLeader(t, n1)
-	waitFor(t, "the cluster id", func() bool { return n1.srv.ClusterID() != "" })
+	clustertest.WaitFor(t, "the cluster id", func() bool { return n1.srv.ClusterID() != "" })
 
 	// n2 is started with --bootstrap-expect 1 too, but it joins a member
 	// that already has a cluster: it must wait to be added.
 	n2 := startTestNode(t, "n2", 1, n1.gossip.Addr())
-	waitFor(t, "n2 added to n1's cluster", func() bool {
+	clustertest.WaitFor(t, "n2 added to n1's cluster", func() bool {
 		return n2.srv.ClusterID() == n1.srv.ClusterID() && n1.srv.Role(n2.id()) == "nonvoter"
 	})
 	if n2.srv.IsLeader() || n2.srv.bootstrapped.Load() {
@@ -531,7 +489,7 @@ func TestRestartKeepsRaftState(t *testing.T) {
 	dir := t.TempDir()
 	n := startTestNodeIn(t, dir, "solo", 1)
 	waitLeader(t, n)
-	waitFor(t, "the cluster id", func() bool { return n.srv.ClusterID() != "" })
+	clustertest.WaitFor(t, "the cluster id", func() bool { return n.srv.ClusterID() != "" })
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if _, err := n.srv.SetLimits(ctx, LimitsPatch{MaxBatchSize: ptr(4321)}, ""); err != nil {
@@ -545,7 +503,7 @@ func TestRestartKeepsRaftState(t *testing.T) {
 		t.Fatalf("node id changed across a restart: %q then %q", id, again.id())
 	}
 	waitLeader(t, again)
-	waitFor(t, "the limits to come back from the log", func() bool { return again.srv.Limits().MaxBatchSize == 4321 })
+	clustertest.WaitFor(t, "the limits to come back from the log", func() bool { return again.srv.Limits().MaxBatchSize == 4321 })
 	if got := again.srv.ClusterID(); got != clusterID {
 		t.Fatalf("cluster id %q after restart, want %q", got, clusterID)
 	}
@@ -555,7 +513,7 @@ func TestSecondServerOnTheSameDataDirFailsClearly(t *testing.T) {
 	n := startTestNode(t, "n1", 1)
 	timing := testTiming()
 	timing.BoltOpenTimeout = 100 * time.Millisecond
-	_, err := New(Config{DataDir: n.dir, RaftAddr: "127.0.0.1:0", Gossip: n.gossip, Logger: testLogger(t), Timing: timing})
+	_, err := New(Config{DataDir: n.dir, RaftAddr: "127.0.0.1:0", Gossip: n.gossip, Logger: clustertest.Logger(t), Timing: timing})
 	if err == nil || !strings.Contains(err.Error(), "locked") || !strings.Contains(err.Error(), n.dir) {
 		t.Fatalf("second server on %s: err = %v, want a clear 'locked' error", n.dir, err)
 	}
@@ -577,7 +535,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"all interfaces on a random port", Config{DataDir: t.TempDir(), RaftAddr: "0.0.0.0:0", Gossip: n.gossip}, "advertise"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.cfg.Logger = testLogger(t)
+			tc.cfg.Logger = clustertest.Logger(t)
 			s, err := New(tc.cfg)
 			if err == nil {
 				s.Shutdown()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 	"github.com/batchpilot/batchpilot/consensus/testpki"
 )
 
@@ -154,7 +155,7 @@ func TestTLSStreamLayerConnectsOnlyNodesOfTheClusterCA(t *testing.T) {
 func TestTLSTransportCarriesRaftRPCs(t *testing.T) {
 	ca := testpki.NewCA(t, "cluster CA")
 	other := testpki.NewCA(t, "another CA")
-	rlog := newRaftLogger(testLogger(t))
+	rlog := newRaftLogger(clustertest.Logger(t))
 	transport := func(cfg *tls.Config) *raft.NetworkTransport {
 		l, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg)
 		if err != nil {

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,71 +244,31 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// withDefaults fills the fields p leaves out from d.
+// withDefaults fills the fields p leaves out (zero or nil) from d.
 func (p Phase) withDefaults(d Phase) Phase {
-	if p.Pattern == "" {
-		p.Pattern = d.Pattern
-	}
-	if p.Duration == 0 {
-		p.Duration = d.Duration
-	}
-	if p.Count == 0 {
-		p.Count = d.Count
-	}
-	if p.Rate == 0 {
-		p.Rate = d.Rate
-	}
-	if p.From == nil {
-		p.From = d.From
-	}
-	if p.Steps == 0 {
-		p.Steps = d.Steps
-	}
+	p.Pattern = cmp.Or(p.Pattern, d.Pattern)
+	p.Duration = cmp.Or(p.Duration, d.Duration)
+	p.Count = cmp.Or(p.Count, d.Count)
+	p.Rate = cmp.Or(p.Rate, d.Rate)
+	p.From = cmp.Or(p.From, d.From)
+	p.Steps = cmp.Or(p.Steps, d.Steps)
 	if p.Levels == nil {
 		p.Levels = d.Levels
 	}
-	if p.StepEvery == 0 {
-		p.StepEvery = d.StepEvery
-	}
-	if p.Period == 0 {
-		p.Period = d.Period
-	}
-	if p.SpikeAt == 0 {
-		p.SpikeAt = d.SpikeAt
-	}
-	if p.SpikeFor == 0 {
-		p.SpikeFor = d.SpikeFor
-	}
-	if p.BurstEvery == 0 {
-		p.BurstEvery = d.BurstEvery
-	}
-	if p.BurstFor == 0 {
-		p.BurstFor = d.BurstFor
-	}
-	if p.Trace == "" {
-		p.Trace = d.Trace
-	}
-	if p.Speed == 0 {
-		p.Speed = d.Speed
-	}
-	if p.RecordSize.isZero() {
-		p.RecordSize = d.RecordSize
-	}
-	if p.Fields == nil {
-		p.Fields = d.Fields
-	}
-	if p.Protocol == "" {
-		p.Protocol = d.Protocol
-	}
-	if p.Framing == "" {
-		p.Framing = d.Framing
-	}
-	if p.Gzip == nil {
-		p.Gzip = d.Gzip
-	}
-	if p.Batch == 0 {
-		p.Batch = d.Batch
-	}
+	p.StepEvery = cmp.Or(p.StepEvery, d.StepEvery)
+	p.Period = cmp.Or(p.Period, d.Period)
+	p.SpikeAt = cmp.Or(p.SpikeAt, d.SpikeAt)
+	p.SpikeFor = cmp.Or(p.SpikeFor, d.SpikeFor)
+	p.BurstEvery = cmp.Or(p.BurstEvery, d.BurstEvery)
+	p.BurstFor = cmp.Or(p.BurstFor, d.BurstFor)
+	p.Trace = cmp.Or(p.Trace, d.Trace)
+	p.Speed = cmp.Or(p.Speed, d.Speed)
+	p.RecordSize = cmp.Or(p.RecordSize, d.RecordSize)
+	p.Fields = cmp.Or(p.Fields, d.Fields)
+	p.Protocol = cmp.Or(p.Protocol, d.Protocol)
+	p.Framing = cmp.Or(p.Framing, d.Framing)
+	p.Gzip = cmp.Or(p.Gzip, d.Gzip)
+	p.Batch = cmp.Or(p.Batch, d.Batch)
 	return p
 }
 
@@ -415,6 +376,72 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 	if pp.proto == "" {
 		return nil, errors.New("no protocol: name one or give a target")
 	}
+	var trace *Trace
+	switch p.Pattern {
+	case "", "constant":
+		pp.pattern = "constant"
+		if p.Rate > 0 {
+			pp.pat = Constant{R: p.Rate}
+		} else {
+			pp.pattern = "closed"
+		}
+	case "closed":
+		if p.Rate > 0 {
+			return nil, errors.New("pattern closed takes no rate (it sends as fast as answers come)")
+		}
+	case "replay":
+		if p.Trace == "" {
+			return nil, errors.New("pattern replay needs a trace file")
+		}
+		if p.Rate > 0 {
+			return nil, errors.New("pattern replay takes its rate from the trace (use speed)")
+		}
+		var err error
+		if trace, err = load(p.Trace); err != nil {
+			return nil, err
+		}
+		speed := p.Speed
+		if speed == 0 {
+			speed = 1
+		}
+		rp := NewReplay(trace, speed)
+		pp.pat = rp
+		if pp.dur == 0 && pp.count == 0 {
+			pp.dur = rp.Period()
+		}
+		pp.rate = rp.Rate(0)
+	default:
+		pat, err := p.Arrivals(seed)
+		if err != nil {
+			return nil, err
+		}
+		pp.pat = pat
+	}
+	if pp.pat == nil {
+		pp.pattern = "closed"
+	}
+	fields := 4
+	if p.Fields != nil {
+		fields = *p.Fields
+	}
+	size := p.RecordSize
+	if size.isZero() {
+		size = Size{Dist: "fixed", Mean: 256}
+	}
+	if pp.proto == "udp" && size.upper() > maxUDPRecord {
+		return nil, fmt.Errorf("record_size up to %d does not fit a UDP datagram (at most %d)", size.upper(), maxUDPRecord)
+	}
+	pp.enc = newEncoder(runID, pp.proto, pp.framing, size, fields, trace, seed)
+	return pp, nil
+}
+
+// Arrivals builds the arrival pattern of an open-loop phase (its defaults
+// applied) whose schedule is known in advance, every pattern but closed and
+// replay: the schedule loadgen sends it by, which the bench rebuilds with it
+// too. seed draws a burst pattern's bursts. A phase with no duration runs
+// unbounded.
+func (p Phase) Arrivals(seed uint64) (Pattern, error) {
+	dur := p.Duration.D()
 	needDur := func() error {
 		if dur <= 0 {
 			return fmt.Errorf("pattern %s needs a duration", p.Pattern)
@@ -433,19 +460,12 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 		}
 		return def
 	}
-	var trace *Trace
 	switch p.Pattern {
 	case "", "constant":
-		pp.pattern = "constant"
-		if p.Rate > 0 {
-			pp.pat = Constant{R: p.Rate}
-		} else {
-			pp.pattern = "closed"
+		if err := needRate(); err != nil {
+			return nil, err
 		}
-	case "closed":
-		if p.Rate > 0 {
-			return nil, errors.New("pattern closed takes no rate (it sends as fast as answers come)")
-		}
+		return Constant{R: p.Rate}, nil
 	case "ramp":
 		if err := needDur(); err != nil {
 			return nil, err
@@ -453,7 +473,7 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 		if p.Rate == 0 && from(0) == 0 {
 			return nil, errors.New("pattern ramp needs a rate or from > 0")
 		}
-		pp.pat = Ramp{From: from(0), To: p.Rate, D: dur}
+		return Ramp{From: from(0), To: p.Rate, D: dur}, nil
 	case "step":
 		if err := needRate(); err != nil {
 			return nil, err
@@ -479,7 +499,7 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 		if every <= 0 {
 			return nil, errors.New("pattern step: each level must last > 0")
 		}
-		pp.pat = Step{Levels: levels, Every: every}
+		return Step{Levels: levels, Every: every}, nil
 	case "spike":
 		if err := needRate(); err != nil {
 			return nil, err
@@ -497,7 +517,7 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 				length = max(dur/10, time.Millisecond)
 			}
 		}
-		pp.pat = Spike{Base: from(p.Rate / 10), Peak: p.Rate, At: at, For: length}
+		return Spike{Base: from(p.Rate / 10), Peak: p.Rate, At: at, For: length}, nil
 	case "sine":
 		if err := needRate(); err != nil {
 			return nil, err
@@ -516,7 +536,7 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 		if lo > p.Rate {
 			return nil, errors.New("pattern sine: from above rate")
 		}
-		pp.pat = Sine{Min: lo, Max: p.Rate, Period: period}
+		return Sine{Min: lo, Max: p.Rate, Period: period}, nil
 	case "burst":
 		if err := needRate(); err != nil {
 			return nil, err
@@ -535,45 +555,9 @@ func (p Phase) build(index int, seed uint64, load traceLoader, runID string) (*p
 		if every < time.Millisecond || horizon/every > maxBursts/2 {
 			return nil, fmt.Errorf("pattern burst: burst_every %v too small for %v", every, horizon)
 		}
-		pp.pat = NewBurst(from(p.Rate/10), p.Rate, every, length, horizon, seed)
-	case "replay":
-		if p.Trace == "" {
-			return nil, errors.New("pattern replay needs a trace file")
-		}
-		if p.Rate > 0 {
-			return nil, errors.New("pattern replay takes its rate from the trace (use speed)")
-		}
-		var err error
-		if trace, err = load(p.Trace); err != nil {
-			return nil, err
-		}
-		speed := p.Speed
-		if speed == 0 {
-			speed = 1
-		}
-		rp := NewReplay(trace, speed)
-		pp.pat = rp
-		if pp.dur == 0 && pp.count == 0 {
-			pp.dur = rp.Period()
-		}
-		pp.rate = rp.Rate(0)
-	default:
-		return nil, fmt.Errorf("unknown pattern %q", p.Pattern)
+		return NewBurst(from(p.Rate/10), p.Rate, every, length, horizon, seed), nil
+	case "closed", "replay":
+		return nil, fmt.Errorf("pattern %q has no schedule known in advance", p.Pattern)
 	}
-	if pp.pat == nil {
-		pp.pattern = "closed"
-	}
-	fields := 4
-	if p.Fields != nil {
-		fields = *p.Fields
-	}
-	size := p.RecordSize
-	if size.isZero() {
-		size = Size{Dist: "fixed", Mean: 256}
-	}
-	if pp.proto == "udp" && size.upper() > maxUDPRecord {
-		return nil, fmt.Errorf("record_size up to %d does not fit a UDP datagram (at most %d)", size.upper(), maxUDPRecord)
-	}
-	pp.enc = newEncoder(runID, pp.proto, pp.framing, size, fields, trace, seed)
-	return pp, nil
+	return nil, fmt.Errorf("unknown pattern %q", p.Pattern)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/tuner"
 )
@@ -37,7 +38,7 @@ func TestClusterDescribesTheLeaderMembersAndLimits(t *testing.T) {
 func TestNodeShowsHealthAndOneSecondHistory(t *testing.T) {
 	tn := startSingle(t, "")
 	var v NodeView
-	waitFor(t, "three intervals of history", func() bool {
+	clustertest.WaitFor(t, "three intervals of history", func() bool {
 		r := get(t, tn.url+"/api/v1/nodes/solo")
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d: %s", r.status, r.body)
@@ -69,12 +70,12 @@ func TestNodeShowsHealthAndOneSecondHistory(t *testing.T) {
 func TestHistoryHoldsFiveMinutes(t *testing.T) {
 	tn := startNode(t, "quick", nodeOptions{expect: 1, interval: 5 * time.Millisecond})
 	var v NodeView
-	waitFor(t, "300 entries of history", func() bool {
+	clustertest.WaitFor(t, "300 entries of history", func() bool {
 		get(t, tn.url+"/api/v1/nodes/quick").json(t, &v)
 		return len(v.History) >= 300
 	})
 	// The ring keeps its size as it turns.
-	waitFor(t, "the ring to turn", func() bool {
+	clustertest.WaitFor(t, "the ring to turn", func() bool {
 		var w NodeView
 		get(t, tn.url+"/api/v1/nodes/quick").json(t, &w)
 		if len(w.History) != 300 {
@@ -87,7 +88,7 @@ func TestHistoryHoldsFiveMinutes(t *testing.T) {
 func TestDecisionsNewestFirstWithLimitAndSince(t *testing.T) {
 	tn := startSingle(t, "")
 	var v DecisionsView
-	waitFor(t, "five decisions", func() bool {
+	clustertest.WaitFor(t, "five decisions", func() bool {
 		r := get(t, tn.url+"/api/v1/decisions")
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d: %s", r.status, r.body)
@@ -281,7 +282,7 @@ func TestLimitsPutIsIdempotentByRequestID(t *testing.T) {
 func TestAnyNodeAnswersForTheCluster(t *testing.T) {
 	a := startSingle(t, "tok")
 	b := startNode(t, "second", nodeOptions{join: []string{a.gossip.Addr()}, token: "tok"})
-	waitFor(t, "the second node in Raft and knowing the leader", func() bool {
+	clustertest.WaitFor(t, "the second node in Raft and knowing the leader", func() bool {
 		return a.raft.Role(b.raft.ID()) != "none" && b.raft.LeaderHTTPAddr() == a.addr
 	})
 	if b.raft.IsLeader() {
@@ -313,7 +314,7 @@ func TestAnyNodeAnswersForTheCluster(t *testing.T) {
 		if a.raft.Limits().MaxGrowingNodes != 7 {
 			t.Fatal("the leader does not have the change it answered")
 		}
-		waitFor(t, "the follower to apply the change", func() bool {
+		clustertest.WaitFor(t, "the follower to apply the change", func() bool {
 			var l consensus.Limits
 			get(t, b.url+"/api/v1/limits").json(t, &l)
 			return l.MaxGrowingNodes == 7
@@ -355,7 +356,7 @@ func TestAnyNodeAnswersForTheCluster(t *testing.T) {
 	})
 
 	t.Run("decisions of every member, merged newest first", func(t *testing.T) {
-		waitFor(t, "decisions of both nodes", func() bool {
+		clustertest.WaitFor(t, "decisions of both nodes", func() bool {
 			var v DecisionsView
 			get(t, b.url+"/api/v1/decisions?limit=1000").json(t, &v)
 			checkNewestFirst(t, v.Decisions)
@@ -380,7 +381,7 @@ func TestAnyNodeAnswersForTheCluster(t *testing.T) {
 	t.Run("a member that is down is reported, not waited for", func(t *testing.T) {
 		b.stop()
 		var v DecisionsView
-		waitFor(t, "the stopped node to be reported unreachable", func() bool {
+		clustertest.WaitFor(t, "the stopped node to be reported unreachable", func() bool {
 			r := get(t, a.url+"/api/v1/decisions")
 			if r.status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.status, r.body)

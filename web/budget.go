@@ -1,10 +1,7 @@
 package web
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -56,34 +53,18 @@ func (a *api) getBudgetDecisions(c *gin.Context) {
 // budgetDecisionsOfLeader relays the leader's answer to GET
 // /api/v1/budget/decisions, with the same query.
 func (a *api) budgetDecisionsOfLeader(c *gin.Context, q url.Values) {
-	lid, lname, addr := a.raft.Leader()
-	leader := consensus.LeaderInfo{ID: lid, Name: lname, HTTPAddr: addr}
-	unavailable := func(msg string) {
-		c.Header("Retry-After", "1")
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": msg, "leader": leader})
-	}
+	leader := a.leaderInfo()
 	switch {
 	case isForwarded(c):
-		unavailable("this server is not the leader (leadership moved); retry")
+		leaderUnavailable(c, leader, "this server is not the leader (leadership moved); retry")
 		return
-	case addr == "":
-		unavailable("no leader is known (an election may be under way); retry")
+	case leader.HTTPAddr == "":
+		leaderUnavailable(c, leader, "no leader is known (an election may be under way); retry")
 		return
 	}
 	path := "/api/v1/budget/decisions"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), a.cfg.ForwardTimeout)
-	defer cancel()
-	status, _, out, err := a.peers.forward(ctx, http.MethodGet, addr, path, nil, nil)
-	if err != nil {
-		unavailable(fmt.Sprintf("the leader at %s did not answer: %v", addr, err))
-		return
-	}
-	if !json.Valid(out) {
-		unavailable(fmt.Sprintf("the leader at %s answered %d with a body that is not JSON", addr, status))
-		return
-	}
-	c.Data(status, "application/json; charset=utf-8", out)
+	a.relayFromLeader(c, leader, http.MethodGet, path, nil, nil, false)
 }

@@ -81,13 +81,8 @@ func (a *api) getDecisions(c *gin.Context) {
 	case name == a.node.Name() || (name == "" && isForwarded(c)):
 		view.Decisions = a.localDecisions(since, limit)
 	case name != "":
-		m, ok := a.memberByName(name)
-		if !ok || isForwarded(c) {
-			jsonError(c, http.StatusNotFound, "no member named "+quote(name))
-			return
-		}
-		if !reachable(m) {
-			jsonError(c, http.StatusServiceUnavailable, "node "+quote(name)+" is "+string(m.Status)+"; its decisions are kept only on that node")
+		m, ok := a.peerToAsk(c, name, "its decisions are kept only on that node")
+		if !ok {
 			return
 		}
 		recs, err := a.remoteDecisions(c.Request.Context(), m, since, limit)

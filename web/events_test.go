@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 	"github.com/batchpilot/batchpilot/tuner"
 )
 
@@ -126,7 +127,7 @@ func TestEventsStreamSnapshotsAndDecisions(t *testing.T) {
 // that the hub's producer stops and the goroutine count comes back.
 func TestEventsLeaveNothingBehind(t *testing.T) {
 	tn := startSingle(t, "")
-	waitFor(t, "a few decisions", func() bool { return tn.node.Decisions().Len() >= 3 })
+	clustertest.WaitFor(t, "a few decisions", func() bool { return tn.node.Decisions().Len() >= 3 })
 	http.DefaultClient.CloseIdleConnections()
 	before := runtime.NumGoroutine()
 
@@ -144,8 +145,8 @@ func TestEventsLeaveNothingBehind(t *testing.T) {
 		for _, c := range clients {
 			c.close()
 		}
-		waitFor(t, "the hub to see every client go", func() bool { return tn.api.events.clients() == 0 })
-		waitFor(t, "the producer to stop", func() bool {
+		clustertest.WaitFor(t, "the hub to see every client go", func() bool { return tn.api.events.clients() == 0 })
+		clustertest.WaitFor(t, "the producer to stop", func() bool {
 			select {
 			case <-tn.api.events.idle():
 				return true
@@ -155,7 +156,7 @@ func TestEventsLeaveNothingBehind(t *testing.T) {
 		})
 	}
 	http.DefaultClient.CloseIdleConnections()
-	waitFor(t, "the goroutine count to come back", func() bool {
+	clustertest.WaitFor(t, "the goroutine count to come back", func() bool {
 		return runtime.NumGoroutine() <= before+2 // the node's own loops come and go
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/batchpilot/batchpilot/cluster"
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 	"github.com/batchpilot/batchpilot/consensus"
 	"github.com/batchpilot/batchpilot/node"
 	"github.com/batchpilot/batchpilot/node/sink"
@@ -26,20 +26,7 @@ import (
 
 // waitTimeout is generous because -race on two busy cores is slow; every
 // wait is a poll that returns as soon as its condition holds.
-const waitTimeout = 30 * time.Second
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		<-tick.C
-	}
-}
+const waitTimeout = clustertest.WaitTimeout
 
 // flipper is a controller that changes the batch size every interval, so
 // that every interval makes a decision.
@@ -91,39 +78,10 @@ func testTiming() consensus.Timing {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// testWriter sends log lines to the test log and drops what library
-// goroutines write after the test ended.
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) close() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
-
 func startNode(t *testing.T, name string, o nodeOptions) *testNode {
 	t.Helper()
 	dir := t.TempDir()
-	log := testLogger(t)
+	log := clustertest.Logger(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +144,7 @@ func (tn *testNode) stop() {
 func startSingle(t *testing.T, token string) *testNode {
 	t.Helper()
 	tn := startNode(t, "solo", nodeOptions{expect: 1, token: token})
-	waitFor(t, "the node to lead with its limits applied", func() bool {
+	clustertest.WaitFor(t, "the node to lead with its limits applied", func() bool {
 		return tn.raft.IsLeader() && tn.raft.ClusterID() != "" && tn.raft.Limits().EpochMS == 200
 	})
 	return tn

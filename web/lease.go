@@ -81,21 +81,16 @@ func (a *api) mayForwardToken() bool { return a.cfg.APIToken == "" || a.cfg.Peer
 // again (leadership moved; the client retries). When the token may not be
 // forwarded it answers 503 with the leader, for the client to ask it.
 func (a *api) forwardToLeader(c *gin.Context, method, path string, body []byte, hdr http.Header, notLeader error) {
-	lid, lname, addr := a.raft.Leader()
-	leader := consensus.LeaderInfo{ID: lid, Name: lname, HTTPAddr: addr}
-	redirect := func(msg string) {
-		c.Header("Retry-After", "1")
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": msg, "leader": leader})
-	}
+	leader := a.leaderInfo()
 	switch {
 	case isForwarded(c):
-		redirect(notLeader.Error() + "; leadership moved, retry")
+		leaderUnavailable(c, leader, notLeader.Error()+"; leadership moved, retry")
 		return
-	case addr == "":
-		redirect("no leader is known (an election may be under way); retry")
+	case leader.HTTPAddr == "":
+		leaderUnavailable(c, leader, "no leader is known (an election may be under way); retry")
 		return
 	case !a.mayForwardToken():
-		redirect(notLeader.Error() + "; not forwarded, since the API token would cross a connection that is not verified TLS: send it to the leader")
+		leaderUnavailable(c, leader, notLeader.Error()+"; not forwarded, since the API token would cross a connection that is not verified TLS: send it to the leader")
 		return
 	}
 	if hdr == nil {
@@ -104,19 +99,40 @@ func (a *api) forwardToLeader(c *gin.Context, method, path string, body []byte, 
 	if auth := c.GetHeader("Authorization"); auth != "" {
 		hdr.Set("Authorization", auth)
 	}
+	a.relayFromLeader(c, leader, method, path, body, hdr, true)
+}
+
+// leaderInfo is the leader as this server knows it (HTTPAddr empty when
+// none is known).
+func (a *api) leaderInfo() consensus.LeaderInfo {
+	id, name, addr := a.raft.Leader()
+	return consensus.LeaderInfo{ID: id, Name: name, HTTPAddr: addr}
+}
+
+// leaderUnavailable answers 503 with a Retry-After hint and the leader, for
+// the client to retry or to ask the leader itself.
+func leaderUnavailable(c *gin.Context, leader consensus.LeaderInfo, msg string) {
+	c.Header("Retry-After", "1")
+	c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": msg, "leader": leader})
+}
+
+// relayFromLeader sends the request to the leader and relays its JSON
+// answer, with the leader's Retry-After when withRetryAfter. A leader that
+// does not answer, or answers with a body that is not JSON, is a 503.
+func (a *api) relayFromLeader(c *gin.Context, leader consensus.LeaderInfo, method, path string, body []byte, hdr http.Header, withRetryAfter bool) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), a.cfg.ForwardTimeout)
 	defer cancel()
-	status, rh, out, err := a.peers.forward(ctx, method, addr, path, body, hdr)
+	status, rh, out, err := a.peers.forward(ctx, method, leader.HTTPAddr, path, body, hdr)
 	if err != nil {
-		redirect(fmt.Sprintf("the leader at %s did not answer: %v", addr, err))
+		leaderUnavailable(c, leader, fmt.Sprintf("the leader at %s did not answer: %v", leader.HTTPAddr, err))
 		return
-	}
-	if ra := rh.Get("Retry-After"); ra != "" {
-		c.Header("Retry-After", ra)
 	}
 	if !json.Valid(out) {
-		redirect(fmt.Sprintf("the leader at %s answered %d with a body that is not JSON", addr, status))
+		leaderUnavailable(c, leader, fmt.Sprintf("the leader at %s answered %d with a body that is not JSON", leader.HTTPAddr, status))
 		return
+	}
+	if ra := rh.Get("Retry-After"); withRetryAfter && ra != "" {
+		c.Header("Retry-After", ra)
 	}
 	c.Data(status, "application/json; charset=utf-8", out)
 }

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchpilot/batchpilot/cluster/clustertest"
 	"github.com/batchpilot/batchpilot/consensus"
 )
 
 func TestLeaseEndpoint(t *testing.T) {
 	tn := startSingle(t, "tok")
 	auth := map[string]string{"Authorization": "Bearer tok"}
-	waitFor(t, "the leader's lease table (after learning mode)", func() bool {
+	clustertest.WaitFor(t, "the leader's lease table (after learning mode)", func() bool {
 		return !tn.raft.Learning(time.Now())
 	})
 	for _, tc := range []struct {
@@ -70,7 +71,7 @@ func FuzzDecodeLeaseRequest(f *testing.F) {
 func TestBudgetDecisionsEndpoint(t *testing.T) {
 	tn := startSingle(t, "")
 	var view BudgetDecisionsView
-	waitFor(t, "the leader's first budget decision", func() bool {
+	clustertest.WaitFor(t, "the leader's first budget decision", func() bool {
 		r := get(t, tn.url+"/api/v1/budget/decisions")
 		if r.status != http.StatusOK {
 			return false

@@ -42,13 +42,8 @@ func (a *api) getNode(c *gin.Context) {
 		c.JSON(http.StatusOK, a.localView())
 		return
 	}
-	m, ok := a.memberByName(name)
-	if !ok || isForwarded(c) {
-		jsonError(c, http.StatusNotFound, "no member named "+quote(name))
-		return
-	}
-	if !reachable(m) {
-		jsonError(c, http.StatusServiceUnavailable, "node "+quote(name)+" is "+string(m.Status)+"; its history is kept only on that node")
+	m, ok := a.peerToAsk(c, name, "its history is kept only on that node")
+	if !ok {
 		return
 	}
 	var v NodeView
@@ -80,6 +75,23 @@ func (a *api) localView() NodeView {
 }
 
 // memberByName finds a member in gossip.
+// peerToAsk finds the member named name, to be asked over HTTP for what
+// only it keeps. A name no member has, or a request that was already
+// forwarded once, is answered 404; a member that cannot be reached, 503
+// with why it must be that member.
+func (a *api) peerToAsk(c *gin.Context, name, why string) (cluster.Member, bool) {
+	m, ok := a.memberByName(name)
+	if !ok || isForwarded(c) {
+		jsonError(c, http.StatusNotFound, "no member named "+quote(name))
+		return m, false
+	}
+	if !reachable(m) {
+		jsonError(c, http.StatusServiceUnavailable, "node "+quote(name)+" is "+string(m.Status)+"; "+why)
+		return m, false
+	}
+	return m, true
+}
+
 func (a *api) memberByName(name string) (cluster.Member, bool) {
 	for _, m := range a.gossip.Members() {
 		if m.Name == name {

@@ -205,6 +205,9 @@ func TestAPIClientErrorsSayWhatWentWrong(t *testing.T) {
 		{"a node that is not there", []string{"members", "--addr", "127.0.0.1:1"}, 1, "cannot reach a node at http://127.0.0.1:1"},
 		{"a bad address", []string{"limits", "get", "--addr", "ftp://x"}, 1, `want http://HOST:PORT`},
 		{"members takes no arguments", []string{"members", "extra"}, 2, "members takes no arguments"},
+		{"loadgen takes flags only", []string{"loadgen", "extra"}, 2, "unexpected arguments: [extra]"},
+		{"sinksim takes flags only", []string{"sinksim", "extra"}, 2, "unexpected arguments: [extra]"},
+		{"bench takes flags only", []string{"bench", "--quick", "extra"}, 2, "unexpected arguments: [extra]"},
 		{"limits needs a subcommand", []string{"limits", "frob"}, 2, `unknown subcommand "frob"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,12 +40,8 @@ func runBench(ctx context.Context, args []string) error {
 	progressEvery := fs.Duration("progress-interval", 10*time.Second, "how often a running run reports")
 	nodes := fs.Int("nodes", 0, "run the CLUSTER bench instead: `N` real agent processes (5 is the documented run) behind one\nshared downstream with an aggregate knee, arms uncoordinated, arc, budget:BYTES (a sweep) and\nlearned; --scenario/--scenario-file name a cluster scenario ("+strings.Join(clusterbench.Names(), ", ")+"),\n--svg is a directory or a file prefix (one SVG per arm). See docs/cluster.md")
 	arms := fs.String("arms", "", "with --nodes: comma-separated arms to run (default all: "+strings.Join(clusterbench.AllArms, ",")+")")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
-		return errUsage
 	}
 	if *nodes != 0 || *arms != "" {
 		if *suite || *oracle != "" || *noSweep || *seeds != 1 || *controllers != strings.Join(bench.DefaultControllers, ",") {

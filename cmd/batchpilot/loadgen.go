@@ -105,12 +105,8 @@ func runLoadgen(ctx context.Context, args []string) error {
 	quiet := fs.Bool("quiet", false, "no progress line")
 	drain := fs.Duration("drain-timeout", 2*time.Second, "after Ctrl-C, how long requests in flight may finish")
 	tlsCA := fs.String("tls-ca", "", "PEM CA bundle to verify https:// targets' certificates with (the agents' --tls-ca);\ndefault the system's roots")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
-		return errUsage
 	}
 
 	phase := loadgen.Phase{

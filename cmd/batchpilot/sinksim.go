@@ -45,12 +45,8 @@ func runSinksim(ctx context.Context, args []string) error {
 	maxBody := fs.Int64("max-body", 64<<20, "largest decoded body in bytes (413 above)")
 	seed := fs.Uint64("seed", 1, "seed for injected errors and jitter")
 	statsEvery := fs.Duration("stats-interval", 0, "print the stats to stderr this often (0: only at exit)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
-		return errUsage
 	}
 	cfg := sinksim.Config{
 		Addr: *addr,

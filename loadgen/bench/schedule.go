@@ -43,7 +43,7 @@ func newSchedule(sc *loadgen.Scenario) (*schedule, error) {
 	var start time.Duration
 	var seq int64
 	for i, p := range sc.Phases {
-		pat, err := patternOf(p, seed+uint64(i))
+		pat, err := p.Arrivals(seed + uint64(i))
 		if err != nil {
 			return nil, fmt.Errorf("phase %s: %w", p.Name, err)
 		}
@@ -59,66 +59,6 @@ func newSchedule(sc *loadgen.Scenario) (*schedule, error) {
 		seq += n
 	}
 	return s, nil
-}
-
-// patternOf builds the pattern loadgen builds for p (defaults applied as
-// loadgen applies them).
-func patternOf(p loadgen.Phase, seed uint64) (loadgen.Pattern, error) {
-	dur := p.Duration.D()
-	from := func(def float64) float64 {
-		if p.From != nil {
-			return *p.From
-		}
-		return def
-	}
-	switch p.Pattern {
-	case "", "constant":
-		return loadgen.Constant{R: p.Rate}, nil
-	case "ramp":
-		return loadgen.Ramp{From: from(0), To: p.Rate, D: dur}, nil
-	case "step":
-		levels := p.Levels
-		if len(levels) == 0 {
-			n := p.Steps
-			if n == 0 {
-				n = 4
-			}
-			lo := from(0)
-			for i := 1; i <= n; i++ {
-				levels = append(levels, lo+(p.Rate-lo)*float64(i)/float64(n))
-			}
-		}
-		every := p.StepEvery.D()
-		if every == 0 {
-			every = dur / time.Duration(len(levels))
-		}
-		return loadgen.Step{Levels: levels, Every: every}, nil
-	case "spike":
-		at, length := p.SpikeAt.D(), p.SpikeFor.D()
-		if at == 0 {
-			at = dur / 2
-		}
-		if length == 0 {
-			length = max(dur/10, time.Millisecond)
-		}
-		return loadgen.Spike{Base: from(p.Rate / 10), Peak: p.Rate, At: at, For: length}, nil
-	case "sine":
-		period := p.Period.D()
-		if period == 0 {
-			period = dur
-		}
-		return loadgen.Sine{Min: from(0), Max: p.Rate, Period: period}, nil
-	case "burst":
-		every, length := p.BurstEvery.D(), p.BurstFor.D()
-		if every == 0 {
-			every = 10 * time.Second
-		}
-		if length == 0 {
-			length = time.Second
-		}
-		return loadgen.NewBurst(from(p.Rate/10), p.Rate, every, length, dur, seed), nil
-	}
-	return nil, fmt.Errorf("pattern %q has no schedule known in advance", p.Pattern)
 }
 
 // recordsBefore is the number of records of p due before end, as loadgen

@@ -61,10 +61,16 @@ type Arm struct {
 // BudgetDecision is one decision of the leader's budget controller, T
 // seconds into the load.
 type BudgetDecision struct {
-	T             float64 `json:"t"`
-	Old           int64   `json:"old_bytes"`
-	New           int64   `json:"new_bytes"`
-	Reason        string  `json:"reason"`
+	T      float64 `json:"t"`
+	Old    int64   `json:"old_bytes"`
+	New    int64   `json:"new_bytes"`
+	Reason string  `json:"reason"`
+	BudgetFigures
+}
+
+// BudgetFigures are what a budget decision was made on, as the decision's
+// "figures" in GET /api/v1/budget/decisions give them.
+type BudgetFigures struct {
 	GoodputRPS    float64 `json:"goodput_rps"`
 	ThroughputRPS float64 `json:"throughput_rps"`
 	P99ms         float64 `json:"p99_ms"`

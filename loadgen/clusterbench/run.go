@@ -250,24 +250,11 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 	defer resp.Body.Close()
 	var v struct {
 		Decisions []struct {
-			Time    time.Time `json:"time"`
-			Old     int64     `json:"old_bytes"`
-			New     int64     `json:"new_bytes"`
-			Reason  string    `json:"reason"`
-			Figures struct {
-				GoodputRPS    float64 `json:"goodput_rps"`
-				ThroughputRPS float64 `json:"throughput_rps"`
-				P99ms         float64 `json:"p99_ms"`
-				HasBytes      int64   `json:"has_bytes"`
-				WantBytes     int64   `json:"want_bytes"`
-				WriteMS       float64 `json:"write_ms"`
-				WritesPS      float64 `json:"writes_per_s"`
-				InFlightBytes float64 `json:"in_flight_bytes"`
-				KneeBytes     int64   `json:"knee_bytes"`
-				BaseWriteMS   float64 `json:"base_write_ms"`
-				BytesPS       float64 `json:"bytes_per_s"`
-				QueuedRecords int64   `json:"queued_records"`
-			} `json:"figures"`
+			Time    time.Time     `json:"time"`
+			Old     int64         `json:"old_bytes"`
+			New     int64         `json:"new_bytes"`
+			Reason  string        `json:"reason"`
+			Figures BudgetFigures `json:"figures"`
 		} `json:"decisions"`
 	}
 	if json.NewDecoder(resp.Body).Decode(&v) != nil {
@@ -279,11 +266,7 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 		if d.Time.Before(start) {
 			continue
 		}
-		out = append(out, BudgetDecision{T: d.Time.Sub(start).Seconds(), Old: d.Old, New: d.New, Reason: d.Reason,
-			GoodputRPS: d.Figures.GoodputRPS, ThroughputRPS: d.Figures.ThroughputRPS, P99ms: d.Figures.P99ms,
-			HasBytes: d.Figures.HasBytes, WantBytes: d.Figures.WantBytes, WriteMS: d.Figures.WriteMS, WritesPS: d.Figures.WritesPS,
-			InFlightBytes: d.Figures.InFlightBytes, KneeBytes: d.Figures.KneeBytes, BaseWriteMS: d.Figures.BaseWriteMS,
-			BytesPS: d.Figures.BytesPS, QueuedRecords: d.Figures.QueuedRecords})
+		out = append(out, BudgetDecision{T: d.Time.Sub(start).Seconds(), Old: d.Old, New: d.New, Reason: d.Reason, BudgetFigures: d.Figures})
 	}
 	return out
 }

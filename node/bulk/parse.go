@@ -218,18 +218,7 @@ func buildRecord(doc []byte, index, id string) []byte {
 	} else {
 		rec = append(rec, inner...)
 	}
-	return compactIfMultiline(rec)
-}
-
-func compactIfMultiline(b []byte) []byte {
-	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 {
-		return b
-	}
-	var out bytes.Buffer
-	if err := json.Compact(&out, b); err != nil {
-		return b
-	}
-	return out.Bytes()
+	return jsonstr.OneLine(rec)
 }
 
 func nextLine(b []byte) (line, rest []byte) {

@@ -1,6 +1,7 @@
 // Package jsonstr writes JSON string literals without reflection or
 // allocation: the one escaper behind every record the node builds (text
-// lines, syslog fields, the fields the node adds).
+// lines, syslog fields, the fields the node adds); and OneLine, which keeps
+// a JSON record on one line for NDJSON.
 package jsonstr
 
 import "unicode/utf8"

@@ -37,3 +37,15 @@ func TestAppendDoesNotAllocateBeyondDst(t *testing.T) {
 		t.Errorf("Append allocated %.0f times a call", n)
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"a one-line record is kept as is", `{"a": 1, "b": [1, 2]}`, `{"a": 1, "b": [1, 2]}`},
+		{"line breaks between tokens are compacted away", "{\"a\":\n 1,\r\n\"b\": \"x y\"}", `{"a":1,"b":"x y"}`},
+		{"invalid JSON is kept as is", "{\"a\":\n", "{\"a\":\n"},
+	} {
+		if got := string(OneLine([]byte(tc.in))); got != tc.want {
+			t.Errorf("%s: OneLine(%q) = %q, want %q", tc.name, tc.in, got, tc.want)
+		}
+	}
+}

@@ -130,7 +130,7 @@ func decodeJSON(body []byte, maxLine int) ([][]byte, error) {
 		if err := checkObject(trimmed); err != nil {
 			return nil, &DecodeError{Line: lineAt(body, 0), Reason: err.Error()}
 		}
-		return [][]byte{compactIfMultiline(trimmed)}, nil
+		return [][]byte{jsonstr.OneLine(trimmed)}, nil
 	}
 	if trimmed[0] != '[' {
 		return nil, &DecodeError{Line: 1, Reason: "body is neither a JSON array nor a JSON object"}
@@ -153,7 +153,7 @@ func decodeJSON(body []byte, maxLine int) ([][]byte, error) {
 		if len(raw) == 0 || raw[0] != '{' {
 			return nil, &DecodeError{Line: line, Reason: "record is not a JSON object"}
 		}
-		recs = append(recs, compactIfMultiline(raw))
+		recs = append(recs, jsonstr.OneLine(raw))
 	}
 	if _, err := dec.Token(); err != nil {
 		return nil, &DecodeError{Line: lineAt(body, int(dec.InputOffset())), Reason: "invalid JSON: " + jsonReason(err)}
@@ -211,18 +211,6 @@ func jsonReason(err error) string {
 		return se.Error() + " at byte " + strconv.FormatInt(se.Offset, 10)
 	}
 	return err.Error()
-}
-
-// compactIfMultiline keeps a record on one line, as NDJSON needs.
-func compactIfMultiline(b []byte) []byte {
-	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 {
-		return b
-	}
-	var out bytes.Buffer
-	if err := json.Compact(&out, b); err != nil {
-		return b
-	}
-	return out.Bytes()
 }
 
 func lineAt(body []byte, off int) int {
