@@ -91,6 +91,9 @@ type Gradient struct {
 
 	lam     float64 // EWMA of the arrival rate
 	lamSeen bool
+	// A jump seen in one interval with too few records to trust: the
+	// rate before it and the interval's rate (0: none pending).
+	jumpFrom, jumpRate float64
 
 	costs     []csample   // recent (fill, write time) for the linear fit
 	f, c      float64     // the fit: seconds per batch, seconds per record
@@ -114,6 +117,7 @@ type Gradient struct {
 	prevSat        bool
 	prevSize       float64
 	prevThroughput float64
+	prevFlushRate  float64 // records per second per busy flush: fill / batch time
 	prevQueue      int
 }
 
@@ -372,7 +376,17 @@ func (g *Gradient) next(obs Observation) Decision {
 	}
 	attempts := obs.Batches + obs.Backpressure
 	pressure := obs.Backpressure > 0 && float64(obs.Backpressure) > pressureShare*float64(attempts)
-	knee := sat && g.prevSat && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput
+	// Under saturation every flush is busy, so the throughput is K times
+	// what one flush carries, fill / batch time. The count of records that
+	// finished in an interval moves by a whole batch from one to the next
+	// (±12 % with 8 batches at a 250 ms interval); a knee must show in the
+	// rate of each write as well, which that count noise does not move.
+	flushRate := 0.0
+	if bt := obs.MeanBatchTime.Seconds(); obs.Batches > 0 && bt > 0 {
+		flushRate = obs.MeanBatchFill / bt
+	}
+	knee := sat && g.prevSat && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
+		(flushRate == 0 || g.prevFlushRate == 0 || flushRate < kneeLoss*g.prevFlushRate)
 	if g.ceiling > 0 && !pressure && !knee {
 		g.ceiling *= ceilingRelax
 		if g.ceiling > ceilingGone {
@@ -485,6 +499,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		reason += ":refused"
 	}
 	g.prevSat, g.prevSize, g.prevThroughput, g.prevQueue = sat, cur, obs.Throughput, obs.QueueDepth
+	g.prevFlushRate = flushRate
 
 	step := d - lb
 	if !fast {

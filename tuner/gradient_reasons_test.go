@@ -149,7 +149,7 @@ func TestGradientGivesEachDecisionReasonForItsCase(t *testing.T) {
 			name: "growth under saturation that lowered throughput goes back", initial: 1000,
 			steps: []step{
 				at(1000, saturatedAt(400000, 500000)),
-				at(2000, with(saturatedAt(400000, 600000), func(o *Observation) { o.Throughput *= 0.5 })),
+				at(2000, with(saturatedAt(400000, 600000), func(o *Observation) { o.Throughput, o.MeanBatchTime = o.Throughput*0.5, o.MeanBatchTime*2 })),
 			},
 			reason: "shrink:knee", move: smaller,
 		},

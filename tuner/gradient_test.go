@@ -223,3 +223,63 @@ func TestGradientHoldsASteadySizeInAConcurrencyBoundOverload(t *testing.T) {
 		t.Errorf("carried %.0f/s in the overload, want at least 0.9 x 6 900; decisions: %s", thr, path)
 	}
 }
+
+// TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval: at a 250 ms
+// interval a load stepping from 20 to 190 records/s brings fewer records an
+// interval (47) than a lone interval is trusted with (jumpRecords); a
+// second interval like it confirms the jump, and the regime starts at their
+// mean rate. One such interval alone, or two that disagree, is noise.
+func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
+	cases := []struct {
+		name    string
+		rates   []float64
+		regimes []string // observeArrival's answer per interval
+		lam     float64  // the estimate after the last interval, ±1
+	}{
+		{"step up, confirmed", []float64{20, 20, 188, 196}, []string{"", "", "", "arrival"}, 192},
+		{"one noisy interval", []float64{20, 20, 188, 20}, []string{"", "", "", ""}, 55.3},
+		{"up then down", []float64{100, 100, 188, 20}, []string{"", "", "", ""}, 94.5},
+		{"step down, confirmed", []float64{180, 180, 40, 40}, []string{"", "", "", "arrival"}, 40},
+		{"too few records in both", []float64{4, 4, 40, 40}, []string{"", "", "", ""}, 22.4},
+		{"many records: at once", []float64{100, 100, 400}, []string{"", "", "arrival"}, 400},
+	}
+	for _, c := range cases {
+		g := NewGradient(GradientConfig{})
+		for i, r := range c.rates {
+			if got := g.observeArrival(r, 0.25); got != c.regimes[i] {
+				t.Errorf("%s: interval %d (rate %v): regime %q, want %q", c.name, i, r, got, c.regimes[i])
+			}
+		}
+		if math.Abs(g.lam-c.lam) > 1 {
+			t.Errorf("%s: estimate %.1f, want %.1f", c.name, g.lam, c.lam)
+		}
+	}
+}
+
+// TestGradientReadsAKneeInEachWriteNotInTheCount: under saturation the
+// records finished in an interval move by a whole batch from one interval
+// to the next; a knee is a size whose writes carry fewer records a second,
+// so growth is undone only when the rate of each write fell as well.
+func TestGradientReadsAKneeInEachWriteNotInTheCount(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		slower     time.Duration // added to each write at the larger size
+		wantKnee   bool
+		throughput float64 // the count's share of the interval before
+	}{
+		{"fewer records counted, each write as quick: noise", 0, false, 0.85},
+		{"fewer records counted, each write slower: a knee", 20 * time.Millisecond, true, 0.85},
+	} {
+		g := NewGradient(GradientConfig{Initial: 1000})
+		o := saturated(1, 1000, 400000, 500000)
+		g.Next(o)
+		prev := o.Throughput
+		o = saturated(2, 1200, 400000, 500000)
+		o.MeanBatchTime += c.slower
+		o.Throughput = prev * c.throughput
+		d := g.Next(o)
+		if got := d.Reason == "shrink:knee"; got != c.wantKnee {
+			t.Errorf("%s: decided %d (%s), want a knee: %v", c.name, d.BatchSize, d.Reason, c.wantKnee)
+		}
+	}
+}
