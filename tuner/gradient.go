@@ -498,8 +498,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		d = math.Log(g.refused)
 		reason += ":refused"
 	}
-	g.prevSat, g.prevSize, g.prevThroughput, g.prevQueue = sat, cur, obs.Throughput, obs.QueueDepth
-	g.prevFlushRate = flushRate
+	g.prevSat, g.prevSize, g.prevThroughput, g.prevFlushRate, g.prevQueue = sat, cur, obs.Throughput, flushRate, obs.QueueDepth
 
 	step := d - lb
 	if !fast {
