@@ -1,7 +1,7 @@
 # The documented way in: make run, make test, make bench, make lint.
 GO       ?= go
 PKGS     ?= ./...
-FUZZTIME ?= 8s
+FUZZTIME ?= 4s
 
 .PHONY: run build test unit fuzz soak bench bench-cluster bench-budget bench-scale lint ui clean
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in the repository for a short, bounded time.
-# Usage: .ci/fuzz.sh [FUZZTIME]   (default 8s per target)
+# Usage: .ci/fuzz.sh [FUZZTIME]   (default 4s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzztime=${1:-8s}
+fuzztime=${1:-4s}
 go_cmd=${GO:-go}
 git ls-files '*_test.go' | xargs grep -l '^func Fuzz' | sort | while read -r file; do
 	pkg=./$(dirname "$file")

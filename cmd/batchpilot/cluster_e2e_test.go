@@ -816,6 +816,9 @@ func auditRaftLogs(t *testing.T, ms []*member) {
 //
 // Every record acknowledged through all of it is in a sink.
 func TestClusterPartition(t *testing.T) {
+	// Mostly waits out a fault of fixed length (30-40 s): it runs beside
+	// the other such tests, after the package's sequential ones.
+	t.Parallel()
 	lab := newNetLab(t, 4)
 	w := startWatcher(t)
 	base := t.TempDir()

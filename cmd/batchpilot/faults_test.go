@@ -270,6 +270,9 @@ func TestFaultsUnderLoad(t *testing.T) {
 // acknowledged that was not written), and when the downstream comes back
 // the node recovers by itself, with no acknowledged record lost.
 func TestSinkOutageOpensTheBreakerAndRecovers(t *testing.T) {
+	// Mostly waits out a fault of fixed length (30-40 s): it runs beside
+	// the other such tests, after the package's sequential ones.
+	t.Parallel()
 	const outage = 30 * time.Second
 	var down atomic.Bool
 	sim := startSwitchedSinksim(t, &down)
