@@ -53,8 +53,8 @@ func remountTmpfs(t *testing.T, dir, size string) {
 // by itself. Every acknowledged record is in the segments, which read to
 // the end, and the Raft state survives a restart.
 func TestFullDiskRefusesAndRecoversByItself(t *testing.T) {
-	// Mostly waits out a fault of fixed length (30-40 s): it runs beside
-	// the other such tests, after the package's sequential ones.
+	// Mostly waits (for the disk to fill, then for a restart): it runs
+	// beside the other such tests, after the package's sequential ones.
 	t.Parallel()
 	start := time.Now()
 	dir := mountTmpfs(t, "6m")
