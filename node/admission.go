@@ -136,6 +136,10 @@ type admission struct {
 	// refusal.
 	onRefuse func(why string, src Source)
 	onPause  func(src Source)
+	// behind is signalled, without blocking, when a request is refused
+	// because the node is not keeping up at its batch size (delay or
+	// sojourn): the control loop may then decide early (pacer).
+	behind chan struct{}
 
 	// The control loop's state.
 	mu      sync.Mutex
@@ -151,7 +155,7 @@ const (
 )
 
 func newAdmission(queueOnly bool) *admission {
-	a := &admission{queueOnly: queueOnly}
+	a := &admission{queueOnly: queueOnly, behind: make(chan struct{}, 1)}
 	a.avgRec.Store(math.Float64bits(256))
 	return a
 }
@@ -198,13 +202,27 @@ func (a *admission) check(depth, n int, head, now time.Time) string {
 // refused counts one refusal.
 func (a *admission) refused(why string, src Source) {
 	a.refusedBy[whyIndex(why)].Add(1)
+	a.fellBehind(why)
 	if a.onRefuse != nil {
 		a.onRefuse(why, src)
 	}
 }
 
-func (a *admission) waited(src Source) {
+// fellBehind tells the control loop when why says the node is not keeping
+// up at its batch size.
+func (a *admission) fellBehind(why string) {
+	if why == whyDelay || why == whySojourn {
+		select {
+		case a.behind <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waited counts one syslog TCP connection left unread for why.
+func (a *admission) waited(why string, src Source) {
 	a.paused.Add(1)
+	a.fellBehind(why)
 	if a.onPause != nil {
 		a.onPause(src)
 	}

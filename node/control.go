@@ -50,24 +50,76 @@ func (n *Node) Health() Health { return *n.health.Load() }
 // History returns up to the last five minutes of Health, oldest first.
 func (n *Node) History() []Health { return n.history.list() }
 
-// controlLoop runs the tuner once per control interval: measure, ask the
-// controller, let the guard override it, cap by the grant, apply, record.
+// controlLoop runs the tuner once per control interval, and once early
+// when the node falls behind after a calm interval (pacer): measure, ask
+// the controller, let the guard override it, cap by the grant, apply,
+// record.
 func (n *Node) controlLoop() {
 	defer close(n.ctlDone)
-	t := time.NewTicker(n.cfg.ControlInterval)
+	iv := n.cfg.ControlInterval
+	t := time.NewTicker(iv)
 	defer t.Stop()
-	last := time.Now()
+	p := pacer{iv: iv, last: time.Now(), calm: true}
+	var early <-chan time.Time
 	var avgRecord float64 = 256
+	run := func(now time.Time) {
+		obs := n.observe(now, now.Sub(p.last), &avgRecord)
+		n.step(obs, avgRecord)
+		p.stepped(now, n.Health().Admission.Refused > 0)
+		early = nil
+	}
 	for {
 		select {
 		case <-n.stopCtl:
 			return
+		case <-n.queue.adm.behind:
+			if wait, ok := p.behind(time.Now()); ok {
+				early = time.After(wait)
+			}
+		case now := <-early:
+			run(now)
+			t.Reset(iv) // a whole interval from the early step
 		case now := <-t.C:
-			obs := n.observe(now, now.Sub(last), &avgRecord)
-			last = now
-			n.step(obs, avgRecord)
+			run(now)
 		}
 	}
+}
+
+// pacer decides when the control loop steps: once per control interval,
+// and once early when admission refuses a request because the node is not
+// keeping up at its batch size (delay or sojourn) after an interval that
+// refused nothing. A load that steps up from light would otherwise be
+// refused at the small size in force until the next decision, up to a
+// whole interval (1 s) later; its clients retry after a Retry-After of a
+// second or more, late. TCP answers a loss when it sees it, not on a
+// clock, in the same spirit. The early step waits until a tenth of the
+// interval (at most 100 ms) has passed since the last step, so that it
+// has writes to measure, and a node that stays behind gets one early step,
+// not one per refusal: the next must wait for an interval that refused
+// nothing.
+type pacer struct {
+	iv      time.Duration
+	last    time.Time // the last step
+	calm    bool      // the last step's interval refused nothing
+	pending bool      // an early step is due
+}
+
+// earlyAfter is the least time between a step and an early one.
+func (p *pacer) earlyAfter() time.Duration { return min(p.iv/10, 100*time.Millisecond) }
+
+// behind is told that a request was refused for delay at now; it reports
+// whether to step early, and after how long.
+func (p *pacer) behind(now time.Time) (time.Duration, bool) {
+	if !p.calm || p.pending {
+		return 0, false
+	}
+	p.pending = true
+	return max(0, p.last.Add(p.earlyAfter()).Sub(now)), true
+}
+
+// stepped records a step at now, and whether its interval refused requests.
+func (p *pacer) stepped(now time.Time, refused bool) {
+	p.last, p.calm, p.pending = now, !refused, false
 }
 
 // observe turns the interval's window into an Observation.

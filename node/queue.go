@@ -142,13 +142,13 @@ func (q *queue) admitsBody(length int64) (string, int, error) {
 func (q *queue) putWait(ctx context.Context, recs []Record) error {
 	waited := false
 	for {
-		room, _, err := q.tryPut(recs)
+		room, why, err := q.tryPut(recs)
 		if !errors.Is(err, ErrQueueFull) || room == nil {
 			return err
 		}
 		if !waited {
 			waited = true
-			q.adm.waited(recs[0].Source)
+			q.adm.waited(why, recs[0].Source)
 		}
 		select {
 		case <-room:
