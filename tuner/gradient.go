@@ -61,7 +61,8 @@ import (
 //     interval's, not back pressure: a 413 body limit) cap the size at
 //     0.7 of theirs until the record size changes 2x or a minute passes.
 //   - Regime changes (the arrival rate off by RegimeFactor from its EWMA,
-//     or a size measured recently now costing RegimeFactor more or less)
+//     over enough records or with records refused, or a size measured
+//     recently now costing RegimeFactor more or less)
 //     reset the slope, the correction and the ceilings — a cost change also
 //     the cost memory — and move straight to the model's size instead of
 //     crawling (after a cost rise without a backlog: ×0.6 first, which
@@ -349,7 +350,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		return g.emit("hold:idle", maxSize, false)
 	}
 
-	regime := g.observeArrival(obs.ArrivalRate, iv)
+	regime := g.observeArrival(obs.ArrivalRate, iv, obs.Rejected > 0)
 	if g.observeCost(obs) && regime == "" {
 		regime = "cost"
 	}

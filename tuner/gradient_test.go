@@ -228,7 +228,8 @@ func TestGradientHoldsASteadySizeInAConcurrencyBoundOverload(t *testing.T) {
 // interval a load stepping from 20 to 190 records/s brings fewer records an
 // interval (47) than a lone interval is trusted with (jumpRecords); a
 // second interval like it confirms the jump, and the regime starts at their
-// mean rate. One such interval alone, or two that disagree, is noise.
+// mean rate. One such interval alone, or two that disagree, is noise. A
+// jump up in an interval that refused records is taken at once.
 func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -242,11 +243,15 @@ func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 		{"step down, confirmed", []float64{180, 180, 40, 40}, []string{"", "", "", "arrival"}, 40},
 		{"too few records in both", []float64{4, 4, 40, 40}, []string{"", "", "", ""}, 22.4},
 		{"many records: at once", []float64{100, 100, 400}, []string{"", "", "arrival"}, 400},
+		{"few records, but some refused: at once", []float64{20, 20, -188}, []string{"", "", "arrival"}, 188},
+		{"refused, but no jump", []float64{20, 20, -30}, []string{"", "", ""}, 23},
+		{"refused while the rate fell: noise", []float64{180, 180, -40, 180}, []string{"", "", "", ""}, 150.6},
 	}
 	for _, c := range cases {
 		g := NewGradient(GradientConfig{})
 		for i, r := range c.rates {
-			if got := g.observeArrival(r, 0.25); got != c.regimes[i] {
+			// A negative rate: records were refused in that interval.
+			if got := g.observeArrival(math.Abs(r), 0.25, r < 0); got != c.regimes[i] {
 				t.Errorf("%s: interval %d (rate %v): regime %q, want %q", c.name, i, r, got, c.regimes[i])
 			}
 		}

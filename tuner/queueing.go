@@ -61,8 +61,12 @@ func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
 // together hold jumpRecords, and the regime starts at their mean rate.
 // (At a 250 ms interval a load stepping from 20 to 200 records/s brings
 // 47 records an interval; without the confirmation the estimate crept up
-// by the EWMA for a second while the queue refused the step.)
-func (g *Gradient) observeArrival(rate, iv float64) string {
+// by the EWMA for a second while the queue refused the step.) A jump up in
+// an interval in which the node refused records needs no confirmation:
+// noise that the queue absorbs is refused by nobody, and the node decides
+// early when it first refuses (node's pacer), over too short an interval
+// for jumpRecords.
+func (g *Gradient) observeArrival(rate, iv float64, refused bool) string {
 	if !g.lamSeen {
 		g.lam, g.lamSeen = rate, true
 		return ""
@@ -72,7 +76,7 @@ func (g *Gradient) observeArrival(rate, iv float64) string {
 	pending, from := g.jumpRate, g.jumpFrom
 	g.jumpFrom, g.jumpRate = 0, 0
 	switch {
-	case jumped(g.lam, rate) && math.Max(rate, g.lam)*iv >= jumpRecords:
+	case jumped(g.lam, rate) && (math.Max(rate, g.lam)*iv >= jumpRecords || refused && rate > g.lam):
 		return g.arrivalRegime(g.lam, rate)
 	case pending > 0 && jumped(from, rate) && (rate > from) == (pending > from) &&
 		(math.Max(rate, from)+math.Max(pending, from))*iv >= jumpRecords:
