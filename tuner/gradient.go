@@ -48,7 +48,10 @@ import (
 //     backlog is draining, grow ×(1+SaturatedStep) — bigger batches
 //     amortise F — or, if a ceiling rules growth out, explore smaller.
 //   - Guards. A write that alone takes longer than LatencyBudget shrinks
-//     in proportion; p99 above the SLO without a backlog shrinks ×0.8; back
+//     in proportion (the write: its successful attempts' RTT, not the
+//     waits before its retries); p99 above the SLO without a backlog
+//     shrinks ×0.8, unless records deferred by a Retry-After as long as
+//     the SLO explain it (deferredTail); back
 //     pressure (429/503) shrinks ×0.8; growth under saturation that lowered
 //     throughput goes back (a knee); a full interval without a finished
 //     batch halves. Each sets a ceiling just under the size it left, which
@@ -236,6 +239,8 @@ const (
 	// share of the interval's attempts, so one stray 429 in a thousand
 	// writes does not shrink. Design choice.
 	pressureShare = 0.02
+	// tailShare is the share of an interval's records above its p99.
+	tailShare = 0.01
 	// kneeGrowth and kneeLoss: under saturation, a size grown by more than
 	// 5 % whose throughput fell by more than 3 % passed a knee. The margins
 	// sit above the simulator's 10 % write-time noise averaged over an
@@ -418,8 +423,10 @@ func (g *Gradient) next(obs Observation) Decision {
 	stalled := obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur
 	// The write alone takes longer than the latency budget, and no smaller
 	// size measured lately took about as long (a per-batch cost a smaller
-	// batch would not shorten): cut in proportion.
-	bt := obs.MeanBatchTime.Seconds()
+	// batch would not shorten): cut in proportion. The write is what the
+	// successful attempts took (writeTime), not the whole batch: the
+	// waits for a Retry-After before its retries are not the size's.
+	bt := writeTime(obs)
 	budget := cfg.LatencyBudget * slo
 	slowCut := math.Max(slowMinCut, slowMargin*budget/math.Max(bt, 1e-9))
 	slow := obs.Batches >= slowBatches && bt > budget && obs.MeanBatchFill >= fullLow*cur &&
@@ -455,7 +462,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
 		d, reason, fast = g.climbSaturated(obs, cur, lb, lt, budget)
-	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune:
+	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune && !deferredTail(obs, slo):
 		// (After a backlog the latency is the backlog's, not the size's.)
 		d, reason = lb+math.Log(backoff), "shrink:p99"
 		g.p99ShrinkAt, g.p99ShrinkFrom = g.tick, cur
@@ -538,6 +545,44 @@ func (g *Gradient) rememberRefusals(obs Observation, cur float64) {
 		}
 		g.refusedAge, g.refusedBytes = 0, rb
 	}
+}
+
+// writeTime is the time one write of the interval took, in seconds: the
+// mean RTT of its successful attempts when the sink reports attempts, else
+// the mean batch time. A batch's time includes every wait before a retry,
+// and a downstream under load asks for seconds (a 429 with Retry-After: 2)
+// that a smaller batch would not shorten; read as a slow write, one retried
+// batch among eight made the guard halve a size the downstream carried.
+// The attempt's RTT is what Vector's adaptive request concurrency times as
+// well, retries and deferrals being counted apart as back pressure
+// (src/sinks/util/adaptive_concurrency/controller.rs, record_attempt).
+func writeTime(obs Observation) float64 {
+	if st := obs.AttemptStats(); st.OK > 0 && st.MeanRTT > 0 {
+		return math.Min(obs.MeanBatchTime.Seconds(), st.MeanRTT.Seconds())
+	}
+	return obs.MeanBatchTime.Seconds()
+}
+
+// deferredTail reports whether the interval's tail is explained by the
+// downstream's Retry-After: the records of attempts it answered with back
+// pressure and a Retry-After at least the SLO long are at least 1 % of
+// those written, so at least the slowest 1 % waited past the SLO before
+// their retry, whatever the size. A smaller batch does not shorten a
+// Retry-After; it only sends more requests to a downstream that asked for
+// fewer. (judgeP99Shrink finds the same after a shrink, but only when the
+// smaller size still keeps up; a brown-out that already takes most of the
+// capacity is saturated by the shrink, and the verdict never came.)
+func deferredTail(obs Observation, slo float64) bool {
+	deferred, written := 0, 0
+	for _, a := range obs.Attempts {
+		switch {
+		case a.Outcome == AttemptOK:
+			written += a.Records
+		case a.Outcome == AttemptBackpressure && a.RetryAfter.Seconds() >= slo:
+			deferred += a.Records
+		}
+	}
+	return deferred > 0 && float64(deferred) >= tailShare*float64(written)
 }
 
 // judgeP99Shrink looks at the intervals after a shrink for p99: if p99 is

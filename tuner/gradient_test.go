@@ -288,3 +288,73 @@ func TestGradientReadsAKneeInEachWriteNotInTheCount(t *testing.T) {
 		}
 	}
 }
+
+// TestGradientJudgesTheWriteNotTheWaitForARetry: a batch's time includes
+// the Retry-After it waited out before a retry; the write-time guard reads
+// the successful attempts' RTT, so one 429 among the batches of an interval
+// (2 s of waiting in a batch time averaged over five) does not cut a size
+// whose writes take a fifth of the budget. A write that itself takes
+// longer than the budget still does.
+func TestGradientJudgesTheWriteNotTheWaitForARetry(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		rtt        time.Duration // each successful attempt's
+		wantShrink bool
+	}{
+		{"quick writes, one retry's wait in the batch time", 50 * time.Millisecond, false},
+		{"writes longer than the budget", 400 * time.Millisecond, true},
+	} {
+		g := NewGradient(GradientConfig{Initial: 2000})
+		o := steady(1, 2000, 10000)
+		o.MeanBatchFill, o.Batches = 2000, 5
+		o.MeanBatchTime = (4*c.rtt + c.rtt + 2*time.Second) / 5
+		for i := range o.Batches {
+			a := Attempt{End: o.Now, RTT: c.rtt, Records: 2000, Outcome: AttemptOK, RetryAfter: -1, InFlight: 1, Full: true}
+			if i == 0 {
+				// The 429 before the last batch's retry, and the retry.
+				o.Attempts = append(o.Attempts, Attempt{End: o.Now, RTT: c.rtt, Records: 2000, Outcome: AttemptBackpressure, RetryAfter: 2 * time.Second, InFlight: 1, Full: true})
+				a.N = 1
+			}
+			o.Attempts = append(o.Attempts, a)
+		}
+		d := g.Next(o)
+		if got := d.Reason == "shrink:write-time"; got != c.wantShrink {
+			t.Errorf("%s: mean batch time %v, RTT %v: decided %d (%s), want a write-time shrink: %v",
+				c.name, o.MeanBatchTime, c.rtt, d.BatchSize, d.Reason, c.wantShrink)
+		}
+	}
+}
+
+// TestGradientLeavesATailTheRetryAfterExplains: p99 above the SLO because
+// a batch waited out a 2 s Retry-After is not the size's, and a smaller size
+// only sends more requests; the same p99 after a deferral shorter than the
+// SLO shrinks. One batch in 60 is deferred: below the share of attempts at
+// which back pressure itself shrinks, above the 1 % of records past p99.
+func TestGradientLeavesATailTheRetryAfterExplains(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		retryAfter time.Duration
+		wantShrink bool
+	}{
+		{"one batch deferred by a 2 s Retry-After", 2 * time.Second, false},
+		{"one batch deferred for less than the SLO", 100 * time.Millisecond, true},
+	} {
+		g := NewGradient(GradientConfig{Initial: 160})
+		size := 160
+		for i := 1; i <= 5; i++ {
+			size = g.Next(steady(i, size, 10000)).BatchSize
+		}
+		o := steady(6, size, 10000)
+		o.P99 = 700 * time.Millisecond
+		o.Batches, o.Backpressure = 60, 1
+		n := int(o.MeanBatchFill)
+		o.Attempts = append(o.Attempts, Attempt{End: o.Now, RTT: o.MeanBatchTime, Records: n, Outcome: AttemptBackpressure, RetryAfter: c.retryAfter, InFlight: 2})
+		for range o.Batches {
+			o.Attempts = append(o.Attempts, Attempt{End: o.Now, RTT: o.MeanBatchTime, Records: n, Outcome: AttemptOK, RetryAfter: -1, InFlight: 2})
+		}
+		d := g.Next(o)
+		if got := d.Reason == "shrink:p99"; got != c.wantShrink {
+			t.Errorf("%s (%d batches of %d): decided %d (%s), want a p99 shrink: %v", c.name, o.Batches, n, d.BatchSize, d.Reason, c.wantShrink)
+		}
+	}
+}
