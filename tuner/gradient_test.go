@@ -51,12 +51,18 @@ func TestGradientClampsGrowthTo25PercentAnInterval(t *testing.T) {
 	}
 }
 
-func TestGradientShrinksOnBackpressure(t *testing.T) {
-	g := NewGradient(GradientConfig{Initial: 800})
-	size := 800
+// settle runs g for five steady intervals at 10,000 records/s from size
+// and returns the size it settled on; the next interval is the sixth.
+func settle(g *Gradient, size int) int {
 	for i := 1; i <= 5; i++ {
 		size = g.Next(steady(i, size, 10000)).BatchSize
 	}
+	return size
+}
+
+func TestGradientShrinksOnBackpressure(t *testing.T) {
+	g := NewGradient(GradientConfig{Initial: 800})
+	size := settle(g, 800)
 	o := steady(6, size, 10000)
 	o.Backpressure = o.Batches / 5
 	d := g.Next(o)
@@ -67,10 +73,7 @@ func TestGradientShrinksOnBackpressure(t *testing.T) {
 
 func TestGradientShrinksWhenP99ExceedsTheSLOWithoutABacklog(t *testing.T) {
 	g := NewGradient(GradientConfig{Initial: 800})
-	size := 800
-	for i := 1; i <= 5; i++ {
-		size = g.Next(steady(i, size, 10000)).BatchSize
-	}
+	size := settle(g, 800)
 	o := steady(6, size, 10000)
 	o.P99 = 700 * time.Millisecond
 	d := g.Next(o)
@@ -340,10 +343,7 @@ func TestGradientLeavesATailTheRetryAfterExplains(t *testing.T) {
 		{"one batch deferred for less than the SLO", 100 * time.Millisecond, true},
 	} {
 		g := NewGradient(GradientConfig{Initial: 160})
-		size := 160
-		for i := 1; i <= 5; i++ {
-			size = g.Next(steady(i, size, 10000)).BatchSize
-		}
+		size := settle(g, 160)
 		o := steady(6, size, 10000)
 		o.P99 = 700 * time.Millisecond
 		o.Batches, o.Backpressure = 60, 1
