@@ -573,16 +573,13 @@ func writeTime(obs Observation) float64 {
 // smaller size still keeps up; a brown-out that already takes most of the
 // capacity is saturated by the shrink, and the verdict never came.)
 func deferredTail(obs Observation, slo float64) bool {
-	deferred, written := 0, 0
+	deferred := 0
 	for _, a := range obs.Attempts {
-		switch {
-		case a.Outcome == AttemptOK:
-			written += a.Records
-		case a.Outcome == AttemptBackpressure && a.RetryAfter.Seconds() >= slo:
+		if a.Outcome == AttemptBackpressure && a.RetryAfter.Seconds() >= slo {
 			deferred += a.Records
 		}
 	}
-	return deferred > 0 && float64(deferred) >= tailShare*float64(written)
+	return deferred > 0 && float64(deferred) >= tailShare*float64(obs.AttemptStats().OKRecords)
 }
 
 // judgeP99Shrink looks at the intervals after a shrink for p99: if p99 is
