@@ -624,6 +624,8 @@ func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt, budget float64) 
 	switch {
 	case lt > lb+math.Log(1+cfg.DeadBand):
 		d, reason, fast = lt, "saturated:model", true
+	case g.unmeasuredMove(obs, cur):
+		d, reason = lb, "hold:measuring"
 	case best > 0 && bestCap > bestMeasuredGain*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
 		d, reason, fast = math.Log(best), "saturated:best-measured", true
 	case float64(obs.QueueDepth) < draining*float64(g.prevQueue):
@@ -644,6 +646,28 @@ func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt, budget float64) 
 		d, reason = lb, "hold:saturated"
 	}
 	return d, reason, fast
+}
+
+// unmeasuredMove reports that the last decision moved the size and the
+// batches this interval measured were not yet of the size in force (a
+// batch is written after it is cut: at a 250 ms interval the batches that
+// finish in the one after a move are a mix of both sizes). The hill-climb
+// compares the capacity measured at the size in force with the others';
+// judged on the mix, it undid every growth step at once and the size swung
+// by 2x from one interval to the next. Wait one interval: Vector's
+// adaptive request concurrency, likewise, judges a limit on the RTTs of
+// the window after it set it, once a mean RTT has passed (controller.rs
+// adjust_to_response_inner: manage_limit runs when now >= next_update and
+// current_rtt is reset).
+func (g *Gradient) unmeasuredMove(obs Observation, cur float64) bool {
+	if g.prevSize <= 0 || math.Abs(math.Log(cur/g.prevSize)) <= math.Log(1+g.cfg.DeadBand) {
+		return false
+	}
+	// Measured means within a band of the cost memory (bandRatio) of it.
+	if cur > g.prevSize {
+		return obs.MeanBatchFill < cur/bandRatio
+	}
+	return obs.MeanBatchFill > cur*bandRatio
 }
 
 // emit bounds the base size, applies the probe and remembers the decision.

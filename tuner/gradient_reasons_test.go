@@ -205,6 +205,17 @@ func TestGradientGivesEachDecisionReasonForItsCase(t *testing.T) {
 			reason: "hold:draining:refused", move: smaller,
 		},
 		{
+			name: "saturated right after growing, batches of the size before still measured, holds (shown when refusals cut it)", initial: 1000,
+			steps: []step{
+				at(1000, with(saturatedAt(400000, 500000), func(o *Observation) { o.MaxBatchSize = 2000 })),
+				capped(at(2000, with(saturatedAt(400000, 500000), func(o *Observation) {
+					o.MeanBatchFill = 1500 // half the batches were cut at 1 000
+					refuseAll(o)
+				}))),
+			},
+			reason: "hold:measuring:refused", move: smaller,
+		},
+		{
 			name: "saturated under a ceiling with smaller sizes unmeasured explores down", initial: 2000,
 			steps: []step{
 				at(1000, with(saturatedAt(400000, 500000), pushBack)),
