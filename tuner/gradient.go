@@ -98,6 +98,7 @@ type Gradient struct {
 	// A jump seen in one interval with too few records to trust: the
 	// rate before it and the interval's rate (0: none pending).
 	jumpFrom, jumpRate float64
+	refusedLast        bool // the last interval refused records
 
 	costs     []csample   // recent (fill, write time) for the linear fit
 	f, c      float64     // the fit: seconds per batch, seconds per record

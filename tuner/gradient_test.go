@@ -256,7 +256,9 @@ func holdsSteadyInOverload(t *testing.T, lagging bool) {
 // interval (47) than a lone interval is trusted with (jumpRecords); a
 // second interval like it confirms the jump, and the regime starts at their
 // mean rate. One such interval alone, or two that disagree, is noise. A
-// jump up in an interval that refused records is taken at once.
+// jump up in an interval that refused records is taken at once; a fall
+// while the node refuses (this interval or the last) is the refused
+// clients waiting out their Retry-After, and the estimate holds.
 func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -272,7 +274,10 @@ func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 		{"many records: at once", []float64{100, 100, 400}, []string{"", "", "arrival"}, 400},
 		{"few records, but some refused: at once", []float64{20, 20, -188}, []string{"", "", "arrival"}, 188},
 		{"refused, but no jump", []float64{20, 20, -30}, []string{"", "", ""}, 23},
-		{"refused while the rate fell: noise", []float64{180, 180, -40, 180}, []string{"", "", "", ""}, 150.6},
+		{"refused while the rate fell: noise", []float64{180, 180, -40, 180}, []string{"", "", "", ""}, 180},
+		{"refused, the rate falls 5x: the clients' back-off", []float64{1000, 1000, -200}, []string{"", "", ""}, 1000},
+		{"refused the interval before, the rate falls 5x", []float64{1000, -1000, 200}, []string{"", "", ""}, 1000},
+		{"the rate falls 5x once the refusals stopped", []float64{1000, -1000, 1000, 200}, []string{"", "", "", "arrival"}, 200},
 	}
 	for _, c := range cases {
 		g := NewGradient(GradientConfig{})

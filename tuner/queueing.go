@@ -66,9 +66,25 @@ func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
 // noise that the queue absorbs is refused by nobody, and the node decides
 // early when it first refuses (node's pacer), over too short an interval
 // for jumpRecords.
+//
+// While the node refuses records (in this interval or the last) the
+// estimate does not fall: a client refused with Retry-After waits it out
+// before it sends anything, its new records too, so the arrivals measured
+// fall with the clients' back-off, not with their demand. On the quick
+// overload scenario (250 ms intervals, Retry-After 1 s) the rate measured
+// swung 4,960 → 520 → 2,120 → 0 → 8,400 records/s while the clients'
+// demand stayed 3,000, and each swing was taken for a new regime: the size
+// fell from 331 to 10 with 1,500 records queued. A real fall shows once
+// the refusals stop.
 func (g *Gradient) observeArrival(rate, iv float64, refused bool) string {
+	refusing := refused || g.refusedLast
+	g.refusedLast = refused
 	if !g.lamSeen {
 		g.lam, g.lamSeen = rate, true
+		return ""
+	}
+	if refusing && rate < g.lam {
+		g.jumpFrom, g.jumpRate = 0, 0
 		return ""
 	}
 	rf := g.cfg.RegimeFactor
