@@ -25,7 +25,8 @@ import (
 //     closeness to the current size, describes the cost locally; a memory
 //     of measured costs per size band (interpolated in log-log space)
 //     describes it where the node has been, knee included. From B, λ
-//     (an EWMA) and K the model predicts each size's latency (fill + write
+//     (an EWMA of the arrivals, which does not fall while the node refuses:
+//     refused clients wait out their Retry-After) and K the model predicts each size's latency (fill + write
 //   - queueing, the latter by Sakasegawa's approximation for a K-server
 //     queue) and picks the largest size whose fill time stays within
 //     FillBudget of the SLO and whose predicted latency stays within
@@ -43,7 +44,9 @@ import (
 //     so the slope stays observable in steady state.
 //   - Saturation (a backlog of two rounds of batches and a quarter of the
 //     SLO's worth of arrivals, a queue building up, or records refused):
-//     go to the model's size if it is larger; else to the remembered size
+//     go to the model's size if it is larger; else, once the batches
+//     measured are of the size in force (the interval after a move
+//     measures a mix of two), to the remembered size
 //     with clearly the most measured capacity K·n/B(n); else, unless the
 //     backlog is draining, grow ×(1+SaturatedStep) — bigger batches
 //     amortise F — or, if a ceiling rules growth out, explore smaller.
