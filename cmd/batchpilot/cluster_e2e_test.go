@@ -106,13 +106,26 @@ func launchMember(t, owner *testing.T, wrap []string, name, dir string, args ...
 }
 
 // quiet drops the lines a leader writes every half second about a peer that
-// is gone, which would push everything else out of a failed test's log.
+// is gone, and those a server without a quorum writes on every election it
+// retries, which would push everything else out of a failed test's log (a
+// CI run lost the leader's view of a leave this way); it counts the
+// elections it dropped.
 func quiet(log string) string {
 	var b strings.Builder
+	elections := 0
 	for _, line := range strings.SplitAfter(log, "\n") {
-		if !strings.Contains(line, "failed to heartbeat to") && !strings.Contains(line, "failed to appendEntries to") {
+		switch {
+		case strings.Contains(line, "failed to heartbeat to"), strings.Contains(line, "failed to appendEntries to"):
+		case strings.Contains(line, "failed to make requestVote RPC"), strings.Contains(line, "pre-vote campaign failed"),
+			strings.Contains(line, "Election timeout reached"):
+		case strings.Contains(line, "entering candidate state"):
+			elections++
+		default:
 			b.WriteString(line)
 		}
+	}
+	if elections > 0 {
+		fmt.Fprintf(&b, "(%d elections started; their retries left out)\n", elections)
 	}
 	return b.String()
 }
