@@ -24,9 +24,10 @@ import (
 //     of B. A least-squares fit of F and c, weighted by recency and by
 //     closeness to the current size, describes the cost locally; a memory
 //     of measured costs per size band (interpolated in log-log space)
-//     describes it where the node has been, knee included. From B, λ
-//     (an EWMA of the arrivals, which does not fall while the node refuses:
-//     refused clients wait out their Retry-After) and K the model predicts each size's latency (fill + write
+//     describes it where the node has been, knee included. From B, λ (an
+//     EWMA of the arrivals, which does not fall while the node refuses:
+//     refused clients wait out their Retry-After) and K the model predicts
+//     each size's latency (fill + write
 //   - queueing, the latter by Sakasegawa's approximation for a K-server
 //     queue) and picks the largest size whose fill time stays within
 //     FillBudget of the SLO and whose predicted latency stays within
@@ -667,7 +668,8 @@ func (g *Gradient) unmeasuredMove(obs Observation, cur float64) bool {
 	if g.prevSize <= 0 || math.Abs(math.Log(cur/g.prevSize)) <= math.Log(1+g.cfg.DeadBand) {
 		return false
 	}
-	// Measured means within a band of the cost memory (bandRatio) of it.
+	// The batches are the size in force once their mean fill lies within
+	// one band of the cost memory (bandRatio) of it.
 	if cur > g.prevSize {
 		return obs.MeanBatchFill < cur/bandRatio
 	}
