@@ -53,8 +53,9 @@ type Cluster struct {
 	wg          sync.WaitGroup // the join retry loop
 	refreshWG   sync.WaitGroup // the refresh loop
 
-	lifeMu sync.Mutex // serialises Leave and Shutdown
-	isShut bool
+	lifeMu    sync.Mutex // serialises AnnounceLeave, Leave and Shutdown
+	isShut    bool
+	announced bool // AnnounceLeave ran
 }
 
 // New starts gossip: it binds cfg.BindAddr and joins cfg.Join (retrying in
@@ -342,7 +343,7 @@ func (c *Cluster) LocalMember() Member {
 	c.mu.Unlock()
 	c.localMu.Lock()
 	m.ID, m.Role, m.HTTPAddr, m.Raft = c.local.ID, c.local.Role, c.local.HTTPAddr, c.local.Raft
-	m.ClusterID, m.Version = c.local.ClusterID, c.local.Version
+	m.ClusterID, m.Version, m.Leaving = c.local.ClusterID, c.local.Version, c.local.Leaving
 	c.localMu.Unlock()
 	m.Status = StatusAlive
 	m.LastHeard = time.Now()
@@ -449,15 +450,27 @@ func (c *Cluster) publish(ev Event) {
 // ErrShutdown is returned by Leave after Shutdown.
 var ErrShutdown = errors.New("cluster: shut down")
 
-// Leave tells the other members that this node is leaving and waits up to
-// timeout for that to be gossiped. The node stops advertising its health.
-// Call Shutdown afterwards.
-func (c *Cluster) Leave(timeout time.Duration) error {
+// AnnounceLeave tells the other members that this node is about to leave,
+// in its meta (Member.Leaving) and by a direct message to each, and waits
+// up to timeout for that; it does not leave yet. A Raft server announces
+// first so that the leader removes it from Raft while it still answers,
+// and leaves gossip afterwards. Leave announces too if this was not called.
+func (c *Cluster) AnnounceLeave(timeout time.Duration) error {
 	c.lifeMu.Lock()
 	defer c.lifeMu.Unlock()
 	if c.isShut {
 		return ErrShutdown
 	}
+	c.announce(timeout)
+	return nil
+}
+
+// announce is AnnounceLeave with lifeMu held; it runs once.
+func (c *Cluster) announce(timeout time.Duration) {
+	if c.announced {
+		return
+	}
+	c.announced = true
 	c.stopOnce.Do(func() { close(c.stopRefresh) })
 	c.refreshWG.Wait() // no refresh may re-advertise the node as plain alive now
 	c.localMu.Lock()
@@ -467,6 +480,18 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 		c.log.Debug("leave intent not acknowledged", "err", err)
 	}
 	c.sendLeaveIntent(timeout)
+}
+
+// Leave tells the other members that this node is leaving and waits up to
+// timeout for that to be gossiped. The node stops advertising its health.
+// Call Shutdown afterwards.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.isShut {
+		return ErrShutdown
+	}
+	c.announce(timeout)
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
@@ -612,7 +637,7 @@ func (c *Cluster) observe(n *memberlist.Node, typ EventType) {
 	e.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	if decErr == nil {
 		e.ID, e.Role, e.HTTPAddr, e.Raft, e.MetaError = decoded.ID, decoded.Role, decoded.HTTPAddr, decoded.Raft, ""
-		e.ClusterID, e.Version = decoded.ClusterID, decoded.Version
+		e.ClusterID, e.Version, e.Leaving = decoded.ClusterID, decoded.Version, decoded.Leaving
 		// The meta announces a leave, or a (re)join clears it; a failure
 		// that comes with an older meta keeps an intent that came by
 		// message (noteLeaving).

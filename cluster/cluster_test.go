@@ -99,7 +99,15 @@ func TestMembersJoinGossipIdentityAndLeave(t *testing.T) {
 		return ok && m.Raft.Addr == "127.0.0.1:9" && m.Raft.HasState && m.Raft.BootstrapExpect == 3
 	})
 
-	// A graceful leave shows as left, and subscribers hear it.
+	// An announced leave shows in the meta while the member is still
+	// alive; the leave itself then shows as left, and subscribers hear it.
+	if err := n3.AnnounceLeave(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, "n3 alive and leaving on n1", func() bool {
+		m, ok := n1.MemberByID(n3.ID())
+		return ok && m.Status == StatusAlive && m.Leaving
+	})
 	if err := n3.Leave(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}

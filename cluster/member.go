@@ -27,6 +27,9 @@ type Member struct {
 	Version   string
 	Raft      RaftMeta
 	Status    Status
+	// Leaving is set when the member's own meta announced a graceful leave
+	// (AnnounceLeave) and it has not rejoined since: it is about to go.
+	Leaving bool
 	// StatusSince is when this node saw the member's status last change
 	// (alive, dead, left), on this node's clock.
 	StatusSince time.Time

@@ -84,7 +84,9 @@ func (d *pilotDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 		m, known := members[string(srv.ID)]
 		status := autopilot.NodeAlive
 		switch {
-		case known && m.Status == cluster.StatusLeft:
+		case known && (m.Status == cluster.StatusLeft || m.Leaving):
+			// An announced leave counts as left: the server waits,
+			// still a voter, to be removed before it goes.
 			status = autopilot.NodeLeft
 		case !known || m.Status == cluster.StatusDead:
 			gone := now.Sub(d.since[srv.ID]) // unknown: since we started watching

@@ -22,7 +22,8 @@ type addition struct {
 // once they are stable. It is pure. A server already in the configuration
 // is never re-pointed on gossip's word (gossip may be unauthenticated, and
 // a voter's address is what Raft trusts); nor is a server added at an
-// address another configured server has. Workers are never added.
+// address another configured server has, or one that announced its leave
+// (the leader removed it, or is about to). Workers are never added.
 func planAdditions(servers []raft.Server, members []cluster.Member) []addition {
 	inConfig := map[string]bool{}
 	addrTaken := map[string]bool{}
@@ -32,7 +33,7 @@ func planAdditions(servers []raft.Server, members []cluster.Member) []addition {
 	}
 	var out []addition
 	for _, m := range members {
-		if m.Role != cluster.RoleServer || m.Status != cluster.StatusAlive || m.ID == "" || m.Raft.Addr == "" {
+		if m.Role != cluster.RoleServer || m.Status != cluster.StatusAlive || m.Leaving || m.ID == "" || m.Raft.Addr == "" {
 			continue
 		}
 		if inConfig[m.ID] || addrTaken[m.Raft.Addr] {

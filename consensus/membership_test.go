@@ -23,9 +23,11 @@ func TestPlanAdditions(t *testing.T) {
 	dead.Status = cluster.StatusDead
 	squatter := server("4", 0, 0)
 	squatter.Raft.Addr = "10.0.0.1:1"
-	got := planAdditions(cfg, []cluster.Member{worker, moved, server("2", 0, 0), dead, squatter})
+	leaving := server("5", 0, 0)
+	leaving.Leaving = true
+	got := planAdditions(cfg, []cluster.Member{worker, moved, server("2", 0, 0), dead, squatter, leaving})
 	if len(got) != 1 || got[0].ID != "2" {
-		t.Fatalf("additions = %+v; want only server 2 (never a worker, a dead server, a re-pointed voter, or a taken address)", got)
+		t.Fatalf("additions = %+v; want only server 2 (never a worker, a dead server, a re-pointed voter, a taken address or a server leaving)", got)
 	}
 }
 

@@ -48,7 +48,9 @@ type Gossip interface {
 	// Joined reports whether the node has reached a member it was told
 	// to join; a node does not bootstrap before that.
 	Joined() bool
-	// Leave announces a graceful leave.
+	// AnnounceLeave gossips that this node is about to leave, without
+	// leaving yet; Leave leaves (announcing first if need be).
+	AnnounceLeave(timeout time.Duration) error
 	Leave(timeout time.Duration) error
 }
 
@@ -522,7 +524,8 @@ func aliveView(members []cluster.Member) string {
 }
 
 // watchMembers asks the leader to reconcile at once when a member joins,
-// leaves or fails.
+// leaves or fails, and autopilot to prune at once when a server announces
+// its leave or leaves.
 func (s *Server) watchMembers() {
 	defer s.wg.Done()
 	events, cancel := s.gossip.Subscribe(256)
@@ -535,7 +538,13 @@ func (s *Server) watchMembers() {
 			if !ok {
 				return
 			}
-			if ev.Type != cluster.EventUpdate && ev.Member.Role == cluster.RoleServer {
+			if ev.Member.Role != cluster.RoleServer {
+				continue
+			}
+			if ev.Member.Leaving || ev.Type == cluster.EventLeave {
+				s.pilot.RemoveDeadServers() // prune it now, not at the next tick
+			}
+			if ev.Type != cluster.EventUpdate {
 				select {
 				case s.reconcileCh <- struct{}{}:
 				default:
@@ -834,38 +843,59 @@ func (s *Server) notLeader() error {
 	return fmt.Errorf("%w: the leader is %s (%s) at %s", ErrNotLeader, name, id, addr)
 }
 
-// Leave leaves the cluster gracefully within timeout: a leader hands its
-// leadership to another voter first, then the node announces its leave in
-// gossip and, on a server, waits until the leader has removed it from
-// Raft. Call Shutdown afterwards.
+// Leave leaves the cluster gracefully within timeout. A leader hands its
+// leadership to another voter first. A server then announces its leave in
+// gossip and waits, still answering Raft, until the leader has removed it
+// from Raft (autopilot prunes an announced leave at once, as a left
+// server); only then does it leave gossip, with the last part of timeout
+// kept for that. Removal before departure matters: a server that goes
+// while still a voter counts against the quorum of those that stay (four
+// voters, one of them just crashed: the leaver's departure would leave two
+// of four). Call Shutdown afterwards.
 func (s *Server) Leave(timeout time.Duration) error {
 	if s.raft == nil {
 		return s.gossip.Leave(timeout)
 	}
 	deadline := time.Now().Add(timeout)
+	gossipDeadline := deadline.Add(-min(timeout/4, time.Second)) // the rest is gossip's leave
 	cfg, err := s.configuration()
 	if err == nil && len(cfg.Servers) > 1 && s.IsLeader() {
 		if err := s.raft.LeadershipTransfer().Error(); err != nil {
 			s.log.Warn("leadership transfer before leave failed; removing this server itself", "err", err)
-			if err := s.raft.RemoveServer(raft.ServerID(s.id), 0, time.Until(deadline)).Error(); err != nil {
+			if err := s.raft.RemoveServer(raft.ServerID(s.id), 0, time.Until(gossipDeadline)).Error(); err != nil {
 				s.log.Warn("could not remove this server from raft", "err", err)
 			}
 		}
 	}
-	gossipErr := s.gossip.Leave(max(time.Until(deadline), time.Millisecond))
-	if err != nil || len(cfg.Servers) <= 1 || roleIn(cfg, "", s.id) == "none" {
-		return gossipErr
+	var removeErr error
+	if err == nil && len(cfg.Servers) > 1 && roleIn(cfg, "", s.id) != "none" {
+		if err := s.gossip.AnnounceLeave(max(time.Until(gossipDeadline), time.Millisecond)); err != nil {
+			s.log.Warn("announcing the leave failed", "err", err)
+		}
+		removeErr = s.waitRemoved(gossipDeadline)
+		if removeErr != nil {
+			removeErr = fmt.Errorf("consensus: leave: not removed from raft within %s", timeout)
+		}
 	}
+	gossipErr := s.gossip.Leave(max(time.Until(deadline), time.Millisecond))
+	return errors.Join(gossipErr, removeErr)
+}
+
+// waitRemoved polls this server's Raft configuration until it is no longer
+// in it, or deadline.
+func (s *Server) waitRemoved(deadline time.Time) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for time.Now().Before(deadline) {
+	for {
 		cfg, err := s.configuration()
 		if err == nil && roleIn(cfg, "", s.id) == "none" {
-			return gossipErr
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return errors.New("still in the raft configuration")
 		}
 		<-t.C
 	}
-	return errors.Join(gossipErr, fmt.Errorf("consensus: leave: not removed from raft within %s", timeout))
 }
 
 // Shutdown stops Raft and closes the stores. Without Leave first, the

@@ -435,6 +435,44 @@ func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
 	clustertest.WaitFor(t, "the dead server removed by autopilot", func() bool { return leader.srv.Role(victim.id()) == "none" })
 }
 
+// A server leaving gracefully is removed from Raft while it still answers
+// gossip and Raft: on its announced leave, not once gossip has spread its
+// departure. A server gone while still a voter would count against the
+// quorum of those that stay.
+func TestALeavingServerIsRemovedFromRaftBeforeItGoes(t *testing.T) {
+	n1 := startTestNode(t, "n1", 3)
+	n2 := startTestNode(t, "n2", 3, n1.gossip.Addr())
+	n3 := startTestNode(t, "n3", 3, n1.gossip.Addr())
+	leader := waitLeader(t, n1, n2, n3)
+	n4 := startTestNode(t, "n4", 0, n2.gossip.Addr())
+	clustertest.WaitFor(t, "n4 promoted to voter", func() bool { return leader.srv.Role(n4.id()) == "voter" })
+	var leaver *testNode
+	for _, n := range []*testNode{n1, n2, n3, n4} {
+		if n != leader {
+			leaver = n
+			break
+		}
+	}
+	if err := leaver.gossip.AnnounceLeave(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, "the announced leaver out of Raft", func() bool { return leader.srv.Role(leaver.id()) == "none" })
+	if m, ok := leader.gossip.MemberByID(leaver.id()); !ok || m.Status != cluster.StatusAlive {
+		t.Fatalf("the leaver is %+v in the leader's gossip, want still alive: removed before it went", m)
+	}
+	// The rest of the leave finds itself removed and leaves gossip.
+	if err := leaver.srv.Leave(waitTimeout); err != nil {
+		t.Fatalf("leave after the removal: %v", err)
+	}
+	clustertest.WaitFor(t, "the leaver left in the leader's gossip", func() bool {
+		m, ok := leader.gossip.MemberByID(leaver.id())
+		return ok && m.Status == cluster.StatusLeft
+	})
+	if r := leader.srv.Role(leaver.id()); r != "none" {
+		t.Fatalf("the leaver is back in Raft as %q", r)
+	}
+}
+
 func TestFourServersExpectingThreeFormOneCluster(t *testing.T) {
 	n1 := startTestNode(t, "n1", 3)
 	addr := n1.gossip.Addr()

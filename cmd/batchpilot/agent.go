@@ -510,8 +510,11 @@ func (a *agent) stop(ctx context.Context, leave bool) error {
 	<-a.clDone
 	if leave {
 		// Leave gracefully so the leader removes this node from Raft at once.
+		start := time.Now()
 		if err := a.raft.Leave(5 * time.Second); err != nil {
 			a.log.Warn("leave", "err", err)
+		} else {
+			a.log.Info("left the cluster", "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
 	serr := errors.Join(a.raft.Shutdown(), a.gossip.Shutdown())
