@@ -232,23 +232,46 @@ func putRecords(recs []Record) {
 func (n *Node) flush(recs []Record, info batchInfo) {
 	defer n.flushes.Done()
 	raw := rawBytes(recs) // counted in flight by nextBatch
-	if err := n.write(recs, info); errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
-		// The sink refused a record of the batch as data it can never
-		// write (PostgreSQL's jsonb and \u0000, say). Write each request's
-		// records on their own, so that only the request with the bad
-		// record is refused and the others are not failed with it.
-		for i := 0; i < len(recs); {
-			j := runEnd(recs, i)
-			_ = n.write(recs[i:j], info)
-			i = j
-		}
-	}
+	n.writeAll(recs, info)
 	putRecords(recs)
 	n.inflightBytes.Add(-raw)
 	n.flow.inFlight.Add(-1)
 	<-n.slots
 	notify(n.flushed)
 	notify(n.queue.ready)
+}
+
+// writeAll writes recs as one batch and settles every acknowledgement,
+// splitting the batch where the sink refused it whole for a reason that a
+// part of it would not meet:
+//
+//   - refused for its size (413, sink.ErrBatchTooLarge): each half is
+//     written on its own, and a half still too large is split again, down
+//     to one record; as libbeat's Batch.SplitRetry does on a bulk payload
+//     too large (elastic/beats#34911), and Graylog's Elasticsearch output.
+//     A change of record size (200-byte lines, then 4 KiB traces) would
+//     otherwise fail every record of the batches formed before the
+//     controller learned the body limit, and their clients would resend
+//     them after a Retry-After; the 413 still reaches the controllers as
+//     an attempt (tuner.AttemptTooLarge), which is what they learn from.
+//   - a record the sink can never write (sink.ErrBadRecord, PostgreSQL's
+//     jsonb and \u0000, say): each request's records are written on their
+//     own, so that only the request with the bad record is refused.
+func (n *Node) writeAll(recs []Record, info batchInfo) {
+	err := n.write(recs, info)
+	switch {
+	case errors.Is(err, sink.ErrBatchTooLarge) && len(recs) > 1:
+		n.metrics.batches.WithLabelValues("split").Inc()
+		mid := len(recs) / 2
+		n.writeAll(recs[:mid], info)
+		n.writeAll(recs[mid:], info)
+	case errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs):
+		for i := 0; i < len(recs); {
+			j := runEnd(recs, i)
+			n.writeAll(recs[i:j], info)
+			i = j
+		}
+	}
 }
 
 // write processes recs, writes them as one batch, settles their
@@ -275,8 +298,8 @@ func (n *Node) write(recs []Record, info batchInfo) error {
 	if !reported {
 		attempt(tuner.Attempt{End: end, RTT: end.Sub(sinkStart), RetryAfter: -1, Outcome: outcomeOfErr(err)})
 	}
-	if errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs) {
-		// Not settled yet: flush writes the requests one by one.
+	if (errors.Is(err, sink.ErrBadRecord) && !oneRequest(recs)) || (errors.Is(err, sink.ErrBatchTooLarge) && len(recs) > 1) {
+		// Not settled yet: writeAll writes the batch in parts.
 		putEncoded(b)
 		return err
 	}

@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Name: "batchpilot_records_rejected_total", Help: "Records or requests refused, by reason (malformed, too_large, queue_full, draining, sink_error, bad_record, breaker_open, dropped, unauthorized).",
 		}, []string{"reason"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "batchpilot_batches_total", Help: "Batches flushed to the sink, by result (ok, error).",
+			Name: "batchpilot_batches_total", Help: "Batches flushed to the sink, by result: ok, error, or split (refused for their size, 413, and written in halves).",
 		}, []string{"result"}),
 		batchSize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "batchpilot_batch_size", Help: "The batch size in force (records).",

@@ -31,6 +31,10 @@ type memSink struct {
 	// record containing it; refused has the sizes of those batches.
 	refuse  string
 	refused []int
+	// maxRecords, when set, makes Write refuse every batch of more records
+	// as too large (a 413); tooLarge has the sizes of those batches.
+	maxRecords int
+	tooLarge   []int
 }
 
 func newMemSink() *memSink { return &memSink{entered: make(chan struct{}, 1024)} }
@@ -54,6 +58,10 @@ func (s *memSink) Write(ctx context.Context, b *sink.Batch) error {
 	s.inflight -= int64(b.Bytes)
 	if fail != nil {
 		return fail
+	}
+	if s.maxRecords > 0 && len(b.Records) > s.maxRecords {
+		s.tooLarge = append(s.tooLarge, len(b.Records))
+		return fmt.Errorf("memsink: %w", sink.ErrBatchTooLarge)
 	}
 	for _, r := range b.Records {
 		if s.refuse != "" && strings.Contains(string(r), s.refuse) {
@@ -318,6 +326,36 @@ func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
 		return -1
 	}
 	return m.GetGauge().GetValue()
+}
+
+// A batch the downstream refuses for its size (413) is written in halves,
+// each split again while still refused: every record is written once and
+// the request is acknowledged, where it used to fail whole.
+func TestABatchTooLargeIsWrittenInHalves(t *testing.T) {
+	s := newMemSink()
+	s.maxRecords = 2
+	n := startNode(t, Config{Sink: s, InitialBatchSize: 100, MaxLinger: time.Millisecond, FlushConcurrency: 1,
+		Guard: tuner.NewBreaker(tuner.BreakerConfig{CPULimit: 101, MemLimit: 101})})
+	if err := n.Ingest(context.Background(), recs(7, "r"), SourceHTTP); err != nil {
+		t.Fatalf("ingest: %v; want it written in parts", err)
+	}
+	var ids []string
+	for _, r := range s.records() {
+		ids = append(ids, r["id"].(string))
+	}
+	want := []string{"r-0", "r-1", "r-2", "r-3", "r-4", "r-5", "r-6"}
+	if !slices.Equal(ids, want) {
+		t.Errorf("sink has %v, want %v in order, each once", ids, want)
+	}
+	s.mu.Lock()
+	tooLarge := slices.Clone(s.tooLarge)
+	s.mu.Unlock()
+	if !slices.Equal(tooLarge, []int{7, 3, 4}) {
+		t.Errorf("refused batches of %v records; want 7, then its halves of 3 and 4", tooLarge)
+	}
+	if got := counterValue(t, n, "batchpilot_batches_total", "result", "split"); got != 3 {
+		t.Errorf("split batches counted %v, want 3", got)
+	}
 }
 
 // A record the sink can never write fails only the request it came in:
