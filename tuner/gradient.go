@@ -57,11 +57,12 @@ import (
 //     shrinks ×0.8, unless records deferred by a Retry-After as long as
 //     the SLO explain it (deferredTail); back
 //     pressure (429/503) shrinks ×0.8; growth under saturation that lowered
-//     throughput goes back (a knee); a full interval without a finished
-//     batch halves. Each sets a ceiling just under the size it left, which
-//     relaxes 2 % per interval without back pressure. A ceiling from p99,
-//     write time or back pressure is lifted while a backlog keeps growing
-//     under it (the backlog makes the latency); a shrink for p99 that
+//     throughput goes back (a knee); an interval at least two writes long
+//     without a finished batch halves. Each sets a ceiling just under the
+//     size it left, which relaxes 2 % per interval without back
+//     pressure. A ceiling from p99, write time or back pressure is lifted
+//     while a backlog keeps growing under it (the backlog makes the
+//     latency); a shrink for p99 that
 //     left p99 above the SLO at the smaller size stops such shrinks for
 //     30 intervals (the tail is not the size's: writes that waited out a
 //     Retry-After). Batches the sink refused outright (most of an
@@ -128,6 +129,7 @@ type Gradient struct {
 	prevThroughput float64
 	prevFlushRate  float64 // records per second per busy flush: fill / batch time
 	prevQueue      int
+	lastWrite      float64 // seconds: the write time of the last interval with batches
 }
 
 // GradientConfig are Gradient's parameters; zero fields take the defaults
@@ -270,6 +272,13 @@ const (
 	// a multiplicative decrease as in TCP's congestion avoidance (RFC 5681
 	// halves the window on loss).
 	stallCut = 0.5
+	// stallWrites: an interval is judged a stall only when it lasted at
+	// least this many of the last measured writes, so that one could have
+	// finished. The node's early step (node/control.go, pacer) comes a
+	// tenth of an interval after the last one: 25 ms at a 250 ms interval,
+	// against writes of 100 ms, with none finished yet and the burst that
+	// asked for the step queued, halved a size that was keeping up.
+	stallWrites = 2
 	// slowMargin aims a cut for write time at 90 % of the latency budget;
 	// slowMinCut bounds one such cut to halving. fullLow and fullHigh: the
 	// batches measured were full (80-110 % of the size in force), so their
@@ -425,7 +434,10 @@ func (g *Gradient) next(obs Observation) Decision {
 	var d float64
 	var reason string
 	fast := false // the move is made at once, not clamped by MaxStep
-	stalled := obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur
+	stalled := obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur && iv >= stallWrites*g.lastWrite
+	if obs.Batches > 0 {
+		g.lastWrite = writeTime(obs)
+	}
 	// The write alone takes longer than the latency budget, and no smaller
 	// size measured lately took about as long (a per-batch cost a smaller
 	// batch would not shorten): cut in proportion. The write is what the

@@ -387,3 +387,33 @@ func TestGradientLeavesATailTheRetryAfterExplains(t *testing.T) {
 		}
 	}
 }
+
+// An early step (the node steps a tenth of an interval after the last when
+// admission falls behind) may come before any write could finish: no batch
+// in it is not a stall, and the size is not halved. A whole interval with
+// none is.
+func TestGradientJudgesAStallOnlyOnAnIntervalAWriteCouldFinishIn(t *testing.T) {
+	const size = 400
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		stall    bool
+	}{
+		{"an early step shorter than two writes", 25 * time.Millisecond, false},
+		{"a whole interval", time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewGradient(GradientConfig{Initial: size})
+			warm := steady(1, size, 4000)
+			warm.MeanBatchTime = 100 * time.Millisecond
+			g.Next(warm)
+			o := steady(2, size, 4000)
+			o.Interval, o.Now = tc.interval, warm.Now.Add(tc.interval)
+			o.Batches, o.MeanBatchFill, o.MeanBatchTime, o.QueueDepth = 0, 0, 0, 3*size
+			d := g.Next(o)
+			if got := strings.HasPrefix(d.Reason, "shrink:stalled"); got != tc.stall {
+				t.Errorf("reason %q after %s without a finished batch; want a stall %v", d.Reason, tc.interval, tc.stall)
+			}
+		})
+	}
+}
