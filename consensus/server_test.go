@@ -382,32 +382,38 @@ func TestAWorkerCutOffFallsBackToItsBaseline(t *testing.T) {
 	})
 }
 
-func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
+// fourVoters starts three servers that bootstrap and a fourth that joins
+// later, added as a non-voter and promoted once stable, and waits for the
+// promotion: four voters with a minimum quorum of three, so that autopilot
+// may remove one. It returns the leader and a follower, and whether the
+// fourth was seen as a non-voter before its promotion.
+func fourVoters(t *testing.T) (leader, follower *testNode, sawNonvoter bool) {
+	t.Helper()
 	n1 := startTestNode(t, "n1", 3)
 	n2 := startTestNode(t, "n2", 3, n1.gossip.Addr())
 	n3 := startTestNode(t, "n3", 3, n1.gossip.Addr())
-	leader := waitLeader(t, n1, n2, n3)
-	// A fourth server joins later: added as a non-voter, promoted once
-	// stable.
+	leader = waitLeader(t, n1, n2, n3)
 	n4 := startTestNode(t, "n4", 0, n2.gossip.Addr())
-	sawNonvoter := false
 	clustertest.WaitFor(t, "n4 promoted to voter", func() bool {
 		r := leader.srv.Role(n4.id())
 		sawNonvoter = sawNonvoter || r == "nonvoter"
 		return r == "voter"
 	})
+	for _, n := range []*testNode{n1, n2, n3, n4} {
+		if n != leader {
+			return leader, n, sawNonvoter
+		}
+	}
+	panic("unreachable: four nodes, one leader")
+}
+
+func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
+	leader, victim, sawNonvoter := fourVoters(t)
 	if !sawNonvoter {
 		t.Log("n4 was promoted before a non-voter role was seen (a fast machine)")
 	}
 	// Gossip of one voter stops while its Raft goes on: for gossip it is
 	// dead, but its Raft stats still answer, so autopilot counts it alive.
-	var victim *testNode
-	for _, n := range []*testNode{n1, n2, n3, n4} {
-		if n != leader {
-			victim = n
-			break
-		}
-	}
 	victim.gossip.Shutdown()
 	pilot := leader.srv.pilot
 	clustertest.WaitFor(t, "the victim dead in the leader's gossip for longer than the dead grace", func() bool {
@@ -440,19 +446,7 @@ func TestAutopilotPromotesAServerAndNeverRemovesOneOnGossipAlone(t *testing.T) {
 // departure. A server gone while still a voter would count against the
 // quorum of those that stay.
 func TestALeavingServerIsRemovedFromRaftBeforeItGoes(t *testing.T) {
-	n1 := startTestNode(t, "n1", 3)
-	n2 := startTestNode(t, "n2", 3, n1.gossip.Addr())
-	n3 := startTestNode(t, "n3", 3, n1.gossip.Addr())
-	leader := waitLeader(t, n1, n2, n3)
-	n4 := startTestNode(t, "n4", 0, n2.gossip.Addr())
-	clustertest.WaitFor(t, "n4 promoted to voter", func() bool { return leader.srv.Role(n4.id()) == "voter" })
-	var leaver *testNode
-	for _, n := range []*testNode{n1, n2, n3, n4} {
-		if n != leader {
-			leaver = n
-			break
-		}
-	}
+	leader, leaver, _ := fourVoters(t)
 	if err := leaver.gossip.AnnounceLeave(waitTimeout); err != nil {
 		t.Fatal(err)
 	}
