@@ -872,8 +872,7 @@ func (s *Server) Leave(timeout time.Duration) error {
 		if err := s.gossip.AnnounceLeave(max(time.Until(gossipDeadline), time.Millisecond)); err != nil {
 			s.log.Warn("announcing the leave failed", "err", err)
 		}
-		removeErr = s.waitRemoved(gossipDeadline)
-		if removeErr != nil {
+		if !s.waitRemoved(gossipDeadline) {
 			removeErr = fmt.Errorf("consensus: leave: not removed from raft within %s", timeout)
 		}
 	}
@@ -882,17 +881,17 @@ func (s *Server) Leave(timeout time.Duration) error {
 }
 
 // waitRemoved polls this server's Raft configuration until it is no longer
-// in it, or deadline.
-func (s *Server) waitRemoved(deadline time.Time) error {
+// in it (true), or deadline (false).
+func (s *Server) waitRemoved(deadline time.Time) bool {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		cfg, err := s.configuration()
 		if err == nil && roleIn(cfg, "", s.id) == "none" {
-			return nil
+			return true
 		}
 		if !time.Now().Before(deadline) {
-			return errors.New("still in the raft configuration")
+			return false
 		}
 		<-t.C
 	}
