@@ -447,7 +447,7 @@ func (c *Cluster) publish(ev Event) {
 	}
 }
 
-// ErrShutdown is returned by Leave after Shutdown.
+// ErrShutdown is returned by AnnounceLeave and Leave after Shutdown.
 var ErrShutdown = errors.New("cluster: shut down")
 
 // AnnounceLeave tells the other members that this node is about to leave,
