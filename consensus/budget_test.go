@@ -31,10 +31,18 @@ func slow(o BudgetObservation, writeMS float64, inFlight int64) BudgetObservatio
 }
 
 // overSLO is an interval in which the budget binds and the p99 is over
-// the SLO, with throughput thr.
+// the SLO, with throughput thr, from nodes that do not report their write
+// times (the SLO rule's case).
 func overSLO(budget int64, thr float64) BudgetObservation {
 	o := hot(budget, thr)
-	o.P99ms = 900
+	o.P99ms, o.WriteMS = 900, 0
+	return o
+}
+
+// sized is o with writes of bytes each on average, the nodes bound by the
+// budget (all of what they hold in writes, a deep queue).
+func sized(o BudgetObservation, bytes float64) BudgetObservation {
+	o.BytesPS, o.InFlightBytes, o.QueuedRecords = o.WritesPS*bytes, float64(o.HasBytes), deep
 	return o
 }
 
@@ -63,8 +71,18 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			with(hot(start, 1000), func(o *BudgetObservation) { o.PushbackPS = 5 }), BudgetReasonPushback, start * 7 / 10},
 		{"pushback on 1% of writes or less is not pushback", []BudgetObservation{hot(start, 1000)},
 			with(hot(start, 1000), func(o *BudgetObservation) { o.PushbackPS = 1 }), BudgetReasonGrow, start + step},
-		{"a p99 over the SLO cuts the budget to 90%", []BudgetObservation{hot(start, 1000)},
-			with(hot(start, 1000), func(o *BudgetObservation) { o.P99ms = 800 }), BudgetReasonSLO, start * 9 / 10},
+		{"a p99 over the SLO without write times cuts the budget to 90%", []BudgetObservation{hot(start, 1000)},
+			overSLO(start, 1000), BudgetReasonSLO, start * 9 / 10},
+		{"a p99 over the SLO with writes at their base is the nodes' queues: no cut, the budget grows", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			with(hot(start+step, 1200), func(o *BudgetObservation) { o.P99ms = 800 }), BudgetReasonGrow, start + step + (start+step)*12/100},
+		{"a p99 over the SLO with writes slower than their base, short of the latency rise, is no cut either", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
+			with(hot(start+step, 1200), func(o *BudgetObservation) { o.P99ms, o.WriteMS = 800, 27 }), BudgetReasonGrow, start + step + (start+step)*12/100},
+		{"bigger writes that took no longer than their size explains are no knee", []BudgetObservation{sized(hot(start, 1000), 4096), sized(hot(start, 1000), 4096)},
+			slow(sized(hot(start+step, 1100), 3*4096), 50, start+step*6/10), BudgetReasonGrow, start + step + (start+step)*12/100},
+		{"bigger writes that took longer than their size explains are the knee", []BudgetObservation{sized(hot(start, 1000), 4096), sized(hot(start, 1000), 4096)},
+			slow(sized(hot(start+step, 1000), 2*4096), 80, start), BudgetReasonLatency, int64(float64(int64(float64(start)/math.Sqrt(2))) * 0.9)},
+		{"smaller writes are held to the base write time", []BudgetObservation{sized(hot(start, 1000), 4096), sized(hot(start, 1000), 4096)},
+			slow(sized(hot(start+step, 1000), 1024), 30, start), BudgetReasonLatency, int64(float64(int64(float64(start)/math.Sqrt(1.5))) * 0.9)},
 		{"413 answers hold the budget", []BudgetObservation{hot(start, 1000)},
 			with(hot(start, 1000), func(o *BudgetObservation) { o.TooLargePS = 10 }), BudgetReasonTooLarge, start},
 		{"nodes wanting less than the budget hold it", []BudgetObservation{hot(start, 1000)},
