@@ -281,8 +281,9 @@ func (c *BudgetConfig) setDefaults() {
 //     does not depend on the load, so the knee is found only by touching
 //     it: the first time writes take more than 1+LatencyRise (1.4) times
 //     what their size explains (expectedMS), or a growth step stops
-//     paying, or the downstream pushes back. The estimate is where that happened (for a latency rise r at
-//     L bytes in writes, L/√r, see pastKnee); the budget goes to
+//     paying, or the downstream pushes back. The estimate is where that
+//     happened (for a latency rise r at L bytes in writes, L/√r, see
+//     pastKnee); the budget goes to
 //     KneeMargin (90 %) of it at once, grows back only to there after a
 //     cut (reason recover), holds there, and probes ProbeAbove (15 %) past
 //     it once every ProbeEvery (30) intervals: the memory is forgotten
@@ -528,9 +529,9 @@ func (c *BudgetController) decide(o BudgetObservation, floor int64) (int64, stri
 	// SLO (a growth step is judged on its goodput as ever). The cluster
 	// bench saw a step open with the nodes' p99 over the SLO and their
 	// writes at their base: three cuts, and the budget held a third below
-	// the knee for most of the step; and a downstream's halved knee
-	// followed by four cuts for the p99 of the queues it left (writes
-	// 1.25× their base from the nodes' own CPU), each taking goodput.
+	// the knee for most of the step. (A threshold on the rise instead,
+	// 1.2×, cut four times after a halved knee for the queues it left,
+	// on writes slowed by the nodes' own CPU.)
 	overSLO := o.SLOms > 0 && o.P99ms > float64(o.SLOms) && (rise == 0 || wasCut)
 	switch {
 	case overSLO:
