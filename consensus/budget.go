@@ -23,7 +23,7 @@ const (
 	BudgetReasonFloor    = "floor"     // raised to the floor (more nodes, whose baselines it keeps)
 	BudgetReasonNoData   = "no_data"   // no node reported within the interval: hold
 	BudgetReasonPushback = "pushback"  // downstream 429/503: multiplicative decrease
-	BudgetReasonSLO      = "slo"       // p99 over the SLO: multiplicative decrease
+	BudgetReasonSLO      = "slo"       // p99 over the SLO, from nodes that report no write times: multiplicative decrease
 	BudgetReasonQueueing = "queueing"  // p99 over the SLO, but the last cut cost throughput: the nodes' queues, not the downstream; undo and hold
 	BudgetReasonTooLarge = "too_large" // downstream 413: hold (a batch size matter, not capacity)
 	BudgetReasonIdle     = "idle"      // the nodes want less than the budget, or do not use it: hold; a growth step they did not take up is not judged
