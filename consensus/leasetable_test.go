@@ -314,3 +314,43 @@ func TestLeaseTableObserveSumsTheNodesQueues(t *testing.T) {
 		t.Fatalf("observation %+v: want the two nodes heard from within a lease, 350 records queued, 5 MiB wanted, 2 MiB held, 2000 bytes in writes, 60000 B/s, 300 records/s, writes of 35 ms", o)
 	}
 }
+
+// TestLeaseTableSharesByNeedNotByWish: five nodes whose tuners all want
+// 40 MiB, four of them using 5 MiB with nothing queued, one using 15 MiB
+// with a deep backlog. The shares follow need: the hot node gets what
+// the cold ones do not use, and they keep their baselines. On wants alone
+// all five would get the same.
+func TestLeaseTableSharesByNeedNotByWish(t *testing.T) {
+	l := testLimits()
+	l.BudgetMode = BudgetFixed
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tab, now := learned(start, l)
+	alive := []string{"cold1", "cold2", "cold3", "cold4", "hot"}
+	req := func(id string, inFlight float64, queued int) LeaseRequest {
+		return LeaseRequest{ID: id, Want: 40 * mib,
+			Health:     cluster.Health{QueueDepth: queued, ThroughputRPS: 10000},
+			Downstream: DownstreamHealth{WritesPS: 100, WriteMS: 50, BytesPS: 10 * mib, InFlightBytes: inFlight}}
+	}
+	grants := map[string]int64{}
+	for range 6 {
+		for _, id := range alive {
+			r := req(id, 5*mib, 0)
+			if id == "hot" {
+				r = req(id, 15*mib, 10000) // 10,000 records of 1,048 bytes queued
+			}
+			r.Has = grants[id]
+			grants[id] = tab.Request(now, r, l, alive).Grant
+		}
+		now = now.Add(l.LeaseTTL() / 3)
+	}
+	base := Baseline(l, len(alive))
+	t.Logf("baseline %d; grants %v", base, grants)
+	if grants["hot"] < 39*mib {
+		t.Fatalf("the hot node got %d; want its need, about 40 MiB (twice its 15 MiB in writes and its 10 MiB backlog)", grants["hot"])
+	}
+	for _, id := range alive[:4] {
+		if g := grants[id]; g > max(base, 10*mib) {
+			t.Fatalf("cold node %s got %d; want at most its need of 10 MiB or its baseline %d", id, g, base)
+		}
+	}
+}
