@@ -166,8 +166,8 @@ func (t *LeaseTable) Learning(now time.Time) bool {
 // bigger batches at any load, so on wants alone every busy node weighs
 // the same: the cluster bench's hot spot had the node offered five times
 // the others' load refusing a third of it at admission, 750 records
-// queued, granted 35-42 KiB, while the four others held most of a 232 KiB
-// budget with 68 KiB of it in writes. Doorman's clients ask for what
+// queued, granted 35-42 KiB, while the five together held 227 KiB of a
+// 232 KiB budget with 68 KiB of it in writes. Doorman's clients ask for what
 // their load needs; need is that, read from the node's figures.
 func (e *leaseEntry) need() int64 {
 	d := e.downstream
