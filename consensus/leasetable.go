@@ -296,6 +296,7 @@ type LeaseState struct {
 	ID        string         `json:"id"`
 	Name      string         `json:"name"`
 	Want      int64          `json:"want"`
+	Need      int64          `json:"need"` // what its load asks for (0: not reported); its share is over min(want, need)
 	Has       int64          `json:"has"`
 	Grant     int64          `json:"grant"`
 	Baseline  int64          `json:"baseline"`
@@ -314,7 +315,7 @@ func (t *LeaseTable) Snapshot(now time.Time) (leases []LeaseState, held int64) {
 		h := e.held(now)
 		held += h
 		leases = append(leases, LeaseState{
-			ID: id, Name: e.name, Want: e.want, Has: e.has, Grant: e.grant, Baseline: e.baseline,
+			ID: id, Name: e.name, Want: e.want, Need: e.need(), Has: e.has, Grant: e.grant, Baseline: e.baseline,
 			Held: h, Fresh: now.Before(e.expires), ExpiresMS: e.expires.Sub(now).Milliseconds(), Health: e.health,
 		})
 	}

@@ -353,4 +353,15 @@ func TestLeaseTableSharesByNeedNotByWish(t *testing.T) {
 			t.Fatalf("cold node %s got %d; want at most its need of 10 MiB or its baseline %d", id, g, base)
 		}
 	}
+	// The API shows each node's need beside its want.
+	leases, _ := tab.Snapshot(now)
+	for _, ls := range leases {
+		want := int64(10 * mib)
+		if ls.ID == "hot" {
+			want = 30*mib + 10000*(10*mib)/10000
+		}
+		if ls.Need != want {
+			t.Fatalf("lease %s shows need %d; want %d", ls.ID, ls.Need, want)
+		}
+	}
 }

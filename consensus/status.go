@@ -71,6 +71,10 @@ type MemberBudget struct {
 	HasBytes      int64 `json:"has_bytes"`
 	BaselineBytes int64 `json:"baseline_bytes"`
 	LeaseFresh    bool  `json:"lease_fresh"`
+	// NeedBytes is what the leader reads the node's load as asking for
+	// (twice its bytes in writes plus its backlog; 0: not reported): its
+	// share is max-min fair over min(want, need).
+	NeedBytes int64 `json:"need_bytes"`
 	// Lease is set for this node only: its own view of its grant.
 	Lease *LeaseInfo `json:"lease,omitempty"`
 }
@@ -217,7 +221,7 @@ func (s *Server) localStatus(now time.Time) Status {
 		}
 		if l, ok := leases[m.ID]; ok {
 			ms.Health = l.Health
-			ms.Budget = MemberBudget{GrantBytes: l.Grant, WantBytes: l.Want, HasBytes: l.Has, BaselineBytes: l.Baseline, LeaseFresh: l.Fresh}
+			ms.Budget = MemberBudget{GrantBytes: l.Grant, WantBytes: l.Want, NeedBytes: l.Need, HasBytes: l.Has, BaselineBytes: l.Baseline, LeaseFresh: l.Fresh}
 		}
 		if m.ID == s.id {
 			if s.cfg.Health != nil {
