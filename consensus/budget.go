@@ -770,7 +770,16 @@ func (c *BudgetController) bound(o BudgetObservation, floor int64) bool {
 	if o.ThroughputRPS <= 0 || o.BytesPS <= 0 {
 		return true // no bytes per record to weigh the queue with
 	}
-	return float64(o.QueuedRecords)*o.BytesPS/o.ThroughputRPS >= float64(c.step())
+	return queuedBytes(o.QueuedRecords, o.BytesPS, o.ThroughputRPS) >= float64(c.step())
+}
+
+// queuedBytes is the bytes of queued records at the bytes per record
+// written (bytesPS over recordsPS); 0 when the rates do not say.
+func queuedBytes(queued int64, bytesPS, recordsPS float64) float64 {
+	if queued <= 0 || bytesPS <= 0 || recordsPS <= 0 {
+		return 0
+	}
+	return float64(queued) * bytesPS / recordsPS
 }
 
 // binds reports whether the budget limits the nodes: they want (nearly)

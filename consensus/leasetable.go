@@ -167,18 +167,14 @@ func (t *LeaseTable) Learning(now time.Time) bool {
 // the same: the cluster bench's hot spot had the node offered five times
 // the others' load refusing a third of it at admission, 750 records
 // queued, granted 35-42 KiB, while the five together held 227 KiB of a
-// 232 KiB budget with 68 KiB of it in writes. Doorman's clients ask for what
-// their load needs; need is that, read from the node's figures.
+// 232 KiB budget with 68 KiB of it in writes. Doorman's clients ask for
+// what their load needs; need is that, read from the node's figures.
 func (e *leaseEntry) need() int64 {
 	d := e.downstream
 	if d.InFlightBytes <= 0 {
 		return 0
 	}
-	n := 2 * d.InFlightBytes
-	if e.health.ThroughputRPS > 0 && d.BytesPS > 0 {
-		n += float64(max(e.health.QueueDepth, 0)) * d.BytesPS / e.health.ThroughputRPS
-	}
-	return int64(n)
+	return int64(2*d.InFlightBytes + queuedBytes(int64(e.health.QueueDepth), d.BytesPS, e.health.ThroughputRPS))
 }
 
 // Request answers one lease request at now (the moment it arrived), given
