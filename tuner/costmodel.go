@@ -77,6 +77,15 @@ const (
 	// up (a knee may be steep, but not arbitrarily) and [0, 1] going down.
 	elasticitySpan = 1.3
 	maxElasticity  = 3
+	// contradicts: a write of n records that took this many times longer
+	// than a size at least elasticitySpan larger took, or a size that much
+	// smaller taking this many times longer than it, contradicts the
+	// memory (forgetContradicted). Design choice: well above the
+	// simulator's 10 % write-time noise; at 1.2 and 1.35 the simulator's
+	// step from heavy records to the knee (tuner/sim) forgot the heavy
+	// phase's sizes as the record size changed, climbed into the knee and
+	// missed its optimum by half.
+	contradicts = 1.5
 )
 
 // bestMeasured is the remembered size (of the last 30 intervals) whose
@@ -150,7 +159,6 @@ func (g *Gradient) observeCost(obs Observation) bool {
 		return false
 	}
 	band := int(math.Floor(math.Log(n) / math.Log(bandRatio)))
-	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].band >= band })
 	regime := false
 	if g.model && g.inMemory(n) && obs.Batches >= regimeBatches && g.quiet == 0 {
 		ratio := b / g.cost(n)
@@ -177,11 +185,14 @@ func (g *Gradient) observeCost(obs Observation) bool {
 			g.mem = g.mem[:0]
 			g.ceiling = 0
 			g.quiet = regimeQuiet
-			i = 0
 		}
 		g.lastRatio = ratio
 	}
+	if obs.Backpressure == 0 && obs.SinkErrors == 0 {
+		g.forgetContradicted(n, b)
+	}
 	// Remember the band's cost (an EWMA) and drop stale bands.
+	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].band >= band })
 	if i < len(g.mem) && g.mem[i].band == band {
 		p := &g.mem[i]
 		p.n += memAlpha * (n - p.n)
@@ -208,6 +219,42 @@ func (g *Gradient) observeCost(obs Observation) bool {
 	g.costs = append(g.costs, csample{n: n, b: b, w: math.Min(float64(obs.Batches), fitMaxWeight)})
 	g.fitCost(n)
 	return regime
+}
+
+// forgetContradicted drops the remembered costs that a write of n records
+// in b seconds shows to be out of date. A batch never costs less to write
+// than a smaller one, so a size at least 30 % larger remembered at less
+// than b (by more than noise), or one at least 30 % smaller remembered at
+// more, was measured against another downstream: one whose cost per
+// request changed, or whose knee moved.
+// Kept, such a point is believed over the write just measured: after a
+// light load's 5 ms writes, 40 ms writes of 3 records left the model
+// planning 31-record batches for 17,000 records/s (it predicted 5 ms for
+// them), and after a knee moved below 160 records the capacity remembered
+// at 450 drew the size back there three times in a second (the quick knee
+// and shifting benches, docs/bench.md). Only intervals without back
+// pressure or failures judge: a batch's time includes any Retry-After it
+// waited out, which is not the size's cost.
+// Sizes closer than elasticitySpan are not compared: with a cost mostly
+// per request their write times differ by noise alone.
+func (g *Gradient) forgetContradicted(n, b float64) {
+	stale := func(m, c float64) bool {
+		return m > n*elasticitySpan && c*contradicts < b || m*elasticitySpan < n && c > b*contradicts
+	}
+	kept := g.mem[:0]
+	for _, p := range g.mem {
+		if !stale(p.n, p.b) {
+			kept = append(kept, p)
+		}
+	}
+	g.mem = kept
+	fit := g.costs[:0]
+	for _, s := range g.costs {
+		if !stale(s.n, s.b) {
+			fit = append(fit, s)
+		}
+	}
+	g.costs = fit
 }
 
 // fitCost fits B(n) = F + c·n by weighted least squares around size

@@ -24,7 +24,9 @@ import (
 //     of B. A least-squares fit of F and c, weighted by recency and by
 //     closeness to the current size, describes the cost locally; a memory
 //     of measured costs per size band (interpolated in log-log space)
-//     describes it where the node has been, knee included. From B, λ (an
+//     describes it where the node has been, knee included; a write that
+//     a remembered size contradicts (a larger size cheaper, or a smaller
+//     one dearer, by more than noise) forgets that size. From B, λ (an
 //     EWMA of the arrivals, which does not fall while the node refuses:
 //     refused clients wait out their Retry-After) and K the model predicts
 //     each size's latency (fill + write
@@ -47,7 +49,8 @@ import (
 //     SLO's worth of arrivals, a queue building up, or records refused):
 //     go to the model's size if it is larger; else, once the batches
 //     measured are of the size in force (the interval after a move
-//     measures a mix of two), to the remembered size
+//     measures a mix of two, and one without a finished batch nothing),
+//     to the remembered size
 //     with clearly the most measured capacity K·n/B(n); else, unless the
 //     backlog is draining, grow ×(1+SaturatedStep) — bigger batches
 //     amortise F — or, if a ceiling rules growth out, explore smaller.
@@ -74,7 +77,9 @@ import (
 //     reset the slope, the correction and the ceilings — a cost change also
 //     the cost memory — and move straight to the model's size instead of
 //     crawling (after a cost rise without a backlog: ×0.6 first, which
-//     tells per-batch from per-record cost apart).
+//     tells per-batch from per-record cost apart). A jump in arrivals
+//     that goes on in the next interval is one jump, measured from where
+//     it began.
 //   - Other steps are clamped to ±MaxStep per interval (moves down to the
 //     model's size excepted); moves smaller than DeadBand are not made.
 //
@@ -112,6 +117,8 @@ type Gradient struct {
 	quiet     int         // intervals left without cost-regime detection
 	votes     int         // consecutive intervals whose cost was off the memory
 	boost     float64     // trust-region reach for this interval after a load jump
+	jumpAt    int         // tick of the last arrival regime change
+	jumpBase  float64     // the rate that jump started from
 	lastRatio float64
 	k         float64 // flush concurrency, given or estimated
 
@@ -641,7 +648,10 @@ func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt, budget float64) 
 	switch {
 	case lt > lb+math.Log(1+cfg.DeadBand):
 		d, reason, fast = lt, "saturated:model", true
-	case g.unmeasuredMove(obs, cur):
+	case obs.Batches == 0 || g.unmeasuredMove(obs, cur):
+		// Nothing finished (the node's early step, or writes longer than
+		// the interval), or not yet at the size in force: the interval
+		// measured no size to climb from.
 		d, reason = lb, "hold:measuring"
 	case best > 0 && bestCap > bestMeasuredGain*curCap && math.Abs(math.Log(best/cur)) > math.Log(1+cfg.DeadBand):
 		d, reason, fast = math.Log(best), "saturated:best-measured", true

@@ -417,3 +417,99 @@ func TestGradientJudgesAStallOnlyOnAnIntervalAWriteCouldFinishIn(t *testing.T) {
 		})
 	}
 }
+
+// interval is an observation of the quick bench's node (4 writers, 200 ms
+// linger, 500 ms SLO): size in force, how long the interval lasted, the
+// arrival rate, batches finished with their mean fill and write time, and
+// the queue at its end. The throughput is what the batches carried.
+func interval(at time.Duration, size int, iv time.Duration, rate float64, batches int, fill float64, bt time.Duration, queue int) Observation {
+	thr := float64(batches) * fill / iv.Seconds()
+	return Observation{
+		Now: t0.Add(at), Interval: iv,
+		BatchSize: size, MaxBatchSize: 20000, SLO: 500 * time.Millisecond,
+		ArrivalRate: rate, Throughput: thr, Goodput: thr,
+		P50: 50 * time.Millisecond, P99: 100 * time.Millisecond,
+		Batches: batches, MeanBatchFill: fill, MeanBatchTime: bt,
+		QueueDepth: queue, FlushConcurrency: 4, MaxLinger: 200 * time.Millisecond,
+		CPUPercent: 30, MemPercent: 40,
+	}
+}
+
+// TestGradientMeetsADownstreamThatChanged: when the downstream changes with
+// the load, the controller acts on the first writes measured at the new
+// cost, not on what it remembers from before. The intervals are the quick
+// benches' (replayed from their decisions, docs/bench.md).
+func TestGradientMeetsADownstreamThatChanged(t *testing.T) {
+	const q = 250 * time.Millisecond
+	t.Run("a step from light load to a dearer request", func(t *testing.T) {
+		// 200 records/s in batches of 5 written in 5.7 ms; then 18,000/s
+		// to a downstream at 40 ms a request. The node's early step sees
+		// the start of it (50 ms, nothing written yet), the next interval
+		// the rest: 24 batches of 3 at 41 ms. Four writers need about 200
+		// records a batch to carry it.
+		g := NewGradient(GradientConfig{Initial: 5})
+		var d Decision
+		for i := 1; i <= 12; i++ {
+			d = g.Next(interval(time.Duration(i)*q, 5, q, 200, 10, 5, 5700*time.Microsecond, 2))
+		}
+		at := 12*q + 50*time.Millisecond
+		d = g.Next(interval(at, 5, 50*time.Millisecond, 7600, 0, 0, 0, 190))
+		d = g.Next(interval(at+q, d.BatchSize, q, 18000, 24, 3.3, 41*time.Millisecond, 118))
+		if d.BatchSize < 170 {
+			t.Errorf("200/s at 5 ms a write, then 18,000/s at 41 ms: decided %d (%s), want at least the 170 four writers need", d.BatchSize, d.Reason)
+		}
+	})
+	t.Run("a knee that moved below the sizes measured", func(t *testing.T) {
+		// 10,000 records/s in batches of 470 written in 105 ms; then the
+		// downstream's knee moves from 1,000 records to 100 (each record
+		// past it costs 20 times as much) and the load falls to 3,600/s.
+		// A last batch of 470 finishes; the next interval none; then the
+		// smaller size's own batches, slower than 470 were.
+		knee := func(n float64) time.Duration {
+			return time.Duration((50 + 0.1*n + 1.9*max(0, n-100)) * float64(time.Millisecond))
+		}
+		g := NewGradient(GradientConfig{Initial: 470})
+		for i := 1; i <= 12; i++ {
+			g.Next(interval(time.Duration(i)*q, 470, q, 10000, 5, 470, 105*time.Millisecond, 300))
+		}
+		d := g.Next(interval(13*q, 470, q, 3600, 1, 470, 104*time.Millisecond, 22))
+		moved := d.BatchSize
+		if moved >= 470 {
+			t.Fatalf("the load fell from 10,000 to 3,600/s at 470: decided %d (%s), want smaller", moved, d.Reason)
+		}
+		for i, o := range []Observation{
+			interval(14*q, moved, q, 3600, 0, 0, 0, 740),
+			interval(15*q, moved, q, 3600, 3, float64(moved), knee(float64(moved)), 1200),
+		} {
+			d = g.Next(o)
+			if d.Reason == "saturated:best-measured" && d.BatchSize > 2*moved {
+				t.Errorf("interval %d at %d after the knee moved: decided %d (%s), back to a size measured before it moved",
+					i+1, moved, d.BatchSize, d.Reason)
+			}
+		}
+		// What it remembers: nothing larger that the writes at the new
+		// size contradict.
+		if n, _ := g.bestMeasured(math.Inf(1)); n > elasticitySpan*float64(moved) {
+			t.Errorf("after %d was written in %v, the best size remembered is still %.0f, measured before the knee moved", moved, knee(float64(moved)), n)
+		}
+	})
+}
+
+// TestGradientJudgesNoSizeOnAnIntervalWithoutAWrite: under saturation, an
+// interval in which no batch finished measured nothing, so the hill-climb
+// holds rather than step on (in the quick knee bench the node stepped from
+// 463 to 889, and back to a size remembered from before the knee moved, on
+// the node's early steps, before any batch of the size in force finished).
+func TestGradientJudgesNoSizeOnAnIntervalWithoutAWrite(t *testing.T) {
+	const q = 250 * time.Millisecond
+	g := NewGradient(GradientConfig{Initial: 100})
+	for i := 1; i <= 8; i++ { // 2,000 records/s in batches of 100 written in 45 ms
+		g.Next(interval(time.Duration(i)*q, 100, q, 2000, 5, 100, 45*time.Millisecond, 50))
+	}
+	// The node's early step 10 ms later (its queue grew past its bound):
+	// sooner than a write takes, so not a stall, and nothing finished.
+	d := g.Next(interval(8*q+10*time.Millisecond, 100, 10*time.Millisecond, 2000, 0, 0, 0, 400))
+	if d.BatchSize > 110 {
+		t.Errorf("an interval without a finished batch at 100: decided %d (%s), want a hold", d.BatchSize, d.Reason)
+	}
+}

@@ -106,7 +106,18 @@ func (g *Gradient) observeArrival(rate, iv float64, refused bool) string {
 
 // arrivalRegime starts a new arrival regime at rate: sizes far from those
 // measured are worth trying at once when the load itself jumped that far.
+// A jump that goes on the same way in the next interval is the same jump
+// seen in two parts, measured from where it began: the node's early step
+// (a twentieth of a second after a quarter-second interval, when the node
+// first refuses) catches the start of a step and the next interval the
+// rest. Taken apart, the quick shifting bench's step from 200 to 18,000
+// records/s was two jumps of 38x and 2.4x, and the second, the one the
+// size is decided on, reached only 4x past the sizes measured.
 func (g *Gradient) arrivalRegime(from, rate float64) string {
+	if g.jumpAt == g.tick-1 && (rate > from) == (from > g.jumpBase) {
+		from = g.jumpBase
+	}
+	g.jumpAt, g.jumpBase = g.tick, from
 	g.boost = math.Min(maxBoost, rate/math.Max(from, 1e-9))
 	g.lam = rate
 	return "arrival"
