@@ -200,6 +200,9 @@ func (n *Node) grantBatchCap(avgRecord float64) int {
 func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	old := obs.BatchSize
 	v := tuner.Step(n.cfg.Controller, n.cfg.Guard, obs)
+	if n.cfg.Trace != nil {
+		n.cfg.Trace(obs, v)
+	}
 	d := v.Decision
 	n.applyFlow(d) // flush concurrency and byte bound, when the controller sets them (batcher.go)
 	if d.BatchSize != old {

@@ -27,6 +27,11 @@ type Config struct {
 	// Resources, when set, is called once per control interval for CPU and
 	// memory figures (the tuner's sampler).
 	Resources func() tuner.Resources
+	// Trace, when set, is called after every control step, from the control
+	// loop, with what the controller saw and the verdict carried out (the
+	// bench's --trace: a run's steps, to replay against a changed
+	// controller). It must not block.
+	Trace func(tuner.Observation, tuner.Verdict)
 
 	InitialBatchSize int           // 100
 	MaxBatchSize     int           // 20000

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,7 @@ func init() {
 	register("bench", "runs the controllers side by side on one seeded scenario and reports the comparison", runBench)
 }
 
-func runBench(ctx context.Context, args []string) error {
+func runBench(ctx context.Context, args []string) (retErr error) {
 	fs := newFlagSet("bench", "bench [flags]\n\n"+
 		"Runs each controller, one after the other, on the same seeded scenario on a real pipeline on\n"+
 		"127.0.0.1 (loadgen over HTTP -> a node with the controller and the breaker -> the http sink ->\n"+
@@ -39,13 +40,14 @@ func runBench(ctx context.Context, args []string) error {
 	seeds := fs.Int("seeds", 1, "run everything on `N` seeds (the scenario's or --seed, then the next ones) and report\nthe mean and the range")
 	progressEvery := fs.Duration("progress-interval", 10*time.Second, "how often a running run reports")
 	nodes := fs.Int("nodes", 0, "run the CLUSTER bench instead: `N` real agent processes (5 is the documented run) behind one\nshared downstream with an aggregate knee, arms uncoordinated, arc, budget:BYTES (a sweep) and\nlearned; --scenario/--scenario-file name a cluster scenario ("+strings.Join(clusterbench.Names(), ", ")+"),\n--svg is a directory or a file prefix (one SVG per arm). See docs/cluster.md")
+	steps := fs.String("steps", "", "write every control step of every run (what the controller saw, what it decided) to `FILE`,\none JSON line each, to replay against a changed controller (see docs/bench.md)")
 	arms := fs.String("arms", "", "with --nodes: comma-separated arms to run (default all: "+strings.Join(clusterbench.AllArms, ",")+")")
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	if *nodes != 0 || *arms != "" {
-		if *suite || *oracle != "" || *noSweep || *seeds != 1 || *controllers != strings.Join(bench.DefaultControllers, ",") {
-			fmt.Fprintln(fs.Output(), "--nodes runs the cluster bench: --suite, --oracle, --no-sweep, --seeds and --controllers are the single-node bench's")
+		if *suite || *oracle != "" || *noSweep || *seeds != 1 || *steps != "" || *controllers != strings.Join(bench.DefaultControllers, ",") {
+			fmt.Fprintln(fs.Output(), "--nodes runs the cluster bench: --suite, --oracle, --no-sweep, --seeds, --steps and --controllers are the single-node bench's")
 			return errUsage
 		}
 		return runClusterBench(ctx, clusterBenchFlags{nodes: *nodes, arms: *arms, scenario: *scenario, scenarioFile: *scenarioFile,
@@ -72,6 +74,23 @@ func runBench(ctx context.Context, args []string) error {
 	cfg := bench.Config{
 		Quick: *quick, Controllers: specs, CPULimit: *cpuLimit, Oracle: *oracle, NoSweep: *noSweep,
 		Progress: os.Stderr, ProgressEvery: *progressEvery,
+	}
+	if *steps != "" {
+		f, err := os.Create(*steps)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(f)
+		defer func() {
+			err := w.Flush()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil && retErr == nil {
+				retErr = fmt.Errorf("the control steps %s: %w", *steps, err)
+			}
+		}()
+		cfg.Steps = w
 	}
 	if *suite {
 		if *controllers == strings.Join(bench.DefaultControllers, ",") {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,49 @@ type pipeline struct {
 	tag      string // prefix of progress lines
 	// quick shortens the grace time after the schedule (see grace).
 	quick bool
+	// steps, when set, receives the run's control steps (ControlStep),
+	// named runName.
+	steps   io.Writer
+	runName string
+}
+
+// ControlStep is one control step of a bench run, a line of --steps: what the
+// controller saw and the decision carried out (after the breaker and the
+// clamp), with the breaker's state. It is the shape of the gradient's
+// golden decisions (tuner/testdata), so that a run replays against a
+// changed controller: go test ./tuner -run TestGradientReplaysBenchSteps
+// -steps FILE -v (docs/bench.md).
+type ControlStep struct {
+	Run     string            `json:"run"`
+	Obs     tuner.Observation `json:"obs"`
+	Dec     tuner.Decision    `json:"dec"`
+	Breaker string            `json:"breaker"`
+}
+
+// stepWriter returns the node's Trace hook writing to p.steps, and a
+// function that reports the first error writing it; nil when there are no
+// steps to write.
+func (p *pipeline) stepWriter() (func(tuner.Observation, tuner.Verdict), func() error) {
+	if p.steps == nil {
+		return nil, func() error { return nil }
+	}
+	var (
+		mu  sync.Mutex
+		err error
+	)
+	enc := json.NewEncoder(p.steps)
+	hook := func(obs tuner.Observation, v tuner.Verdict) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			err = enc.Encode(ControlStep{Run: p.runName, Obs: obs, Dec: v.Decision, Breaker: v.Breaker})
+		}
+	}
+	return hook, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return err
+	}
 }
 
 // grace is how long a run waits after its schedule for the last answers:
@@ -108,6 +152,7 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 	if err != nil {
 		return Result{}, err
 	}
+	onStep, stepsErr := p.stepWriter()
 	cpuBefore := processCPU()
 	loadBefore := hostLoad()
 	// Wired as the agent wires a node (cmd/batchpilot/agent.go): the
@@ -118,6 +163,7 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 		Sink:       snk,
 		Controller: ctl,
 		Guard:      tuner.NewBreaker(tuner.BreakerConfig{}),
+		Trace:      onStep,
 		Resources: func() tuner.Resources {
 			r, _ := sampler.Sample(context.Background())
 			return r
@@ -235,6 +281,9 @@ func (p *pipeline) run(ctx context.Context, spec string, from, to, index int) (R
 	}
 	if shutErr != nil && !errors.Is(shutErr, errCutoff) {
 		fmt.Fprintf(p.progress, "%s: node shutdown: %v\n", p.tag, shutErr)
+	}
+	if err := stepsErr(); err != nil {
+		return Result{}, fmt.Errorf("write the control steps: %w", err)
 	}
 
 	// Each request's fate, from the schedule and the acknowledgements.

@@ -43,6 +43,9 @@ type Config struct {
 	// 10s), a line on the run in progress.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// Steps, when set, receives every control step of every run as a JSON
+	// line (ControlStep).
+	Steps io.Writer
 }
 
 // Oracle methods.
@@ -131,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fmt.Fprintf(cfg.Progress, "bench: scenario %s (%d phases, %s), %d controllers, sweep %v, oracle %s: %d runs, about %s\n",
 		sc.Name, all, sc.Duration(), len(cfg.Controllers), sweep, cfg.Oracle, len(jobs), est.Round(time.Minute))
 
-	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery, quick: cfg.Quick}
+	p := &pipeline{sc: sc, cpuLimit: cfg.CPULimit, progress: cfg.Progress, every: cfg.ProgressEvery, quick: cfg.Quick, steps: cfg.Steps}
 	results := map[job]Result{}
 	for i, j := range jobs {
 		label := j.spec
@@ -139,6 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			label += " on " + sc.Phases[j.from].Name + " alone"
 		}
 		p.tag = fmt.Sprintf("[%d/%d] %s", i+1, len(jobs), label)
+		p.runName = fmt.Sprintf("%s/seed=%d/%s", sc.Name, sc.Seed, label)
 		// Start every run with the heap the last one left handed back, so
 		// that peak RSS is each run's own as far as the runtime allows.
 		debug.FreeOSMemory()

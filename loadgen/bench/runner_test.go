@@ -26,11 +26,11 @@ func TestRunReportsEveryControllerAndTheSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var progress bytes.Buffer
+	var progress, steps bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{Scenario: sc, Controllers: []string{"static:20", "gradient"}, CPULimit: 100,
-		Oracle: OracleWholeRun, Progress: &progress, ProgressEvery: time.Second})
+		Oracle: OracleWholeRun, Progress: &progress, ProgressEvery: time.Second, Steps: &steps})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
@@ -79,6 +79,33 @@ func TestRunReportsEveryControllerAndTheSweep(t *testing.T) {
 	b, err := json.Marshal(rep)
 	if err != nil || !bytes.Contains(b, []byte(`"best_static":{"batch_size":`)) {
 		t.Errorf("JSON: %v %.200s", err, b)
+	}
+
+	// The control steps: every one of every run, named; the steps that
+	// changed the size are the decisions the report counts.
+	count, changed := map[string]int{}, map[string]int{}
+	for i, line := range bytes.Split(bytes.TrimSpace(steps.Bytes()), []byte("\n")) {
+		var s ControlStep
+		if err := json.Unmarshal(line, &s); err != nil {
+			t.Fatalf("steps line %d: %v: %.200s", i+1, err, line)
+		}
+		count[s.Run]++
+		if s.Dec.BatchSize != s.Obs.BatchSize {
+			changed[s.Run]++
+		}
+	}
+	for _, r := range append(rep.Results, rep.Sweep...) {
+		name := "smoke/seed=7/" + r.Controller
+		if count[name] < 10 { // 3 s at 250 ms
+			t.Errorf("%d steps of %s, want at least 10 (runs: %v)", count[name], name, count)
+		}
+		counted := 0
+		for _, n := range r.Decisions {
+			counted += n
+		}
+		if changed[name] != counted {
+			t.Errorf("%d steps of %s changed the size, the report counts %d decisions", changed[name], name, counted)
+		}
 	}
 }
 
