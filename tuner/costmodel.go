@@ -223,20 +223,21 @@ func (g *Gradient) observeCost(obs Observation) bool {
 
 // forgetContradicted drops the remembered costs that a write of n records
 // in b seconds shows to be out of date. A batch never costs less to write
-// than a smaller one, so a size at least 30 % larger remembered at less
-// than b (by more than noise), or one at least 30 % smaller remembered at
-// more, was measured against another downstream: one whose cost per
-// request changed, or whose knee moved.
-// Kept, such a point is believed over the write just measured: after a
-// light load's 5 ms writes, 40 ms writes of 3 records left the model
-// planning 31-record batches for 17,000 records/s (it predicted 5 ms for
-// them), and after a knee moved below 160 records the capacity remembered
-// at 450 drew the size back there three times in a second (the quick knee
-// and shifting benches, docs/bench.md). Only intervals without back
-// pressure or failures judge: a batch's time includes any Retry-After it
-// waited out, which is not the size's cost.
-// Sizes closer than elasticitySpan are not compared: with a cost mostly
-// per request their write times differ by noise alone.
+// than a smaller one, so a size at least elasticitySpan (30 %) larger
+// remembered at less than b/contradicts, or one that much smaller
+// remembered at more than b·contradicts, was measured against another
+// downstream: one whose cost per request changed, or whose knee moved.
+// Closer sizes are not compared: with a cost mostly per request their
+// write times differ by noise alone. The caller passes only intervals
+// without back pressure or failures: a batch's time includes any
+// Retry-After it waited out, which is not the size's cost.
+//
+// Kept, such a point is believed over the write just measured. In the
+// quick shifting bench, after a light load's 5.7 ms writes, 24 writes of 3
+// records at 41 ms left the model planning 31-record batches for 18,000
+// records/s (it predicted 5 ms for them); in the quick knee bench, after
+// the knee moved below 160 records, the capacity remembered at 450 drew
+// the size back there three times in a second (docs/bench.md).
 func (g *Gradient) forgetContradicted(n, b float64) {
 	stale := func(m, c float64) bool {
 		return m > n*elasticitySpan && c*contradicts < b || m*elasticitySpan < n && c > b*contradicts
