@@ -67,12 +67,12 @@ func (p *pipeline) stepWriter() (func(tuner.Observation, tuner.Verdict), func() 
 		mu  sync.Mutex
 		err error
 	)
-	enc := json.NewEncoder(p.steps)
+	enc, run := json.NewEncoder(p.steps), p.runName
 	hook := func(obs tuner.Observation, v tuner.Verdict) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err == nil {
-			err = enc.Encode(ControlStep{Run: p.runName, Obs: obs, Dec: v.Decision, Breaker: v.Breaker})
+			err = enc.Encode(ControlStep{Run: run, Obs: obs, Dec: v.Decision, Breaker: v.Breaker})
 		}
 	}
 	return hook, func() error {
