@@ -147,7 +147,17 @@ func (g *Gradient) observeCost(obs Observation) bool {
 	if g.quiet > 0 {
 		g.quiet--
 	}
-	n, b := obs.MeanBatchFill, obs.MeanBatchTime.Seconds()
+	// A write's cost is what its successful attempts took (writeTime), not
+	// the batch's whole time: a batch the downstream deferred waited out a
+	// Retry-After (2 s in the brown-out bench) that no size shortens. One
+	// deferred batch among twenty doubled an interval's mean batch time, and
+	// two such intervals were read as a new cost regime: the size fell to
+	// 0.6x and the node, at the edge of a two-request downstream, queued
+	// and refused (docs/bench.md, session 14).
+	n, b := obs.MeanBatchFill, writeTime(obs)
+	if b <= 0 {
+		return false
+	}
 	iv := obs.Interval.Seconds()
 	if iv <= 0 {
 		iv = 1

@@ -20,8 +20,9 @@ import (
 // and for the write. Small batches waste F; large ones wait to fill and take
 // long to write.
 //
-//   - Model. Every interval's (mean fill, mean write time) is a measurement
-//     of B. A least-squares fit of F and c, weighted by recency and by
+//   - Model. Every interval's (mean fill, write time) is a measurement of
+//     B, the write time being its successful attempts' RTT (a Retry-After
+//     waited out before a retry is no size's cost). A least-squares fit of F and c, weighted by recency and by
 //     closeness to the current size, describes the cost locally; a memory
 //     of measured costs per size band (interpolated in log-log space)
 //     describes it where the node has been, knee included; a write that
@@ -29,11 +30,13 @@ import (
 //     one dearer, by more than noise) forgets that size. From B, λ (an
 //     EWMA of the arrivals, which does not fall while the node refuses:
 //     refused clients wait out their Retry-After) and K the model predicts
-//     each size's latency (fill + write
-//   - queueing, the latter by Sakasegawa's approximation for a K-server
-//     queue) and picks the largest size whose fill time stays within
+//     each size's latency (fill, write and queueing, the last by
+//     Sakasegawa's approximation for a K-server queue) and picks the largest size whose fill time stays within
 //     FillBudget of the SLO and whose predicted latency stays within
-//     LatencyBudget of it (light load gets small batches at once); with a
+//     LatencyBudget of it (light load gets small batches at once; while
+//     the downstream defers requests by a Retry-After past the SLO, the
+//     fill may take the whole LatencyBudget: fewer, larger requests meet
+//     fewer deferrals, fillBudget); with a
 //     backlog it plans for λ plus draining the queue in DrainTime. It never
 //     reaches beyond twice the largest size measured (four times with a
 //     backlog, as far as the load jumped after a jump in load).
@@ -58,7 +61,8 @@ import (
 //     in proportion (the write: its successful attempts' RTT, not the
 //     waits before its retries); p99 above the SLO without a backlog
 //     shrinks ×0.8, unless records deferred by a Retry-After as long as
-//     the SLO explain it (deferredTail); back
+//     the SLO, in this interval or acknowledged in it after their wait,
+//     explain it (deferredTail); back
 //     pressure (429/503) shrinks ×0.8; growth under saturation that lowered
 //     throughput goes back (a knee); an interval at least two writes long
 //     without a finished batch halves. Each sets a ceiling just under the
@@ -131,6 +135,8 @@ type Gradient struct {
 	p99ShrinkAt    int        // tick of the last shrink for p99 (0: none pending)
 	p99ShrinkFrom  float64    // the size it shrank from
 	p99Immune      int        // no shrink for p99 before this tick
+	deferredAt     int        // tick of the last interval the downstream deferred a request past the SLO (0: none)
+	deferrals      []deferral // those whose retry may still be late (deferredTail)
 	prevSat        bool
 	prevSize       float64
 	prevThroughput float64
@@ -152,7 +158,7 @@ type GradientConfig struct {
 	Window        int     // 10: intervals in the slope fit
 	SlopeAlpha    float64 // 0.3: EWMA weight of the newest slope
 	Gain          float64 // 0.3: log-step per unit of elasticity
-	FillBudget    float64 // 0.1: share of the SLO a batch may take to fill
+	FillBudget    float64 // 0.1: share of the SLO a batch may take to fill (LatencyBudget while the downstream defers)
 	LatencyBudget float64 // 0.5: share of the SLO the predicted latency may take
 	Headroom      float64 // 1.1: factor on the arrival rate the model plans for
 	DrainTime     time.Duration
@@ -229,6 +235,13 @@ const (
 	// bring p99 under the SLO: the tail was a Retry-After's, not the
 	// size's (077cf37). Half a minute: design choice.
 	p99ImmuneFor = 30
+	// deferMemory (intervals) is how long after the downstream last
+	// deferred a request past the SLO the batch may fill for the whole
+	// latency budget (fillBudget): at 2 % of requests deferred and ten
+	// requests a second, one comes every five seconds or so; half a minute
+	// keeps the wider budget through such a brown-out and lets it go soon
+	// after. Design choice, as p99ImmuneFor.
+	deferMemory = 30
 	// p99VerdictWindow (intervals) is how long after a shrink for p99 its
 	// effect is judged: a batch or two of the old size may still be in
 	// flight for an interval. p99ShrinkTook: the size in force is below
@@ -386,6 +399,7 @@ func (g *Gradient) next(obs Observation) Decision {
 	}
 	g.rememberRefusals(obs, cur)
 	g.observeConcurrency(obs, iv)
+	g.noteDeferrals(obs, slo)
 
 	// A backlog: more than two rounds of batches and more than a quarter
 	// of the SLO's worth of arrivals waiting, or records refused.
@@ -486,7 +500,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		d, reason, fast = lt, "regime:"+regime, true
 	case sat:
 		d, reason, fast = g.climbSaturated(obs, cur, lb, lt, budget)
-	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune && !deferredTail(obs, slo):
+	case obs.P99.Seconds() > slo && !g.prevSat && g.tick >= g.p99Immune && !g.deferredTail(obs, slo):
 		// (After a backlog the latency is the backlog's, not the size's.)
 		d, reason = lb+math.Log(backoff), "shrink:p99"
 		g.p99ShrinkAt, g.p99ShrinkFrom = g.tick, cur
@@ -589,21 +603,68 @@ func writeTime(obs Observation) float64 {
 
 // deferredTail reports whether the interval's tail is explained by the
 // downstream's Retry-After: the records of attempts it answered with back
-// pressure and a Retry-After at least the SLO long are at least 1 % of
-// those written, so at least the slowest 1 % waited past the SLO before
-// their retry, whatever the size. A smaller batch does not shorten a
-// Retry-After; it only sends more requests to a downstream that asked for
-// fewer. (judgeP99Shrink finds the same after a shrink, but only when the
-// smaller size still keeps up; a brown-out that already takes most of the
-// capacity is saturated by the shrink, and the verdict never came.)
-func deferredTail(obs Observation, slo float64) bool {
+// pressure and a Retry-After at least the SLO long, whose wait and retry
+// overlap the interval, are at least 1 % of those written, so at least the
+// slowest 1 % waited past the SLO, whatever the size. A smaller batch does
+// not shorten a Retry-After; it only sends more requests to a downstream
+// that asked for fewer. A deferral counts from its answer until its retry
+// may have been written (Retry-After, then an SLO): in the brown-out bench
+// the 429 came one interval and its records were acknowledged, 2 s late,
+// two intervals on, and the p99 of that interval shrank the size
+// (docs/bench.md, session 14). (judgeP99Shrink finds the same after a
+// shrink, but only when the smaller size still keeps up; a brown-out that
+// already takes most of the capacity is saturated by the shrink, and the
+// verdict never came.)
+func (g *Gradient) deferredTail(obs Observation, slo float64) bool {
+	from := obs.Now.Add(-obs.Interval)
+	late := time.Duration(slo * float64(time.Second))
 	deferred := 0
-	for _, a := range obs.Attempts {
-		if a.Outcome == AttemptBackpressure && a.RetryAfter.Seconds() >= slo {
-			deferred += a.Records
+	for _, d := range g.deferrals {
+		if !d.at.After(obs.Now) && !d.due.Add(late).Before(from) {
+			deferred += d.records
 		}
 	}
 	return deferred > 0 && float64(deferred) >= tailShare*float64(obs.AttemptStats().OKRecords)
+}
+
+// A deferral is an attempt the downstream answered with back pressure and
+// a Retry-After at least the SLO long: its records are late for certain,
+// whatever the batch size. at is the answer, due the end of the wait.
+type deferral struct {
+	at, due time.Time
+	records int
+}
+
+// maxDeferrals bounds the deferrals remembered (deferredTail needs only
+// those of the last Retry-After and SLO).
+const maxDeferrals = 256
+
+// noteDeferrals remembers the interval's deferrals and forgets those whose
+// retry is past the SLO before the interval.
+func (g *Gradient) noteDeferrals(obs Observation, slo float64) {
+	late := time.Duration(slo * float64(time.Second))
+	from := obs.Now.Add(-obs.Interval)
+	kept := g.deferrals[:0]
+	for _, d := range g.deferrals {
+		if !d.due.Add(late).Before(from) {
+			kept = append(kept, d)
+		}
+	}
+	g.deferrals = kept
+	for _, a := range obs.Attempts {
+		if a.Outcome == AttemptBackpressure && a.RetryAfter.Seconds() >= slo {
+			g.deferredAt = g.tick
+			if len(g.deferrals) < maxDeferrals {
+				g.deferrals = append(g.deferrals, deferral{at: a.End, due: a.End.Add(a.RetryAfter), records: a.Records})
+			}
+		}
+	}
+}
+
+// deferring reports whether the downstream deferred a request past the SLO
+// within the last deferMemory intervals.
+func (g *Gradient) deferring() bool {
+	return g.deferredAt > 0 && g.tick-g.deferredAt < deferMemory
 }
 
 // judgeP99Shrink looks at the intervals after a shrink for p99: if p99 is
