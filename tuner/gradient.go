@@ -112,7 +112,8 @@ type Gradient struct {
 	// A jump seen in one interval with too few records to trust: the
 	// rate before it and the interval's rate (0: none pending).
 	jumpFrom, jumpRate float64
-	refusedLast        bool // the last interval refused records
+	refusedLast        bool      // the last interval refused records
+	refusedAt          time.Time // the end of the last interval that refused records
 
 	costs     []csample   // recent (fill, write time) for the linear fit
 	f, c      float64     // the fit: seconds per batch, seconds per record
@@ -235,6 +236,11 @@ const (
 	// bring p99 under the SLO: the tail was a Retry-After's, not the
 	// size's (077cf37). Half a minute: design choice.
 	p99ImmuneFor = 30
+	// backoffHold is how long after an interval that refused records the
+	// arrivals measured are read as the refused clients' back-off, not
+	// their demand (observeArrival): HTTP's Retry-After counts whole
+	// seconds, and the node never asks for less than one (node.RetryAfter).
+	backoffHold = time.Second
 	// deferMemory (intervals) is how long after the downstream last
 	// deferred a request past the SLO the batch may fill for the whole
 	// latency budget (fillBudget): at 2 % of requests deferred and ten
@@ -389,7 +395,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		return g.emit("hold:idle", maxSize, false)
 	}
 
-	regime := g.observeArrival(obs.ArrivalRate, iv, obs.Rejected > 0)
+	regime := g.observeArrival(obs.ArrivalRate, iv, obs.Rejected > 0, obs.Now)
 	if g.observeCost(obs) && regime == "" {
 		regime = "cost"
 	}

@@ -277,13 +277,19 @@ func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 		{"refused while the rate fell: noise", []float64{180, 180, -40, 180}, []string{"", "", "", ""}, 180},
 		{"refused, the rate falls 5x: the clients' back-off", []float64{1000, 1000, -200}, []string{"", "", ""}, 1000},
 		{"refused the interval before, the rate falls 5x", []float64{1000, -1000, 200}, []string{"", "", ""}, 1000},
-		{"the rate falls 5x once the refusals stopped", []float64{1000, -1000, 1000, 200}, []string{"", "", "", "arrival"}, 200},
+		// The refused clients wait out a Retry-After of at least a second:
+		// at a 250 ms interval the rate measured half a second after the
+		// last refusal is their back-off, a second and a quarter after it
+		// their demand.
+		{"the rate falls 5x half a second after a refusal", []float64{1000, -1000, 1000, 200}, []string{"", "", "", ""}, 1000},
+		{"the rate falls 5x once the refusals stopped and the clients' wait is over", []float64{1000, -1000, 1000, 1000, 1000, 1000, 200}, []string{"", "", "", "", "", "", "arrival"}, 200},
 	}
 	for _, c := range cases {
 		g := NewGradient(GradientConfig{})
 		for i, r := range c.rates {
 			// A negative rate: records were refused in that interval.
-			if got := g.observeArrival(math.Abs(r), 0.25, r < 0); got != c.regimes[i] {
+			now := t0.Add(time.Duration(i+1) * 250 * time.Millisecond)
+			if got := g.observeArrival(math.Abs(r), 0.25, r < 0, now); got != c.regimes[i] {
 				t.Errorf("%s: interval %d (rate %v): regime %q, want %q", c.name, i, r, got, c.regimes[i])
 			}
 		}

@@ -2,6 +2,7 @@ package tuner
 
 import (
 	"math"
+	"time"
 )
 
 // The load model's constants.
@@ -67,18 +68,26 @@ func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
 // early when it first refuses (node's pacer), over too short an interval
 // for jumpRecords.
 //
-// While the node refuses records (in this interval or the last) the
-// estimate does not fall: a client refused with Retry-After waits it out
-// before it sends anything, its new records too, so the arrivals measured
-// fall with the clients' back-off, not with their demand. On the quick
-// overload scenario (250 ms intervals, Retry-After 1 s) the rate measured
-// swung 4,960 → 520 → 2,120 → 0 → 8,400 records/s while the clients'
-// demand stayed 3,000, and each swing was taken for a new regime: the size
-// fell from 331 to 10 with 1,500 records queued. A real fall shows once
-// the refusals stop.
-func (g *Gradient) observeArrival(rate, iv float64, refused bool) string {
-	refusing := refused || g.refusedLast
+// While the node refuses records (in this interval or the last, or within
+// backoffHold of an interval that refused) the estimate does not fall: a
+// client refused with Retry-After waits it out before it sends anything,
+// its new records too, so the arrivals measured fall with the clients'
+// back-off, not with their demand. On the quick overload scenario (250 ms
+// intervals, Retry-After 1 s) the rate measured swung 4,960 → 520 → 2,120
+// → 0 → 8,400 records/s while the clients' demand stayed 3,000, and each
+// swing was taken for a new regime: the size fell from 331 to 10 with
+// 1,500 records queued. A real fall shows once the refusals stop and the
+// clients' wait is over. (One interval was the rule until session 14: at
+// a 250 ms interval the second interval after the last refusal measured
+// the back-off, 0 then 800 records/s of 3,000, and the size fell from 250
+// to 39 with 1,300 records queued.)
+func (g *Gradient) observeArrival(rate, iv float64, refused bool, now time.Time) string {
+	refusing := refused || g.refusedLast ||
+		(!now.IsZero() && !g.refusedAt.IsZero() && now.Sub(g.refusedAt) <= backoffHold)
 	g.refusedLast = refused
+	if refused {
+		g.refusedAt = now
+	}
 	if !g.lamSeen {
 		g.lam, g.lamSeen = rate, true
 		return ""
