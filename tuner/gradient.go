@@ -20,26 +20,26 @@ import (
 // and for the write. Small batches waste F; large ones wait to fill and take
 // long to write.
 //
-//   - Model. Every interval's (mean fill, write time) is a measurement of
-//     B, the write time being its successful attempts' RTT (a Retry-After
-//     waited out before a retry is no size's cost). A least-squares fit of F and c, weighted by recency and by
-//     closeness to the current size, describes the cost locally; a memory
-//     of measured costs per size band (interpolated in log-log space)
-//     describes it where the node has been, knee included; a write that
-//     a remembered size contradicts (a larger size cheaper, or a smaller
-//     one dearer, by more than noise) forgets that size. From B, λ (an
+//   - Model. Every interval's (mean fill, write time) is a measurement of B,
+//     the write time being its successful attempts' RTT (a Retry-After waited
+//     out before a retry is no size's cost). A least-squares fit of F and c,
+//     weighted by recency and by closeness to the current size, describes the
+//     cost locally; a memory of measured costs per size band (interpolated in
+//     log-log space) describes it where the node has been, knee included; a
+//     write that a remembered size contradicts (a larger size cheaper, or a
+//     smaller one dearer, by more than noise) forgets that size. From B, λ (an
 //     EWMA of the arrivals, which does not fall while the node refuses:
 //     refused clients wait out their Retry-After) and K the model predicts
-//     each size's latency (fill, write and queueing, the last by
-//     Sakasegawa's approximation for a K-server queue) and picks the largest size whose fill time stays within
-//     FillBudget of the SLO and whose predicted latency stays within
-//     LatencyBudget of it (light load gets small batches at once; while
-//     the downstream defers requests by a Retry-After past the SLO, the
-//     fill may take the whole LatencyBudget: fewer, larger requests meet
-//     fewer deferrals, fillBudget); with a
-//     backlog it plans for λ plus draining the queue in DrainTime. It never
-//     reaches beyond twice the largest size measured (four times with a
-//     backlog, as far as the load jumped after a jump in load).
+//     each size's latency (fill, write and queueing, the last by Sakasegawa's
+//     approximation for a K-server queue) and picks the largest size whose
+//     fill time stays within FillBudget of the SLO and whose predicted latency
+//     stays within LatencyBudget of it (light load gets small batches at once;
+//     while the downstream defers requests by a Retry-After past the SLO, the
+//     fill may take the whole LatencyBudget: fewer, larger requests meet fewer
+//     deferrals, fillBudget); with a backlog it plans for λ plus draining the
+//     queue in DrainTime. It never reaches beyond twice the largest size
+//     measured (four times with a backlog, as far as the load jumped after a
+//     jump in load).
 //   - Gradient. The slope of the objective against log(size) is fitted by
 //     weighted least squares over the last Window clean intervals (no
 //     backlog building or draining) and smoothed by an EWMA; when it is
