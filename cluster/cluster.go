@@ -513,15 +513,26 @@ func (c *Cluster) sendLeaveIntent(timeout time.Duration) {
 	msg := append([]byte{msgLeaveIntent}, c.cfg.NodeName...)
 	done := make(chan struct{})
 	var sends sync.WaitGroup
-	for _, n := range c.ml.Members() {
-		if n.Name == c.cfg.NodeName {
+	for _, m := range c.Members() {
+		if m.Name == c.cfg.NodeName || m.Status == StatusDead || m.Status == StatusLeft {
 			continue
 		}
+		// The address from this node's own table (copied in memberlist's
+		// event callbacks, under its lock), not a *memberlist.Node from
+		// ml.Members(): memberlist rewrites those nodes' addresses in place
+		// on every alive message it takes, and reading one here raced with
+		// it (go test -race, TestClusterLifecycle).
+		host, port, err := net.SplitHostPort(m.Addr)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil {
+			continue
+		}
+		to := &memberlist.Node{Name: m.Name, Addr: net.ParseIP(host), Port: uint16(p)}
 		sends.Add(1)
 		go func() {
 			defer sends.Done()
-			if err := c.ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("leave intent not delivered", "member", n.Name, "err", err)
+			if err := c.ml.SendReliable(to, msg); err != nil {
+				c.log.Debug("leave intent not delivered", "member", to.Name, "err", err)
 			}
 		}()
 	}
