@@ -42,11 +42,19 @@ func (r recorder) Name() string { return r.inner.Name() }
 
 func (r recorder) Next(obs tuner.Observation) tuner.Decision {
 	d := r.inner.Next(obs)
-	// Of the attempts, Gradient reads only the 413s (its byte bound); the
-	// rest would make the file twelve times larger. Should it come to read
-	// others, the replay of a freshly written file fails at once.
+	// Of the attempts, Gradient reads the 413s (its byte bound), the
+	// deferrals, and the successful attempts' RTT (writeTime), which is the
+	// mean batch time itself when every batch was written at its first
+	// attempt. So an interval's attempts are kept whole when one of them
+	// was not a first try that succeeded, and otherwise dropped: kept
+	// always, they would make the file twelve times larger. Should Gradient
+	// come to read others, the replay of a freshly written file fails at
+	// once.
 	kept := obs
-	kept.Attempts = slices.DeleteFunc(slices.Clone(obs.Attempts), func(a tuner.Attempt) bool { return a.Outcome != tuner.AttemptTooLarge })
+	kept.Attempts = nil
+	if slices.ContainsFunc(obs.Attempts, func(a tuner.Attempt) bool { return a.N > 0 || a.Outcome != tuner.AttemptOK }) {
+		kept.Attempts = obs.Attempts
+	}
 	*r.steps = append(*r.steps, goldenStep{Run: r.run, Obs: kept, Dec: d})
 	return d
 }
