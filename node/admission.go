@@ -299,8 +299,9 @@ func (in admissionInput) backlogged() bool {
 //   - What the interval offers as a capacity sample is the larger of the
 //     records written per second (what the node carried) and
 //     k × mean fill / mean batch time over the batches that were written
-//     (what it would carry with k flushes busy), k being FlushConcurrency
-//     but at most twice the flushes the interval kept busy (batches × mean
+//     (what it would carry with k flushes busy), k being the flushes
+//     allowed now (FlushConcurrency, or a controller's lower limit) but at
+//     most twice the flushes the interval kept busy (batches × mean
 //     batch time / interval), as Gradient2Limit grows its limit only up to
 //     twice the requests in flight (appLimited). A write measured with one
 //     flush busy did not wait for the others: a downstream that serves 2

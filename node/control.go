@@ -185,14 +185,15 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 	return obs
 }
 
-// grantBatchCap is the largest batch size that keeps FlushConcurrency
-// batches of avgRecord-byte records within the grant; 0 without a grant.
+// grantBatchCap is the largest batch size that keeps the batches the node
+// may have in flight at once (flushLimit) of avgRecord-byte records within
+// the grant; 0 without a grant.
 func (n *Node) grantBatchCap(avgRecord float64) int {
 	g := n.grantBytes.Load()
 	if g <= 0 || avgRecord <= 0 {
 		return 0
 	}
-	return max(1, int(float64(g)/(avgRecord*float64(n.cfg.FlushConcurrency))))
+	return max(1, int(float64(g)/(avgRecord*float64(n.flushLimit()))))
 }
 
 // step makes one decision from obs (tuner.Step: controller, guard, grant)
@@ -204,13 +205,18 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		n.cfg.Trace(obs, v)
 	}
 	d := v.Decision
+	oldLimit := n.flushLimit()
 	n.applyFlow(d) // flush concurrency and byte bound, when the controller sets them (batcher.go)
-	if d.BatchSize != old {
+	if limit := n.flushLimit(); d.BatchSize != old || limit != oldLimit {
 		n.setBatchSize(d.BatchSize)
 		n.metrics.decisions.WithLabelValues(d.Reason).Inc()
 		d.Breaker = v.Breaker
-		n.decided.Add(tuner.NewDecisionRecord(n.cfg.Name, n.cfg.Controller.Name(), obs, d))
-		n.log.Debug("batch size changed", "old", old, "new", d.BatchSize, "reason", d.Reason)
+		r := tuner.NewDecisionRecord(n.cfg.Name, n.cfg.Controller.Name(), obs, d)
+		if limit != oldLimit {
+			r.FlushLimit = limit
+		}
+		n.decided.Add(r)
+		n.log.Debug("batch size changed", "old", old, "new", d.BatchSize, "flush_limit", limit, "reason", d.Reason)
 	}
 	h := &Health{
 		Time: obs.Now, BatchSize: d.BatchSize,
@@ -266,7 +272,7 @@ func orNone(s string) string {
 // twice that, so that the leader knows it would grow (the leader's growth
 // limit decides by how much).
 func (n *Node) want(d tuner.Decision, obs tuner.Observation, avgRecord float64) int64 {
-	w := float64(d.BatchSize) * avgRecord * float64(n.cfg.FlushConcurrency)
+	w := float64(d.BatchSize) * avgRecord * float64(n.flushLimit())
 	if n.grantBytes.Load() > 0 && d.BatchSize >= obs.MaxBatchSize && obs.MaxBatchSize < n.cfg.MaxBatchSize {
 		w *= 2
 	}
@@ -285,7 +291,7 @@ func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
 		batches:       obs.Batches,
 		meanFill:      obs.MeanBatchFill,
 		meanBatchTime: obs.MeanBatchTime,
-		concurrency:   n.cfg.FlushConcurrency,
+		concurrency:   n.flushLimit(),
 		batchSize:     n.BatchSize(),
 		inForce:       obs.BatchSize,
 		depth:         obs.QueueDepth,

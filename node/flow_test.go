@@ -176,3 +176,29 @@ func testByteBound(t *testing.T, cfg Config, bound int) {
 		t.Errorf("%d records in batches of at most %d", total, most)
 	}
 }
+
+// limitCtl keeps the size in force and asks for two flushes at once.
+type limitCtl struct{}
+
+func (limitCtl) Name() string { return "limit" }
+func (limitCtl) Next(obs tuner.Observation) tuner.Decision {
+	return tuner.Decision{BatchSize: obs.BatchSize, FlushConcurrency: 2, Reason: "flush:fewer"}
+}
+
+// TestAChangeOfTheFlushLimitAloneIsADecision: a controller that changes the
+// flush concurrency and not the size (arc does, every RTT window) made no
+// entry in the decision log, so the dashboard never showed it. It is
+// recorded, with the new limit.
+func TestAChangeOfTheFlushLimitAloneIsADecision(t *testing.T) {
+	n := startNode(t, Config{Sink: newMemSink(), Controller: limitCtl{}, InitialBatchSize: 10,
+		FlushConcurrency: 4, ControlInterval: 10 * time.Millisecond})
+	waitFor(t, func() bool { return n.Decisions().Len() > 0 })
+	got := n.Decisions().Recent("", 10)
+	r := got[len(got)-1]
+	if r.FlushLimit != 2 || r.OldSize != 10 || r.NewSize != 10 || r.Reason != "flush:fewer" {
+		t.Errorf("decision %+v, want the size kept at 10 and flush_limit 2", r)
+	}
+	if l := n.flushLimit(); l != 2 {
+		t.Errorf("flush limit %d in force, want 2", l)
+	}
+}

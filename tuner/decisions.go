@@ -23,6 +23,10 @@ type DecisionRecord struct {
 	MemPercent    float64 `json:"mem_percent"`
 	QueueDepth    int     `json:"queue_depth"`
 	Breaker       string  `json:"breaker"`
+	// FlushLimit is the batches the node may write at once after this
+	// decision, when the decision changed it (Decision.FlushConcurrency);
+	// 0: unchanged.
+	FlushLimit int `json:"flush_limit,omitempty"`
 }
 
 // NewDecisionRecord describes decision d taken on obs: the size goes from

@@ -77,6 +77,7 @@ func Run(cfg Config, c tuner.Controller, initial int) Result {
 		v := tuner.Step(ctrl, guard, obs)
 		res.Trace = append(res.Trace, Interval{Phase: p, Obs: obs, Decision: v.Decision, Pressure: v.Pressure})
 		size = v.Decision.BatchSize
+		s.SetFlushLimit(v.Decision.FlushConcurrency)
 	}
 	secs := float64(n) * cfg.Interval.Seconds()
 	res.GoodputRPS = float64(goodAll) / secs

@@ -182,6 +182,7 @@ type Sim struct {
 	queued int
 
 	workers  []worker
+	limit    int // the flushes allowed at once (SetFlushLimit), at most Concurrency
 	inflight int
 	tokens   float64
 	tokT     float64
@@ -210,6 +211,7 @@ func New(cfg Config) *Sim {
 		cfg:     cfg,
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		workers: make([]worker, cfg.Concurrency),
+		limit:   cfg.Concurrency,
 	}
 	if len(cfg.Phases) > 0 {
 		s.pEnd = cfg.Phases[0].Duration.Seconds()
@@ -220,6 +222,15 @@ func New(cfg Config) *Sim {
 
 // Config is the simulator's configuration with defaults filled in.
 func (s *Sim) Config() Config { return s.cfg }
+
+// SetFlushLimit lets at most n batches be written at once from now on, up
+// to Concurrency, as the node does with a Decision's FlushConcurrency;
+// n <= 0 leaves the limit as it is.
+func (s *Sim) SetFlushLimit(n int) {
+	if n > 0 {
+		s.limit = min(n, s.cfg.Concurrency)
+	}
+}
 
 // Phase is the index of the phase the simulator is in.
 func (s *Sim) Phase() int { return s.phase }
@@ -321,13 +332,16 @@ func (s *Sim) lingerDue() float64 {
 	return d
 }
 
+// freeWorker reports whether another batch may be written now: a worker
+// is free and the flush limit allows it.
 func (s *Sim) freeWorker() bool {
+	busy := 0
 	for i := range s.workers {
-		if !s.workers[i].busy {
-			return true
+		if s.workers[i].busy {
+			busy++
 		}
 	}
-	return false
+	return busy < s.limit
 }
 
 func (s *Sim) arrive(t float64) {
@@ -373,15 +387,15 @@ func (s *Sim) dispatch() {
 		if s.queued < s.size && s.now < s.queue[s.qhead].t+s.cfg.MaxLinger.Seconds()-1e-12 {
 			return
 		}
+		if !s.freeWorker() {
+			return
+		}
 		var w *worker
 		for i := range s.workers {
 			if !s.workers[i].busy {
 				w = &s.workers[i]
 				break
 			}
-		}
-		if w == nil {
-			return
 		}
 		n := min(s.size, s.queued)
 		w.recs = w.recs[:0]
@@ -532,7 +546,7 @@ func (s *Sim) observe(end float64) tuner.Observation {
 		CPULimit:         s.cfg.CPULimit,
 		MemLimit:         s.cfg.MemLimit,
 		Attempts:         iv.attempts,
-		FlushLimit:       s.cfg.Concurrency,
+		FlushLimit:       s.limit,
 	}
 	if iv.batches > 0 {
 		obs.MeanBatchFill = float64(iv.fill) / float64(iv.batches)

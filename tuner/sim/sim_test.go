@@ -101,3 +101,31 @@ func TestBackgroundLoadShowsInCPUAndMemory(t *testing.T) {
 		t.Errorf("cpu %.1f%% memory %.1f%%, want the background on top", obs.CPUPercent, obs.MemPercent)
 	}
 }
+
+// TestFlushLimitBoundsTheWritesInFlight: as the node does with a
+// Decision's FlushConcurrency, SetFlushLimit lets no more batches be written
+// at once, and the throughput of a saturated pipeline falls with it.
+func TestFlushLimitBoundsTheWritesInFlight(t *testing.T) {
+	s := New(Config{Seed: 1, Noise: 1e-9, Phases: []Phase{cheap("p", 30000, 20*time.Second)}})
+	var four, one tuner.Observation
+	for i := 0; i < 5; i++ {
+		four = s.Step(20)
+	}
+	s.SetFlushLimit(1)
+	s.SetFlushLimit(0) // leaves it
+	s.Step(20)         // writes begun at four finish
+	for i := 0; i < 5; i++ {
+		one = s.Step(20)
+	}
+	if one.FlushLimit != 1 || four.FlushLimit != 4 {
+		t.Fatalf("FlushLimit %d then %d, want 4 then 1", four.FlushLimit, one.FlushLimit)
+	}
+	for _, a := range one.Attempts {
+		if a.InFlight > 1 {
+			t.Fatalf("an attempt began with %d in flight at a limit of 1", a.InFlight)
+		}
+	}
+	if r := one.Throughput / four.Throughput; r < 0.2 || r > 0.3 {
+		t.Errorf("throughput %.0f at one flush, %.0f at four: ratio %.2f, want about 0.25", one.Throughput, four.Throughput, r)
+	}
+}

@@ -97,6 +97,9 @@ export interface Decision {
   mem_percent: number;
   queue_depth: number;
   breaker: Breaker;
+  // The batches the node may write at once after this decision, when it
+  // changed them (arc); absent otherwise.
+  flush_limit?: number;
 }
 
 export interface DecisionsAnswer {

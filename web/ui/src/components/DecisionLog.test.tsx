@@ -14,6 +14,14 @@ describe('DecisionLog', () => {
     expect(rows[0].textContent).toContain('100 → 80');
   });
 
+  it('shows a change of the flushes in flight beside the size', () => {
+    const flows = [decision('node-1', 4, { controller: 'arc', reason: 'arc:increase', flush_limit: 3 }), decision('node-1', 5)];
+    const { container } = render(<DecisionLog decisions={flows} nodes={['node-1']} />);
+    const rows = container.querySelectorAll('tbody tr');
+    expect(rows[0].textContent).toContain('3 at once');
+    expect(rows[1].textContent).not.toContain('at once');
+  });
+
   it('filters by node', () => {
     const { container } = render(<DecisionLog decisions={list} nodes={['node-1', 'node-2', 'node-3']} />);
     fireEvent.change(screen.getByLabelText('filter by node'), { target: { value: 'node-1' } });

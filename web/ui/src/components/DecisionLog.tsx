@@ -63,6 +63,7 @@ export function DecisionLog({ decisions, nodes, max = 200 }: DecisionLogProps) {
                   <td>{d.node}</td>
                   <td className="num">
                     {num(d.old_size)} → <b className={d.new_size > d.old_size ? 'up' : 'down'}>{num(d.new_size)}</b>
+                    {d.flush_limit ? <span className="flush"> · {d.flush_limit} at once</span> : null}
                   </td>
                   <td className="reason">{d.reason}</td>
                   <td className="num">{num(d.arrival_rps)}</td>
