@@ -57,24 +57,25 @@ import (
 //     with clearly the most measured capacity K·n/B(n); else, unless the
 //     backlog is draining, grow ×(1+SaturatedStep) — bigger batches
 //     amortise F — or, if a ceiling rules growth out, explore smaller.
-//   - Guards. A write that alone takes longer than LatencyBudget shrinks
-//     in proportion (the write: its successful attempts' RTT, not the
-//     waits before its retries); p99 above the SLO without a backlog
-//     shrinks ×0.8, unless records deferred by a Retry-After as long as
-//     the SLO, in this interval or acknowledged in it after their wait,
-//     explain it (deferredTail); back
-//     pressure (429/503) shrinks ×0.8; growth under saturation that lowered
-//     throughput goes back (a knee); an interval at least two writes long
-//     without a finished batch halves. Each sets a ceiling just under the
-//     size it left, which relaxes 2 % per interval without back
-//     pressure. A ceiling from p99, write time or back pressure is lifted
-//     while a backlog keeps growing under it (the backlog makes the
-//     latency); a shrink for p99 that
-//     left p99 above the SLO at the smaller size stops such shrinks for
-//     30 intervals (the tail is not the size's: writes that waited out a
-//     Retry-After). Batches the sink refused outright (most of an
-//     interval's, not back pressure: a 413 body limit) cap the size at
-//     0.7 of theirs until the record size changes 2x or a minute passes.
+//   - Guards. A write that alone takes longer than LatencyBudget shrinks in
+//     proportion (the write: its successful attempts' RTT, not the waits
+//     before its retries); p99 above the SLO without a backlog shrinks ×0.8,
+//     unless records deferred by a Retry-After as long as the SLO, in this
+//     interval or acknowledged in it after their wait, explain it
+//     (deferredTail); back pressure (429/503) shrinks ×0.8; growth under
+//     saturation that lowered throughput goes back (a knee, judged only on an
+//     interval in which a write finished); an interval at least two writes
+//     long without a finished batch halves (not one in which the arrivals
+//     jumped up: the node's early step comes on the jump, before a write could
+//     finish). Each sets a ceiling just under the size it left, which relaxes
+//     2 % per interval without back pressure. A ceiling from p99, write time
+//     or back pressure is lifted while a backlog keeps growing under it (the
+//     backlog makes the latency); a shrink for p99 that left p99 above the SLO
+//     at the smaller size stops such shrinks for 30 intervals (the tail is not
+//     the size's: writes that waited out a Retry-After). Batches the sink
+//     refused outright (most of an interval's, not back pressure: a 413 body
+//     limit) cap the size at 0.7 of theirs until the record size changes 2x or
+//     a minute passes.
 //   - Regime changes (the arrival rate off by RegimeFactor from its EWMA,
 //     over enough records or with records refused, or a size measured
 //     recently now costing RegimeFactor more or less)
@@ -428,11 +429,15 @@ func (g *Gradient) next(obs Observation) Decision {
 	// finished in an interval moves by a whole batch from one to the next
 	// (±12 % with 8 batches at a 250 ms interval); a knee must show in the
 	// rate of each write as well, which that count noise does not move.
+	// An interval in which no write finished measured no throughput at all
+	// (the node's early step, 30 ms after the last, in the quick bytes
+	// bench: its throughput of 0 was taken for a knee, 333 -> 179, while
+	// 15,000 records/s were offered).
 	flushRate := 0.0
 	if bt := obs.MeanBatchTime.Seconds(); obs.Batches > 0 && bt > 0 {
 		flushRate = obs.MeanBatchFill / bt
 	}
-	knee := sat && g.prevSat && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
+	knee := sat && g.prevSat && obs.Batches > 0 && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
 		(flushRate == 0 || g.prevFlushRate == 0 || flushRate < kneeLoss*g.prevFlushRate)
 	if g.ceiling > 0 && !pressure && !knee {
 		g.ceiling *= ceilingRelax
@@ -461,7 +466,16 @@ func (g *Gradient) next(obs Observation) Decision {
 	var d float64
 	var reason string
 	fast := false // the move is made at once, not clamped by MaxStep
-	stalled := obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur && iv >= stallWrites*g.lastWrite
+	// No write finished in an interval at least stallWrites writes long,
+	// with a batch queued: a stall. Not in an interval in which the
+	// arrivals jumped up: the node's early step comes on the jump itself,
+	// the queue is the jump's, and the writes in flight may meet a
+	// downstream that changed with the load (quick shifting: 200 ->
+	// 18,000 records/s, writes of 6 ms before and 41 ms after, an early
+	// step 40 ms long; halving 5 to 3 records spent the jump's reach, and
+	// the climb from 3 took five intervals).
+	jumpedUp := regime == "arrival" && g.lam > g.jumpBase
+	stalled := !jumpedUp && obs.Batches == 0 && obs.Backpressure == 0 && float64(obs.QueueDepth) >= cur && iv >= stallWrites*g.lastWrite
 	if obs.Batches > 0 {
 		g.lastWrite = writeTime(obs)
 	}

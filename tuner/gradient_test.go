@@ -519,3 +519,46 @@ func TestGradientJudgesNoSizeOnAnIntervalWithoutAWrite(t *testing.T) {
 		t.Errorf("an interval without a finished batch at 100: decided %d (%s), want a hold", d.BatchSize, d.Reason)
 	}
 }
+
+// TestGradientReadsNoKneeOrStallIntoAnEarlyStep: the node's early step
+// (node/control.go, pacer) comes tens of milliseconds after the last
+// interval, when the queue passes its bound; it measures nothing written.
+// Neither a knee (throughput fell to nothing after growth) nor a stall (no
+// write finished with a batch queued) may be read into it. The intervals
+// are the quick benches' (docs/bench.md, session 15).
+func TestGradientReadsNoKneeOrStallIntoAnEarlyStep(t *testing.T) {
+	const q = 250 * time.Millisecond
+	t.Run("no knee: growth, then an early step with nothing written", func(t *testing.T) {
+		// bytes: 15,000 records/s offered from the start at 100 a batch,
+		// writes of 64 ms; the first interval grows the size, the early
+		// step 30 ms later has finished nothing.
+		g := NewGradient(GradientConfig{Initial: 100})
+		o := interval(q, 100, q, 13600, 12, 100, 64*time.Millisecond, 1800)
+		d := g.Next(o)
+		grown := d.BatchSize
+		if grown <= 100 {
+			t.Fatalf("15,000/s at 100 a batch and 1,800 queued: decided %d (%s), want growth", grown, d.Reason)
+		}
+		early := interval(q+30*time.Millisecond, grown, 30*time.Millisecond, 15200, 0, 0, 0, 2000)
+		early.Rejected = 180
+		d = g.Next(early)
+		if d.BatchSize < grown*95/100 || d.Reason == "shrink:knee" {
+			t.Errorf("an early step with nothing written at %d: decided %d (%s), want no shrink", grown, d.BatchSize, d.Reason)
+		}
+	})
+	t.Run("no stall: arrivals jump and the early step comes before a write", func(t *testing.T) {
+		// shifting: 200 records/s in batches of 5 written in 6 ms; then
+		// 18,000/s to a downstream at 41 ms a request. The early step,
+		// 40 ms in, has nothing written and 190 records queued.
+		g := NewGradient(GradientConfig{Initial: 5})
+		for i := 1; i <= 12; i++ {
+			g.Next(interval(time.Duration(i)*q, 5, q, 200, 10, 5, 6*time.Millisecond, 0))
+		}
+		early := interval(12*q+40*time.Millisecond, 5, 40*time.Millisecond, 9400, 0, 0, 0, 190)
+		early.Rejected = 180
+		d := g.Next(early)
+		if d.BatchSize <= 5 || d.Reason == "shrink:stalled" {
+			t.Errorf("200 -> 9,400/s, an early step of 40 ms with nothing written: decided %d (%s), want growth", d.BatchSize, d.Reason)
+		}
+	})
+}
