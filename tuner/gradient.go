@@ -63,8 +63,8 @@ import (
 //     unless records deferred by a Retry-After as long as the SLO, in this
 //     interval or acknowledged in it after their wait, explain it
 //     (deferredTail); back pressure (429/503) shrinks ×0.8; growth under
-//     saturation that lowered throughput goes back (a knee, judged only on an
-//     interval in which a write finished); an interval at least two writes
+//     saturation that lowered throughput goes back (a knee, not judged on an
+//     interval shorter than a write in which none finished); an interval at least two writes
 //     long without a finished batch halves (not one in which the arrivals
 //     jumped up: the node's early step comes on the jump, before a write could
 //     finish). Each sets a ceiling just under the size it left, which relaxes
@@ -429,15 +429,18 @@ func (g *Gradient) next(obs Observation) Decision {
 	// finished in an interval moves by a whole batch from one to the next
 	// (±12 % with 8 batches at a 250 ms interval); a knee must show in the
 	// rate of each write as well, which that count noise does not move.
-	// An interval in which no write finished measured no throughput at all
-	// (the node's early step, 30 ms after the last, in the quick bytes
-	// bench: its throughput of 0 was taken for a knee, 333 -> 179, while
-	// 15,000 records/s were offered).
+	// An interval in which no write finished is a knee's sign only if one
+	// could have: it lasted at least a write (lastWrite). The node's early
+	// step, 30 ms after the last interval in the quick bytes bench, had
+	// finished nothing against writes of 64 ms: its throughput of 0 was
+	// taken for a knee, 333 -> 179, while 15,000 records/s were offered.
+	// (Past a knee that moved, writes can outlast an interval; one without
+	// a finished write after growth is then the knee's first sign.)
 	flushRate := 0.0
 	if bt := obs.MeanBatchTime.Seconds(); obs.Batches > 0 && bt > 0 {
 		flushRate = obs.MeanBatchFill / bt
 	}
-	knee := sat && g.prevSat && obs.Batches > 0 && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
+	knee := sat && g.prevSat && (obs.Batches > 0 || iv >= g.lastWrite) && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
 		(flushRate == 0 || g.prevFlushRate == 0 || flushRate < kneeLoss*g.prevFlushRate)
 	if g.ceiling > 0 && !pressure && !knee {
 		g.ceiling *= ceilingRelax
