@@ -64,18 +64,18 @@ import (
 //     interval or acknowledged in it after their wait, explain it
 //     (deferredTail); back pressure (429/503) shrinks ×0.8; growth under
 //     saturation that lowered throughput goes back (a knee, not judged on an
-//     interval shorter than a write in which none finished); an interval at least two writes
-//     long without a finished batch halves (not one in which the arrivals
-//     jumped up: the node's early step comes on the jump, before a write could
-//     finish). Each sets a ceiling just under the size it left, which relaxes
-//     2 % per interval without back pressure. A ceiling from p99, write time
-//     or back pressure is lifted while a backlog keeps growing under it (the
-//     backlog makes the latency); a shrink for p99 that left p99 above the SLO
-//     at the smaller size stops such shrinks for 30 intervals (the tail is not
-//     the size's: writes that waited out a Retry-After). Batches the sink
-//     refused outright (most of an interval's, not back pressure: a 413 body
-//     limit) cap the size at 0.7 of theirs until the record size changes 2x or
-//     a minute passes.
+//     interval shorter than a write in which none finished); an interval at
+//     least two writes long without a finished batch halves (not one in which
+//     the arrivals jumped up: the node's early step comes on the jump, before
+//     a write could finish). Each sets a ceiling just under the size it left,
+//     which relaxes 2 % per interval without back pressure. A ceiling from
+//     p99, write time or back pressure is lifted while a backlog keeps growing
+//     under it (the backlog makes the latency); a shrink for p99 that left p99
+//     above the SLO at the smaller size stops such shrinks for 30 intervals
+//     (the tail is not the size's: writes that waited out a Retry-After).
+//     Batches the sink refused outright (most of an interval's, not back
+//     pressure: a 413 body limit) cap the size at 0.7 of theirs until the
+//     record size changes 2x or a minute passes.
 //   - Regime changes (the arrival rate off by RegimeFactor from its EWMA,
 //     over enough records or with records refused, or a size measured
 //     recently now costing RegimeFactor more or less)
@@ -440,7 +440,8 @@ func (g *Gradient) next(obs Observation) Decision {
 	if bt := obs.MeanBatchTime.Seconds(); obs.Batches > 0 && bt > 0 {
 		flushRate = obs.MeanBatchFill / bt
 	}
-	knee := sat && g.prevSat && (obs.Batches > 0 || iv >= g.lastWrite) && cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
+	knee := sat && g.prevSat && (obs.Batches > 0 || iv >= g.lastWrite) &&
+		cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
 		(flushRate == 0 || g.prevFlushRate == 0 || flushRate < kneeLoss*g.prevFlushRate)
 	if g.ceiling > 0 && !pressure && !knee {
 		g.ceiling *= ceilingRelax
