@@ -120,6 +120,19 @@ func TestTLSCluster(t *testing.T) {
 	})
 
 	t.Run("limits set on a follower is forwarded over https and every node applies it", func(t *testing.T) {
+		// The first leader commits --initial-limits just after it is
+		// elected, and a follower validates a change against the limits it
+		// has applied: until the initial ones reach it, those are the
+		// defaults, whose 4 MiB node floor no 80 KiB budget passes (CI at
+		// 4453050 asked 40 ms after the election and was refused).
+		pollFor(t, "the initial limits on every node", func() bool {
+			for _, m := range ms {
+				if s, err := scrape(m.url); err != nil || s["batchpilot_cluster_budget_bytes"] != testBudget {
+					return false
+				}
+			}
+			return true
+		})
 		const budget = 81920
 		out, errOut, code := runCLI(t, nil, "limits", "set", "--addr", follower.url, "--tls-ca", caFile,
 			"cluster_budget_bytes=81920")
