@@ -208,7 +208,9 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 	oldLimit := n.flushLimit()
 	n.applyFlow(d) // flush concurrency and byte bound, when the controller sets them (batcher.go)
 	if limit := n.flushLimit(); d.BatchSize != old || limit != oldLimit {
-		n.setBatchSize(d.BatchSize)
+		if d.BatchSize != old {
+			n.setBatchSize(d.BatchSize)
+		}
 		n.metrics.decisions.WithLabelValues(d.Reason).Inc()
 		d.Breaker = v.Breaker
 		r := tuner.NewDecisionRecord(n.cfg.Name, n.cfg.Controller.Name(), obs, d)
@@ -216,7 +218,7 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 			r.FlushLimit = limit
 		}
 		n.decided.Add(r)
-		n.log.Debug("batch size changed", "old", old, "new", d.BatchSize, "flush_limit", limit, "reason", d.Reason)
+		n.log.Debug("tuner decision", "old", old, "new", d.BatchSize, "flush_limit", limit, "reason", d.Reason)
 	}
 	h := &Health{
 		Time: obs.Now, BatchSize: d.BatchSize,
