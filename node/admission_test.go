@@ -25,6 +25,14 @@ func busy(depth int) admissionInput {
 	}
 }
 
+// grown is busy(0) after which the controller decided size, expecting
+// a batch of it to take expected to write.
+func grown(size int, expected time.Duration) admissionInput {
+	in := busy(0)
+	in.batchSize, in.expectedWrite = size, expected
+	return in
+}
+
 func TestAdmissionBounds(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -413,6 +421,59 @@ func TestEstimateDrain(t *testing.T) {
 				return in
 			}()},
 			wantRate: 2000, wantBound: 600,
+		},
+		{
+			name: "a larger size with its expected write: the bound counts the capacity it will have",
+			// 4,000/s measured at 400 a batch (100 ms); the controller
+			// grows to 800 and expects 120 ms a batch: one flush carries
+			// 800 / 120 ms = 6,667/s, and a record may wait 400 − 120 ms.
+			// The measured rate stays what was measured.
+			intervals: []admissionInput{busy(0), grown(800, 120*time.Millisecond)},
+			wantRate:  4000, wantBound: 1866, // 6,667/s × 280 ms
+		},
+		{
+			name: "a larger size writes no faster than the growth: the projection is capped",
+			// 800 at an expected 50 ms would be 16,000/s; twice the size
+			// carries at most twice the 4,000/s measured, and the write
+			// counted is the 100 ms measured (the longer of the two).
+			intervals: []admissionInput{busy(0), grown(800, 50*time.Millisecond)},
+			wantRate:  4000, wantBound: 2400, // 8,000/s × 300 ms
+		},
+		{
+			name:      "a larger size without an expected write: the bound is the measured rate's",
+			intervals: []admissionInput{busy(0), grown(800, 0)},
+			wantRate:  4000, wantBound: 1200,
+		},
+		{
+			name: "batches the size did not fill: nothing to project",
+			// Batches of 200 at a size of 400 (the load, or a byte bound,
+			// made them): a larger size would not make larger ones.
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := grown(800, 120*time.Millisecond)
+				in.meanFill = 200
+				return in
+			}()},
+			wantRate: 4000, wantBound: 1200,
+		},
+		{
+			name: "a smaller size: nothing to project",
+			intervals: []admissionInput{busy(0), func() admissionInput {
+				in := grown(200, 60*time.Millisecond)
+				return in
+			}()},
+			wantRate: 4000, wantBound: 1200,
+		},
+		{
+			name: "the projection holds for one interval: then the batches of the new size are measured",
+			// The 800-record batches took 200 ms, not the 120 expected:
+			// 4,000/s again, and 4,000/s × 200 ms.
+			intervals: []admissionInput{busy(0), grown(800, 120*time.Millisecond), func() admissionInput {
+				in := busy(0)
+				in.batchSize, in.inForce, in.meanFill, in.batches = 800, 800, 800, 20
+				in.meanBatchTime = 200 * time.Millisecond
+				return in
+			}()},
+			wantRate: 4000, wantBound: 933, // max(4,000/s × 200 ms, half of 1,866)
 		},
 		{
 			name:      "nothing measured: no bound",

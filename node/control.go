@@ -234,7 +234,7 @@ func (n *Node) step(obs tuner.Observation, avgRecord float64) {
 		a := obs.CPUAllowance
 		h.CPUAllowance = &a
 	}
-	h.Admission = n.admit(obs)
+	h.Admission = n.admit(obs, d.WriteTime)
 	why := pressureWhy(v.Pressure)
 	h.Admission.Pressure, h.Admission.PressureDetail = why, v.PressureDetail
 	n.health.Store(h)
@@ -283,7 +283,7 @@ func (n *Node) want(d tuner.Decision, obs tuner.Observation, avgRecord float64) 
 
 // admit updates the admission's bounds from the interval's figures and
 // returns its state.
-func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
+func (n *Node) admit(obs tuner.Observation, expectedWrite time.Duration) AdmissionHealth {
 	a := n.queue.adm
 	before := a.counters()
 	a.update(admissionInput{
@@ -299,6 +299,7 @@ func (n *Node) admit(obs tuner.Observation) AdmissionHealth {
 		depth:         obs.QueueDepth,
 		queueBytes:    obs.QueueBytes,
 		failed:        obs.SinkErrors,
+		expectedWrite: expectedWrite,
 	})
 	return a.health(obs.QueueDepth, before)
 }

@@ -201,6 +201,12 @@ type Decision struct {
 	// as well as its records (Vector's max_bytes beside max_events); 0
 	// leaves the bound as it is.
 	BatchBytes int
+	// WriteTime, when > 0, is the time the controller expects one batch of
+	// BatchSize to take to write (its cost model's figure). The node's
+	// admission counts the capacity a larger size will have from it until
+	// batches of that size are measured (node/admission.go). 0: no
+	// estimate; Step clears it when the guard or the cap changed the size.
+	WriteTime time.Duration
 }
 
 // FlowController is implemented by a controller that sets the flush

@@ -797,7 +797,11 @@ func (g *Gradient) emit(reason string, maxSize int, probe bool) Decision {
 	}
 	n := max(Clamp(int(math.Round(size)), maxSize), g.cfg.Min)
 	g.asked = n
-	return Decision{BatchSize: n, Reason: reason}
+	d := Decision{BatchSize: n, Reason: reason}
+	if g.model || len(g.mem) > 0 {
+		d.WriteTime = time.Duration(g.cost(float64(n)) * float64(time.Second))
+	}
+	return d
 }
 
 func (g *Gradient) setCeiling(v float64, soft bool) {

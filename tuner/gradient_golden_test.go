@@ -203,7 +203,7 @@ func TestGradientReplaysItsGoldenDecisions(t *testing.T) {
 		}
 		d := g.Next(s.Obs)
 		reasons[d.Reason]++
-		if d != s.Dec {
+		if !sameDecision(d, s.Dec) {
 			bad++
 			if bad <= 5 {
 				t.Errorf("step %d (%s, t=%s): decided %+v, golden %+v", i, run, s.Obs.Now.Format(time.TimeOnly), d, s.Dec)
@@ -214,4 +214,14 @@ func TestGradientReplaysItsGoldenDecisions(t *testing.T) {
 		t.Fatalf("%d of %d decisions differ from the golden run (a deliberate change of Gradient's behaviour rewrites the file with -update-golden, and says so in its commit)", bad, len(steps))
 	}
 	t.Logf("%d decisions replayed identically; reasons: %v", len(steps), reasons)
+}
+
+// sameDecision: the same decision, the expected write time within a
+// microsecond (the observations are replayed from JSON, which rounds what
+// the live run computed from; the cost model's figure moves in its last
+// nanoseconds, the sizes and reasons do not).
+func sameDecision(a, b tuner.Decision) bool {
+	dw := a.WriteTime - b.WriteTime
+	a.WriteTime, b.WriteTime = 0, 0
+	return a == b && dw.Abs() <= time.Microsecond
 }

@@ -562,3 +562,41 @@ func TestGradientReadsNoKneeOrStallIntoAnEarlyStep(t *testing.T) {
 		}
 	})
 }
+
+// The decision says how long the gradient expects a batch of its size to
+// take (Decision.WriteTime, which the node's admission projects its drain
+// rate from): its cost model's figure for that size, here near the sink's
+// 5 ms + 10 µs a record (the model extrapolates below the sizes measured).
+func TestGradientSaysTheWriteTimeItExpects(t *testing.T) {
+	g := NewGradient(GradientConfig{Initial: 300})
+	var d Decision
+	for at := 0; at < 10; at++ {
+		d = g.Next(steady(at, 300, 3000))
+	}
+	if model := time.Duration(g.cost(float64(d.BatchSize)) * float64(time.Second)); d.WriteTime != model {
+		t.Errorf("decided %d records expecting %v a batch, the model says %v", d.BatchSize, d.WriteTime, model)
+	}
+	truth := 5*time.Millisecond + time.Duration(d.BatchSize)*10*time.Microsecond
+	if d.WriteTime < truth*3/4 || d.WriteTime > truth*5/4 {
+		t.Errorf("decided %d records expecting %v a batch, the sink takes %v", d.BatchSize, d.WriteTime, truth)
+	}
+}
+
+// Step clears the expected write time when it is not the size decided.
+func TestStepClearsTheWriteTimeOfAnotherSize(t *testing.T) {
+	c := fixedWrite{Decision{BatchSize: 500, WriteTime: 100 * time.Millisecond, Reason: "grow"}}
+	for _, tc := range []struct {
+		max  int
+		want time.Duration
+	}{{1000, 100 * time.Millisecond}, {200, 0}} {
+		v := Step(c, nil, Observation{BatchSize: 100, MaxBatchSize: tc.max})
+		if v.Decision.WriteTime != tc.want {
+			t.Errorf("cap %d: size %d with write time %v, want %v", tc.max, v.Decision.BatchSize, v.Decision.WriteTime, tc.want)
+		}
+	}
+}
+
+type fixedWrite struct{ d Decision }
+
+func (f fixedWrite) Name() string              { return "fixed" }
+func (f fixedWrite) Next(Observation) Decision { return f.d }

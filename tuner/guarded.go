@@ -42,6 +42,9 @@ func Step(c Controller, g Safeguard, obs Observation) Verdict {
 		v = g.Check(obs, d)
 	}
 	v.Decision.BatchSize = Clamp(v.Decision.BatchSize, obs.MaxBatchSize)
+	if v.Decision.BatchSize != d.BatchSize {
+		v.Decision.WriteTime = 0 // an estimate for another size
+	}
 	return v
 }
 
