@@ -133,7 +133,13 @@ type admission struct {
 
 	refusedBy [len(admissionWhys)]atomic.Int64 // requests (and datagrams) refused, by why, since start
 	paused    atomic.Int64                     // blocking puts (syslog TCP) that had to wait for room
-	retried   atomic.Int64                     // records of retries since the last interval (admission_arrival.go)
+	// grace is armed after an interval that neither refused nor graced
+	// anything (update): the next request the delay bound alone refuses is
+	// admitted, its records counted in graced, and the control loop told
+	// to step early (admits).
+	grace   atomic.Bool
+	graced  atomic.Int64 // records admitted on the grace since start
+	retried atomic.Int64 // records of retries since the last interval (admission_arrival.go)
 	// pressure is 1 + the index in admissionWhys of the resource the node
 	// is over its limit on (whyCPU, whyMemory); 0: none. Set by the
 	// control loop from the guard's verdict.
@@ -149,10 +155,12 @@ type admission struct {
 	behind chan struct{}
 
 	// The control loop's state.
-	mu      sync.Mutex
-	est     drainEstimate
-	lastBy  [len(admissionWhys)]int64
-	lastWhy string
+	mu         sync.Mutex
+	est        drainEstimate
+	lastBy     [len(admissionWhys)]int64
+	lastWhy    string
+	lastGraced int64
+	gracedIv   int64 // records admitted on the grace in the last interval
 }
 
 // The values of Config.Admission.
@@ -204,6 +212,46 @@ func (a *admission) check(depth, n int, head, now time.Time) string {
 		return whySojourn
 	}
 	return ""
+}
+
+// admits is check with the grace: after a calm interval the first request
+// that only the delay bound refuses is admitted. take spends the grace (the
+// request is joining the queue); without it admits only asks (before the
+// body is read), and the grace is kept for the request itself.
+//
+// Why: a load that steps up from light meets the bound of the small size in
+// force, and its first request past it was refused, though the step it
+// brings is what the early decision (pacer) is for. Its client retries after
+// a Retry-After of a second or more: late, for one request that the margin
+// under the SLO (admitShare) had room for. The quick light bench's step
+// from 20 to 200 records/s (sent 10 a request) met a bound of 12 records at
+// 1 record a batch: one request refused each seed, its window out of the
+// SLO. CoDel, likewise, does not drop on the first packet over its target
+// but waits an interval over it ("first_above_time" in codel_should_drop,
+// Linux include/net/codel_impl.h); here the grace is one request, not an
+// interval, and the node decides at once (fellBehind), as it does on a
+// refusal. The sojourn and the hard bounds have no grace.
+func (a *admission) admits(depth, n int, head, now time.Time, take bool) string {
+	why := a.check(depth, n, head, now)
+	if why != whyDelay || !a.grace.Load() {
+		return why
+	}
+	if !take {
+		return ""
+	}
+	if !a.grace.CompareAndSwap(true, false) {
+		return why
+	}
+	a.graced.Add(int64(n))
+	a.fellBehind(whyDelay)
+	return ""
+}
+
+// gracedSince is the records admitted on the grace since the last update.
+func (a *admission) gracedSince() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.graced.Load() - a.lastGraced
 }
 
 // refused counts one refusal.
@@ -441,6 +489,12 @@ func (a *admission) update(in admissionInput) {
 		a.lastBy[i] = v
 	}
 	a.est = estimateDrain(a.est, in)
+	// The grace is armed after an interval that neither refused nor used
+	// it (so at most one request a calm interval passes on it); a queue
+	// that admits by its hard bounds only has no use for it.
+	g := a.graced.Load()
+	a.grace.Store(!a.queueOnly && in.refused == 0 && g == a.lastGraced)
+	a.gracedIv, a.lastGraced = g-a.lastGraced, g
 	slo := in.slo
 	if slo <= 0 {
 		slo = 500 * time.Millisecond
@@ -469,6 +523,10 @@ type AdmissionHealth struct {
 	// "bytes".
 	Refused   int64            `json:"refused"`
 	RefusedBy map[string]int64 `json:"refused_by,omitempty"`
+	// Graced counts the records admitted in the interval past the delay
+	// bound on its grace: the one request after a calm interval that the
+	// bound alone would have refused (the node steps early on it).
+	Graced int64 `json:"graced,omitempty"`
 	// Why is the reason of the interval's last refusal ("" if none).
 	Why string `json:"why,omitempty"`
 	// Pressure is "cpu" or "memory" while that resource of the node is
@@ -489,6 +547,7 @@ func (a *admission) health(depth int, refusedBefore [len(admissionWhys)]int64) A
 		DelayBoundMS: ms(a.est.Budget),
 		DrainRPS:     a.est.Rate,
 		MaxQueue:     a.maxQueue(),
+		Graced:       a.gracedIv,
 	}
 	if a.est.Rate > 0 {
 		h.ExpectedDelayMS = 1000 * float64(depth) / a.est.Rate

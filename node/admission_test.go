@@ -123,6 +123,57 @@ func TestAdmissionBounds(t *testing.T) {
 	}
 }
 
+// After a calm interval the first request that only the delay bound
+// refuses is admitted on the grace, counted, and the control loop told to
+// step early; the next is refused, and the grace comes back only after an
+// interval that neither refused nor graced anything. Asking before the body
+// is read does not spend it; the sojourn check has none.
+func TestAdmissionGraceLetsOneRequestPastTheDelayBoundAfterACalmInterval(t *testing.T) {
+	now := time.Now()
+	a := newAdmission(false)
+	a.update(busy(0)) // bound 1,200 records; a calm interval: the grace is armed
+	past := func(take bool) string { return a.admits(1100, 101, now, now, take) }
+	if got := past(false); got != "" {
+		t.Fatalf("asked before the body: %q, want admitted on the grace", got)
+	}
+	if got := past(true); got != "" {
+		t.Fatalf("first request past the bound: %q, want admitted on the grace", got)
+	}
+	select {
+	case <-a.behind:
+	default:
+		t.Error("the grace did not tell the control loop to step early")
+	}
+	if got := past(false); got != whyDelay {
+		t.Errorf("asked after the grace was spent: %q, want %q", got, whyDelay)
+	}
+	if got := past(true); got != whyDelay {
+		t.Errorf("second request past the bound: %q, want %q", got, whyDelay)
+	}
+	if got := a.gracedSince(); got != 101 {
+		t.Errorf("graced %d records, want 101", got)
+	}
+	a.update(busy(0)) // the interval that used the grace: not re-armed
+	if h := a.health(0, a.counters()); h.Graced != 101 {
+		t.Errorf("health: graced %d, want 101", h.Graced)
+	}
+	if got := past(true); got != whyDelay {
+		t.Errorf("after the interval that used it: %q, want %q", got, whyDelay)
+	}
+	a.refused(whyDelay, SourceHTTP)
+	a.update(busy(0)) // an interval that refused: not re-armed
+	if got := past(true); got != whyDelay {
+		t.Errorf("after an interval that refused: %q, want %q", got, whyDelay)
+	}
+	a.update(busy(0)) // calm: armed again
+	if got := a.admits(500, 1, now.Add(-time.Second), now, true); got != whySojourn {
+		t.Errorf("a head past the budget: %q, want %q (no grace)", got, whySojourn)
+	}
+	if got := past(true); got != "" {
+		t.Errorf("after a calm interval: %q, want admitted on the grace", got)
+	}
+}
+
 func TestAdmissionCheck(t *testing.T) {
 	now := time.Now()
 	a := newAdmission(false)

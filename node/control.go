@@ -65,7 +65,8 @@ func (n *Node) controlLoop() {
 	run := func(now time.Time) {
 		obs := n.observe(now, now.Sub(p.last), &avgRecord)
 		n.step(obs, avgRecord)
-		p.stepped(now, n.Health().Admission.Refused > 0)
+		a := n.Health().Admission
+		p.stepped(now, a.Refused > 0 || a.Graced > 0)
 		early = nil
 	}
 	for {
@@ -87,8 +88,8 @@ func (n *Node) controlLoop() {
 
 // pacer decides when the control loop steps: once per control interval,
 // and once early when admission refuses a request because the node is not
-// keeping up at its batch size (delay or sojourn) after an interval that
-// refused nothing. A load that steps up from light would otherwise be
+// keeping up at its batch size (delay or sojourn), or lets one past its
+// delay bound on its grace (admits), after an interval that did neither. A load that steps up from light would otherwise be
 // refused at the small size in force until the next decision, up to a
 // whole interval (1 s) later; its clients retry after a Retry-After of a
 // second or more, late. TCP answers a loss when it sees it, not on a
@@ -96,7 +97,7 @@ func (n *Node) controlLoop() {
 // interval (at most 100 ms) has passed since the last step, so that it
 // has writes to measure, and a node that stays behind gets one early step,
 // not one per refusal: the next must wait for an interval that refused
-// nothing.
+// nothing and used no grace.
 type pacer struct {
 	iv      time.Duration
 	last    time.Time // the last step
@@ -153,6 +154,7 @@ func (n *Node) observe(now time.Time, interval time.Duration, avgRecord *float64
 		Backpressure: int(s.backpressure),
 		TooLarge:     int(s.tooLarge),
 		Rejected:     int(s.rejected),
+		Graced:       int(n.queue.adm.gracedSince()),
 
 		FlushConcurrency: n.cfg.FlushConcurrency,
 		MaxLinger:        n.cfg.MaxLinger,

@@ -86,7 +86,7 @@ func (q *queue) tryPut(recs []Record) (<-chan struct{}, string, error) {
 	if len(recs) > q.maxRecords {
 		return nil, whyRecords, ErrQueueFull
 	}
-	if why, err := q.admitsLocked(len(recs), size); err != nil {
+	if why, err := q.admitsLocked(len(recs), size, true); err != nil {
 		return q.room, why, err
 	}
 	q.pushLocked(recs, size)
@@ -94,10 +94,11 @@ func (q *queue) tryPut(recs []Record) (<-chan struct{}, string, error) {
 }
 
 // admitsLocked reports whether n records of size bytes fit now: the hard
-// bounds, then the admission's delay bound. An empty queue always takes
+// bounds, then the admission's delay bound (and its grace, which take
+// spends: the records are joining the queue). An empty queue always takes
 // one request, however large, so that a request bigger than the byte bound
 // is not refused forever.
-func (q *queue) admitsLocked(n int, size int64) (string, error) {
+func (q *queue) admitsLocked(n int, size int64, take bool) (string, error) {
 	switch {
 	case q.n+n > q.maxRecords:
 		return whyRecords, ErrQueueFull
@@ -108,7 +109,7 @@ func (q *queue) admitsLocked(n int, size int64) (string, error) {
 	if q.n > 0 {
 		head = q.buf[q.head].Received
 	}
-	if why := q.adm.check(q.n, n, head, time.Now()); why != "" {
+	if why := q.adm.admits(q.n, n, head, time.Now(), take); why != "" {
 		return why, ErrOverloaded
 	}
 	return "", nil
@@ -133,7 +134,7 @@ func (q *queue) admitsBody(length int64) (string, int, error) {
 		}
 		est = max(1, int(headerEstimate*float64(length)/(avg+1)))
 	}
-	why, err := q.admitsLocked(est, 0)
+	why, err := q.admitsLocked(est, 0, false)
 	return why, est, err
 }
 

@@ -70,6 +70,12 @@ type Observation struct {
 	// Rejected counts records refused in the interval because the queue
 	// was full (answered 429 to the client).
 	Rejected int
+	// Graced counts records admitted in the interval past the admission's
+	// delay bound, on the one request the node lets past it after a calm
+	// interval (node/admission.go). The node falls behind as when it
+	// refuses, and steps early on it; no client was refused, so none is
+	// backing off.
+	Graced int
 	// CPULimit (percent of CPUAllowance) and MemLimit (percent of the
 	// host's memory) are the limits, 0-100, that the gradient's objective
 	// and the Breaker hold the node to; 0 means the Breaker's configured

@@ -396,7 +396,7 @@ func (g *Gradient) next(obs Observation) Decision {
 		return g.emit("hold:idle", maxSize, false)
 	}
 
-	regime := g.observeArrival(obs.ArrivalRate, iv, obs.Rejected > 0, obs.Now)
+	regime := g.observeArrival(obs.ArrivalRate, iv, obs.Rejected > 0, obs.Graced > 0, obs.Now)
 	if g.observeCost(obs) && regime == "" {
 		regime = "cost"
 	}
@@ -414,7 +414,7 @@ func (g *Gradient) next(obs Observation) Decision {
 	// Or a queue building up: the node is not keeping up.
 	growing := obs.QueueDepth > g.prevQueue && float64(obs.QueueDepth) > queuedBatches*cur &&
 		obs.Throughput < keepingUp*obs.ArrivalRate
-	sat := obs.Rejected > 0 || backlog || growing
+	sat := obs.Rejected > 0 || obs.Graced > 0 || backlog || growing
 	// Only clean intervals feed the slope: while a backlog builds or drains
 	// the objective moves with it, not with the size.
 	significant := false

@@ -274,6 +274,11 @@ func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 		{"many records: at once", []float64{100, 100, 400}, []string{"", "", "arrival"}, 400},
 		{"few records, but some refused: at once", []float64{20, 20, -188}, []string{"", "", "arrival"}, 188},
 		{"refused, but no jump", []float64{20, 20, -30}, []string{"", "", ""}, 23},
+		// A request let past the delay bound on the node's grace: behind as
+		// when it refuses, so the jump is taken at once; nobody was refused,
+		// so a fall after it is not held as a back-off.
+		{"few records, one request graced: at once", []float64{20, 20, 1e6 + 188}, []string{"", "", "arrival"}, 188},
+		{"graced, then the rate falls 5x: a real fall", []float64{1000, 1e6 + 1000, 200}, []string{"", "", "arrival"}, 200},
 		{"refused while the rate fell: noise", []float64{180, 180, -40, 180}, []string{"", "", "", ""}, 180},
 		{"refused, the rate falls 5x: the clients' back-off", []float64{1000, 1000, -200}, []string{"", "", ""}, 1000},
 		{"refused the interval before, the rate falls 5x", []float64{1000, -1000, 200}, []string{"", "", ""}, 1000},
@@ -287,9 +292,14 @@ func TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval(t *testing.T) {
 	for _, c := range cases {
 		g := NewGradient(GradientConfig{})
 		for i, r := range c.rates {
-			// A negative rate: records were refused in that interval.
+			// A negative rate: records were refused in that interval; a
+			// rate over 1e6: 1e6 more, and a request was graced in it.
 			now := t0.Add(time.Duration(i+1) * 250 * time.Millisecond)
-			if got := g.observeArrival(math.Abs(r), 0.25, r < 0, now); got != c.regimes[i] {
+			graced := r > 1e6
+			if graced {
+				r -= 1e6
+			}
+			if got := g.observeArrival(math.Abs(r), 0.25, r < 0, graced, now); got != c.regimes[i] {
 				t.Errorf("%s: interval %d (rate %v): regime %q, want %q", c.name, i, r, got, c.regimes[i])
 			}
 		}

@@ -66,7 +66,9 @@ func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
 // an interval in which the node refused records needs no confirmation:
 // noise that the queue absorbs is refused by nobody, and the node decides
 // early when it first refuses (node's pacer), over too short an interval
-// for jumpRecords.
+// for jumpRecords. So does one in which the node let a request past its
+// delay bound on its grace (graced): it fell behind as when it refuses,
+// and stepped early on it.
 //
 // While the node refuses records (in this interval or the last, or within
 // backoffHold of an interval that refused) the estimate does not fall: a
@@ -81,7 +83,7 @@ func (g *Gradient) observeConcurrency(obs Observation, iv float64) {
 // a 250 ms interval the second interval after the last refusal measured
 // the back-off, 0 then 800 records/s of 3,000, and the size fell from 250
 // to 39 with 1,300 records queued.)
-func (g *Gradient) observeArrival(rate, iv float64, refused bool, now time.Time) string {
+func (g *Gradient) observeArrival(rate, iv float64, refused, graced bool, now time.Time) string {
 	refusing := refused || g.refusedLast ||
 		(!now.IsZero() && !g.refusedAt.IsZero() && now.Sub(g.refusedAt) <= backoffHold)
 	g.refusedLast = refused
@@ -101,7 +103,7 @@ func (g *Gradient) observeArrival(rate, iv float64, refused bool, now time.Time)
 	pending, from := g.jumpRate, g.jumpFrom
 	g.jumpFrom, g.jumpRate = 0, 0
 	switch {
-	case jumped(g.lam, rate) && (math.Max(rate, g.lam)*iv >= jumpRecords || refused && rate > g.lam):
+	case jumped(g.lam, rate) && (math.Max(rate, g.lam)*iv >= jumpRecords || (refused || graced) && rate > g.lam):
 		return g.arrivalRegime(g.lam, rate)
 	case pending > 0 && jumped(from, rate) && (rate > from) == (pending > from) &&
 		(math.Max(rate, from)+math.Max(pending, from))*iv >= jumpRecords:

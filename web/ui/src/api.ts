@@ -159,6 +159,8 @@ export interface AdmissionHealth {
   max_queue: number;
   refused: number;
   refused_by?: Record<string, number>;
+  /** Records admitted past the delay bound on its grace (one request after a calm interval). */
+  graced?: number;
   why?: string;
   /** "cpu" or "memory" while that resource of the node is over its limit: every new request is refused until it clears. */
   pressure?: string;

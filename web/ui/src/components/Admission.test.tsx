@@ -49,6 +49,12 @@ describe('Admission', () => {
     expect(pressure).toContain("limit that acts: CPU 30% of 2.00 cores (the host's CPUs)");
   });
 
+  it('shows a request let past the delay bound on its grace', () => {
+    render(<AdmissionView name="node-1" adm={{ ...overloaded, refused: 0, refused_by: {}, graced: 10 }} depth={20} />);
+    expect(screen.getByTestId('admission-graced').textContent).toContain('10 records let past the delay bound on its grace');
+    expect(screen.getByTestId('admission-refused').textContent).toContain('nothing refused');
+  });
+
   it('says when nothing was refused and when nothing is measured yet', () => {
     render(<AdmissionView name="node-1" adm={{ delay_bound_ms: 0, expected_delay_ms: 0, drain_rps: 0, max_queue: 0, refused: 0 }} depth={0} />);
     expect(screen.getByTestId('admission').textContent).toContain('only the queue\'s hard bounds hold');

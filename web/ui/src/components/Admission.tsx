@@ -90,6 +90,12 @@ export function AdmissionView({ name, adm, depth, sloMs, cpuAllowance, cpuPercen
         ) : (
           <span className="muted">nothing refused in the last interval</span>
         )}
+        {adm.graced ? (
+          <div className="muted" data-testid="admission-graced">
+            {num(adm.graced)} records let past the delay bound on its grace (the first request past it after a calm
+            interval; the node decided early on it)
+          </div>
+        ) : null}
       </div>
     </div>
   );
