@@ -89,10 +89,10 @@ func (n *Node) controlLoop() {
 // pacer decides when the control loop steps: once per control interval,
 // and once early when admission refuses a request because the node is not
 // keeping up at its batch size (delay or sojourn), or lets one past its
-// delay bound on its grace (admits), after an interval that did neither. A load that steps up from light would otherwise be
-// refused at the small size in force until the next decision, up to a
-// whole interval (1 s) later; its clients retry after a Retry-After of a
-// second or more, late. TCP answers a loss when it sees it, not on a
+// delay bound on its grace (admits), after an interval that did neither.
+// A load that steps up from light would otherwise be refused at the small
+// size in force until the next decision, up to a whole interval (1 s)
+// later; its clients retry after a Retry-After of a second or more, late. TCP answers a loss when it sees it, not on a
 // clock, in the same spirit. The early step waits until a tenth of the
 // interval (at most 100 ms) has passed since the last step, so that it
 // has writes to measure, and a node that stays behind gets one early step,
