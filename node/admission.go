@@ -413,9 +413,9 @@ func estimateDrain(prev drainEstimate, in admissionInput) drainEstimate {
 		return next
 	}
 	rate := next.Rate
-	if p, t, ok := in.projected(next); ok {
+	if p, ok := in.projected(next); ok {
 		rate = p
-		next.Budget = max(0, time.Duration(admitShare*float64(slo))-max(next.BatchTime, t))
+		next.Budget = max(0, time.Duration(admitShare*float64(slo))-max(next.BatchTime, in.expectedWrite))
 	}
 	next.Bound = max(1, int64(rate*next.Budget.Seconds()))
 	if prev.Measured && prev.Bound > 1 {
@@ -436,8 +436,8 @@ func (in admissionInput) flushes() float64 {
 }
 
 // projected is the drain rate the node will have at the size just decided,
-// and that size's expected write time, when the controller grew the size
-// and said how long it expects a batch of it to take (expectedWrite): k ×
+// when the controller grew the size and said how long it expects a batch
+// of it to take (expectedWrite, which estimateDrain then counts as T): k ×
 // size / expected write, but never more than the measured rate × the
 // growth (a larger batch does not write faster). ok is false when there
 // is nothing to project, or when the projection is below the measured
@@ -455,21 +455,21 @@ func (in admissionInput) flushes() float64 {
 // measured, and the rate follows them (a cost model that promised too
 // much is forgotten at once: the sojourn check meanwhile refuses as soon
 // as the head of the queue waits past the budget).
-func (in admissionInput) projected(est drainEstimate) (rate float64, write time.Duration, ok bool) {
+func (in admissionInput) projected(est drainEstimate) (rate float64, ok bool) {
 	if in.expectedWrite <= 0 || in.inForce <= 0 || in.batchSize <= in.inForce || in.concurrency <= 0 || est.Rate <= 0 {
-		return 0, 0, false
+		return 0, false
 	}
 	// The interval's batches were full: the size, not the load or a byte
 	// bound, made them, so a larger size makes larger ones.
 	if in.batches == 0 || in.meanFill < projectFull*float64(in.inForce) {
-		return 0, 0, false
+		return 0, false
 	}
 	k := in.flushes()
 	rate = math.Min(k*float64(in.batchSize)/in.expectedWrite.Seconds(), est.Rate*float64(in.batchSize)/float64(in.inForce))
 	if rate <= est.Rate {
-		return 0, 0, false
+		return 0, false
 	}
-	return rate, in.expectedWrite, true
+	return rate, true
 }
 
 // update recomputes the bounds from one interval's figures.
