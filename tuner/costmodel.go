@@ -94,12 +94,32 @@ const (
 // measured (appLimited) — and that capacity.
 func (g *Gradient) bestMeasured(maxB float64) (n, capacity float64) {
 	for _, p := range g.mem {
-		k := math.Min(g.k, appLimited*p.busy)
-		if c := k * p.n / p.b; g.tick-p.at <= memRecent && p.b <= maxB && c > capacity {
+		if c := g.concurrency(p) * p.n / p.b; g.tick-p.at <= memRecent && p.b <= maxB && c > capacity {
 			n, capacity = p.n, c
 		}
 	}
 	return n, capacity
+}
+
+// concurrency is the K a remembered size's capacity K·n/B(n) is credited
+// with: at most twice the batches in flight when it was measured
+// (appLimited).
+func (g *Gradient) concurrency(p costPoint) float64 {
+	return math.Min(g.k, appLimited*p.busy)
+}
+
+// concurrencyAt is the K credited to size n: that of the remembered size
+// nearest to it (in log size), or K itself when nothing is remembered.
+// The model's write time for n comes from the same sizes (cost), measured
+// at the concurrency then in use.
+func (g *Gradient) concurrencyAt(n float64) float64 {
+	k, dist := g.k, math.Inf(1)
+	for _, p := range g.mem {
+		if d := math.Abs(math.Log(p.n / n)); d < dist {
+			k, dist = g.concurrency(p), d
+		}
+	}
+	return k
 }
 
 // measured reports whether a size in [lo, hi] was measured in the last 30
@@ -203,13 +223,20 @@ func (g *Gradient) observeCost(obs Observation) bool {
 	}
 	// Remember the band's cost (an EWMA) and drop stale bands.
 	i := sort.Search(len(g.mem), func(i int) bool { return g.mem[i].band >= band })
-	if i < len(g.mem) && g.mem[i].band == band {
+	switch {
+	case i < len(g.mem) && g.mem[i].band == band && (busy > appLimited*g.mem[i].busy || g.mem[i].busy > appLimited*busy):
+		// Measured at another concurrency: a write that waited for
+		// others in the downstream is not the one that did not, and their
+		// mean is neither (it credited a size the node had left with 10 %
+		// more capacity than the one it held, and the size fell to it).
+		g.mem[i] = costPoint{band: band, n: n, b: b, busy: busy, at: g.tick}
+	case i < len(g.mem) && g.mem[i].band == band:
 		p := &g.mem[i]
 		p.n += memAlpha * (n - p.n)
 		p.b += memAlpha * (b - p.b)
 		p.busy += memAlpha * (busy - p.busy)
 		p.at = g.tick
-	} else {
+	default:
 		g.mem = append(g.mem, costPoint{})
 		copy(g.mem[i+1:], g.mem[i:])
 		g.mem[i] = costPoint{band: band, n: n, b: b, busy: busy, at: g.tick}

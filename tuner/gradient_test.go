@@ -251,6 +251,46 @@ func holdsSteadyInOverload(t *testing.T, lagging bool) {
 	}
 }
 
+// TestGradientCreditsASizeWithTheConcurrencyItWasMeasuredAt: behind a
+// downstream that serves 2 requests at once, a write measured at light load
+// (about one batch in flight) took s(n), one measured in the overload 2·s(n),
+// waiting for the request ahead of it. Credited with all 4 flushes, the
+// light load's ~150 records seemed to carry 10 000 records/s where the
+// overload's ~380 carried 6 700, and the first interval after the overload
+// in which the node did not fall behind, its clients still backing off,
+// shrank the size to the light load's (quick overload bench: 389 → 122 with
+// 872 records queued, and the retries that came next were refused).
+// Credited with twice the batches in flight when it was measured
+// (appLimited, as bestMeasured does), the light size carries less, and the
+// size holds.
+func TestGradientCreditsASizeWithTheConcurrencyItWasMeasuredAt(t *testing.T) {
+	g := NewGradient(GradientConfig{Initial: 100})
+	size := 100
+	var trail []string
+	step := func(i int, rate float64) Decision {
+		d := g.Next(concurrencyBound(i, size, rate, 0))
+		trail = append(trail, fmt.Sprintf("%d→%d %s", size, d.BatchSize, d.Reason))
+		size = d.BatchSize
+		return d
+	}
+	for i := 1; i <= 20; i++ {
+		step(i, 3000)
+	}
+	light := size
+	for i := 21; i <= 40; i++ {
+		step(i, 10000)
+	}
+	over := size
+	if over < 2*light {
+		t.Fatalf("the overload grew the size from %d to %d only, want twice; decisions: %s", light, over, strings.Join(trail, "; "))
+	}
+	d := step(41, 3000)
+	if float64(d.BatchSize) < 0.75*float64(over) {
+		t.Errorf("the first interval after the overload moved %d → %d (%s), want the size held while the refused clients back off; decisions: %s",
+			over, d.BatchSize, d.Reason, strings.Join(trail, "; "))
+	}
+}
+
 // TestGradientConfirmsASmallJumpInArrivalsOnTheNextInterval: at a 250 ms
 // interval a load stepping from 20 to 190 records/s brings fewer records an
 // interval (47) than a lone interval is trusted with (jumpRecords); a

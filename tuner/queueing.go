@@ -210,7 +210,7 @@ func (g *Gradient) modelTarget(slo, linger, drain float64, maxSize int) float64 
 		rho := lamH * b / (g.k * eff)
 		sizes[i] = n
 		if b <= slo {
-			caps[i] = g.k * eff / b
+			caps[i] = g.concurrencyAt(eff) * eff / b
 			fits[i] = b <= cfg.LatencyBudget*slo
 		}
 		if rho >= 1 {
