@@ -440,7 +440,12 @@ func (g *Gradient) next(obs Observation) Decision {
 	if bt := obs.MeanBatchTime.Seconds(); obs.Batches > 0 && bt > 0 {
 		flushRate = obs.MeanBatchFill / bt
 	}
-	knee := sat && g.prevSat && (obs.Batches > 0 || iv >= g.lastWrite) &&
+	// The batches must be of the size grown to (unmeasuredMove): the
+	// interval after a growth step writes a mix of both sizes, at 250 ms
+	// intervals often most of the old, and the mix's count and rate were
+	// taken for a knee in the quick overload bench (239 → 181 with
+	// batches of 174 measured), whose ceiling then held the size down.
+	knee := sat && g.prevSat && (obs.Batches > 0 || iv >= g.lastWrite) && (obs.Batches == 0 || !g.unmeasuredMove(obs, cur)) &&
 		cur > kneeGrowth*g.prevSize && obs.Throughput < kneeLoss*g.prevThroughput &&
 		(flushRate == 0 || g.prevFlushRate == 0 || flushRate < kneeLoss*g.prevFlushRate)
 	if g.ceiling > 0 && !pressure && !knee {
@@ -731,8 +736,13 @@ func (g *Gradient) climbSaturated(obs Observation, cur, lb, lt, budget float64) 
 	room := g.growthRoom(cur, 1+cfg.SaturatedStep, slowMargin*budget)
 	free := g.ceiling == 0 || g.ceiling > ceilingRoom*cur // no ceiling rules growth out
 	switch {
-	case lt > lb+math.Log(1+cfg.DeadBand):
-		d, reason, fast = lt, "saturated:model", true
+	case lt > lb+math.Log(1+cfg.DeadBand) && room > (1+cfg.DeadBand)*cur:
+		// The model's size, but not one predicted to write past
+		// slowMargin of the budget either: overloaded at the sizes it
+		// measured, the model extrapolates their cost, and in the quick
+		// overload bench it jumped 370 → 1,575 records on a write it
+		// predicted at 450 ms, which the write-time guard then cut.
+		d, reason, fast = math.Min(lt, math.Log(g.growthRoom(cur, math.Exp(lt)/cur, slowMargin*budget))), "saturated:model", true
 	case obs.Batches == 0 || g.unmeasuredMove(obs, cur):
 		// Nothing finished (the node's early step, or writes longer than
 		// the interval), or not yet at the size in force: the interval

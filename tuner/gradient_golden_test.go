@@ -123,16 +123,20 @@ func recordGolden(t *testing.T) []goldenStep {
 	return steps
 }
 
-func readGolden(t *testing.T) []goldenStep {
+func readGolden(t *testing.T) []goldenStep { return readSteps(t, goldenPath) }
+
+// readSteps reads a gzipped file of recorded steps: the golden decisions,
+// or control steps of a bench (bench --steps, the same fields).
+func readSteps(t *testing.T, path string) []goldenStep {
 	t.Helper()
-	f, err := os.Open(goldenPath)
+	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("open golden decisions: %v", err)
+		t.Fatalf("open recorded steps: %v", err)
 	}
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		t.Fatalf("read golden decisions %s: %v", goldenPath, err)
+		t.Fatalf("read recorded steps %s: %v", path, err)
 	}
 	var steps []goldenStep
 	sc := bufio.NewScanner(zr)
@@ -140,12 +144,12 @@ func readGolden(t *testing.T) []goldenStep {
 	for sc.Scan() {
 		var s goldenStep
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			t.Fatalf("golden line %d: %v", len(steps)+1, err)
+			t.Fatalf("%s line %d: %v", path, len(steps)+1, err)
 		}
 		steps = append(steps, s)
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("read golden decisions %s: %v", goldenPath, err)
+		t.Fatalf("read recorded steps %s: %v", path, err)
 	}
 	return steps
 }

@@ -154,6 +154,18 @@ func TestGradientGivesEachDecisionReasonForItsCase(t *testing.T) {
 			reason: "shrink:knee", move: smaller,
 		},
 		{
+			// The interval after a growth step writes a mix of both sizes;
+			// the mix's lower rate is not the new size's.
+			name: "growth under saturation measured on the old size's batches is no knee", initial: 1000,
+			steps: []step{
+				at(1000, saturatedAt(400000, 500000)),
+				at(2000, with(saturatedAt(400000, 600000), func(o *Observation) {
+					o.MeanBatchFill, o.Throughput, o.MeanBatchTime = 1200, o.Throughput*0.5, o.MeanBatchTime*2
+				})),
+			},
+			reason: "hold:deadband", move: same,
+		},
+		{
 			name: "a measured size's writes getting 5x dearer tries smaller first", initial: 800,
 			steps: append(repeat(12, at(800, steadyAt(10000))), at(800, with(steadyAt(10000), func(o *Observation) {
 				o.MeanBatchTime *= 5
