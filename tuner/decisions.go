@@ -27,6 +27,13 @@ type DecisionRecord struct {
 	// decision, when the decision changed it (Decision.FlushConcurrency);
 	// 0: unchanged.
 	FlushLimit int `json:"flush_limit,omitempty"`
+	// WriteMs is what a write took in the interval decided on (the mean of
+	// its successful attempts, else of its batches), at the old size;
+	// ExpectedWriteMs what the controller expects one to take at the new
+	// size (Decision.WriteTime: gradient's cost model). 0: no write
+	// finished, or the controller did not say.
+	WriteMs         float64 `json:"write_ms,omitempty"`
+	ExpectedWriteMs float64 `json:"expected_write_ms,omitempty"`
 }
 
 // NewDecisionRecord describes decision d taken on obs: the size goes from
@@ -36,14 +43,19 @@ func NewDecisionRecord(node, controller string, obs Observation, d Decision) Dec
 	if breaker == "" {
 		breaker = BreakerClosed
 	}
-	return DecisionRecord{
+	r := DecisionRecord{
 		Time: obs.Now, Node: node, Controller: controller,
 		OldSize: obs.BatchSize, NewSize: d.BatchSize, Reason: d.Reason,
 		ArrivalRPS: obs.ArrivalRate, ThroughputRPS: obs.Throughput, GoodputRPS: obs.Goodput,
 		P99ms:      float64(obs.P99) / float64(time.Millisecond),
 		CPUPercent: obs.CPUPercent, MemPercent: obs.MemPercent,
 		QueueDepth: obs.QueueDepth, Breaker: breaker,
+		ExpectedWriteMs: float64(d.WriteTime) / float64(time.Millisecond),
 	}
+	if obs.Batches > 0 {
+		r.WriteMs = 1000 * writeTime(obs)
+	}
+	return r
 }
 
 // DecisionLog keeps the most recent decisions in a bounded ring. It is safe

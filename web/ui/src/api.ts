@@ -100,6 +100,11 @@ export interface Decision {
   // The batches the node may write at once after this decision, when it
   // changed them (arc); absent otherwise.
   flush_limit?: number;
+  // What a write took in the interval decided on (at the old size), and
+  // what the controller expects one to take at the new size (gradient's
+  // cost model); absent when unknown.
+  write_ms?: number;
+  expected_write_ms?: number;
 }
 
 export interface DecisionsAnswer {

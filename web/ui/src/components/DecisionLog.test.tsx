@@ -1,7 +1,7 @@
 import { fireEvent, render, screen } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
 import { decision } from '../testdata';
-import { DecisionLog, mergeDecisions } from './DecisionLog';
+import { DecisionLog, mergeDecisions, writes } from './DecisionLog';
 
 describe('DecisionLog', () => {
   const list = mergeDecisions([], [decision('node-1', 1), decision('node-2', 3, { reason: 'shrink:p99', new_size: 80 }), decision('node-1', 2)]);
@@ -20,6 +20,18 @@ describe('DecisionLog', () => {
     const rows = container.querySelectorAll('tbody tr');
     expect(rows[0].textContent).toContain('3 at once');
     expect(rows[1].textContent).not.toContain('at once');
+  });
+
+  it('shows the write measured at the old size and the one expected at the new size', () => {
+    const ds = [
+      decision('node-1', 6, { write_ms: 230.4, expected_write_ms: 289.6 }),
+      decision('node-1', 5, { write_ms: 41 }),
+      decision('node-1', 4, { expected_write_ms: 12 }),
+      decision('node-1', 3),
+    ];
+    expect(ds.map(writes)).toEqual(['230 → 290', '41', '→ 12', '']);
+    const { container } = render(<DecisionLog decisions={ds} nodes={['node-1']} />);
+    expect(container.querySelectorAll('tbody tr')[0].textContent).toContain('230 → 290');
   });
 
   it('filters by node', () => {

@@ -48,6 +48,9 @@ export function DecisionLog({ decisions, nodes, max = 200 }: DecisionLogProps) {
                 <th className="num">Arrival/s</th>
                 <th className="num">Records/s</th>
                 <th className="num">p99 ms</th>
+                <th className="num" title="what a write took at the old size → what the controller expects at the new one">
+                  Write ms
+                </th>
                 <th className="num">CPU %</th>
                 <th className="num">Queue</th>
                 <th>Breaker</th>
@@ -69,6 +72,7 @@ export function DecisionLog({ decisions, nodes, max = 200 }: DecisionLogProps) {
                   <td className="num">{num(d.arrival_rps)}</td>
                   <td className="num">{num(d.throughput_rps)}</td>
                   <td className="num">{num(d.p99_ms, 1)}</td>
+                  <td className="num">{writes(d)}</td>
                   <td className="num">{num(d.cpu_percent, 1)}</td>
                   <td className="num">{num(d.queue_depth)}</td>
                   <td>{d.breaker}</td>
@@ -81,6 +85,14 @@ export function DecisionLog({ decisions, nodes, max = 200 }: DecisionLogProps) {
       )}
     </section>
   );
+}
+
+/** The write measured at the old size and the one expected at the new size: "230 → 290", "230", "→ 290" or "". */
+export function writes(d: Decision): string {
+  const was = d.write_ms ? num(d.write_ms) : '';
+  const next = d.expected_write_ms ? num(d.expected_write_ms) : '';
+  if (was && next) return `${was} → ${next}`;
+  return was || (next ? `→ ${next}` : '');
 }
 
 /** Merges new decisions into a newest-first list without duplicates, keeping at most cap. */
