@@ -400,6 +400,14 @@ func TestBenchNodesWritesTheClusterReport(t *testing.T) {
 				P99ms         *float64 `json:"p99_ms"`
 				OverloadRatio *float64 `json:"overload_ratio"`
 			} `json:"phases"`
+			Nodes []struct {
+				Name   string `json:"name"`
+				Series []struct {
+					T          int   `json:"t"`
+					GrantBytes int64 `json:"grant_bytes"`
+					BatchSize  int64 `json:"batch_size"`
+				} `json:"series"`
+			} `json:"nodes"`
 		} `json:"arms"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
@@ -423,6 +431,22 @@ func TestBenchNodesWritesTheClusterReport(t *testing.T) {
 		if len(a.Phases) != 2 || a.Phases[0].Name != "step" || a.Phases[1].Name != "shift" ||
 			a.Phases[0].GoodputRPS == nil || a.Phases[0].P99ms == nil || a.Phases[0].OverloadRatio == nil {
 			t.Errorf("arm %s phases: %s", a.Name, b)
+		}
+		// Each node's grant and batch size, once a second of the 4 s load.
+		if len(a.Nodes) != 2 {
+			t.Fatalf("arm %s: %d nodes in the report, want 2", a.Name, len(a.Nodes))
+		}
+		for _, n := range a.Nodes {
+			granted, batched := false, false
+			for i, s := range n.Series {
+				granted, batched = granted || s.GrantBytes > 0, batched || s.BatchSize > 0
+				if s.T != i {
+					t.Errorf("arm %s node %s: second %d says t=%d", a.Name, n.Name, i, s.T)
+				}
+			}
+			if len(n.Series) != 4 || !granted || !batched {
+				t.Errorf("arm %s node %s: series %+v, want 4 seconds with a grant and a batch size", a.Name, n.Name, n.Series)
+			}
 		}
 		svg, err := os.ReadFile(filepath.Join(svgDir, "cluster-"+a.Name+".svg"))
 		if err != nil || !strings.HasPrefix(string(svg), "<svg") {

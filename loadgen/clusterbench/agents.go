@@ -194,22 +194,44 @@ func (c *cluster) waitLeases(ctx context.Context, within time.Duration) error {
 
 // scrapeGauge reads one unlabelled sample from a Prometheus text page.
 func scrapeGauge(client *http.Client, url, name string) (float64, error) {
-	resp, err := client.Get(url)
+	v, err := scrapeGauges(client, url, name)
 	if err != nil {
 		return 0, err
 	}
+	got, ok := v[name]
+	if !ok {
+		return 0, fmt.Errorf("%s not in %s", name, url)
+	}
+	return got, nil
+}
+
+// scrapeGauges reads the unlabelled samples of names from one Prometheus
+// text page; a name the page does not have is left out of the map.
+func scrapeGauges(client *http.Client, url string, names ...string) (map[string]float64, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	out := make(map[string]float64, len(names))
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	for sc.Scan() && len(out) < len(names) {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+		for _, name := range names {
+			rest, ok := strings.CutPrefix(line, name+" ")
+			if !ok {
+				continue
+			}
 			var v float64
 			if _, err := fmt.Sscan(rest, &v); err != nil {
-				return 0, fmt.Errorf("%s: %w", name, err)
+				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			return v, nil
+			out[name] = v
 		}
 	}
-	return 0, fmt.Errorf("%s not in %s", name, url)
+	return out, sc.Err()
 }

@@ -1,7 +1,10 @@
 package clusterbench
 
 import (
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +180,67 @@ func FuzzClusterScenario(f *testing.F) {
 			t.Fatalf("the sink of a scenario that parsed: %v", err)
 		}
 	})
+}
+
+func TestScrapeGaugesReadsUnlabelledSamples(t *testing.T) {
+	page := strings.Join([]string{
+		"# HELP batchpilot_grant_bytes The in-flight byte budget granted to this node (0: none).",
+		"# TYPE batchpilot_grant_bytes gauge",
+		"batchpilot_grant_bytes 1.1288e+06",
+		`batchpilot_breaker_state{state="closed"} 1`,
+		"batchpilot_queue_depth 0",
+		"batchpilot_batch_size_total 9", // a longer name with the same prefix
+		"batchpilot_batch_size 37",
+	}, "\n") + "\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, page)
+	}))
+	defer srv.Close()
+	v, err := scrapeGauges(srv.Client(), srv.URL+"/metrics", gaugeGrant, gaugeQueue, gaugeBatch, gaugeInFlight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{gaugeGrant: 1128800, gaugeQueue: 0, gaugeBatch: 37}
+	if len(v) != len(want) {
+		t.Errorf("got %v, want %v (no %s: the page has none)", v, want, gaugeInFlight)
+	}
+	for k, w := range want {
+		if got, ok := v[k]; !ok || got != w {
+			t.Errorf("%s = %v (%v), want %v", k, got, ok, w)
+		}
+	}
+	if _, err := scrapeGauge(srv.Client(), srv.URL+"/metrics", gaugeInFlight); err == nil {
+		t.Errorf("scrapeGauge of a gauge the page lacks: no error")
+	}
+	if _, err := scrapeGauges(srv.Client(), srv.URL+"/nothing", gaugeGrant); err == nil {
+		t.Errorf("a 404 page: no error")
+	}
+}
+
+func TestSVGDrawsEachNodesGrantWhereABudgetIsShared(t *testing.T) {
+	series := []Second{{T: 0, Phase: "step", OfferedRPS: 100, KneeBytes: 1000}, {T: 1, Phase: "step", OfferedRPS: 100, KneeBytes: 1000}}
+	nodes := []NodeResult{
+		{Name: "n1", Series: []NodeSecond{{T: 0, GrantBytes: 4096}, {T: 1, GrantBytes: 8192}}},
+		{Name: "n2", Series: []NodeSecond{{T: 0, GrantBytes: 2048}, {T: 1, GrantBytes: 1024}}},
+	}
+	r := &Report{Nodes: 2}
+	for _, tc := range []struct {
+		arm    string
+		grants bool
+	}{{ArmLearned, true}, {"budget:65536", true}, {ArmUncoordinated, false}} {
+		svg := string(Arm{Name: tc.arm, Series: series, Nodes: nodes}.svg(r))
+		if got := strings.Contains(svg, "each node's grant"); got != tc.grants {
+			t.Errorf("%s: grants panel %v, want %v", tc.arm, got, tc.grants)
+		}
+		if tc.grants && (!strings.Contains(svg, `>n1</tspan>`) || !strings.Contains(svg, `>n2</tspan>`) || !strings.Contains(svg, ">8 KiB<")) {
+			t.Errorf("%s: the panel misses a node or its scale:\n%s", tc.arm, svg)
+		}
+		if !strings.HasPrefix(svg, "<svg") || !strings.HasSuffix(svg, "</svg>\n") {
+			t.Errorf("%s: not one SVG document", tc.arm)
+		}
+	}
 }

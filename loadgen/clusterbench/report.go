@@ -104,11 +104,28 @@ type PhaseResult struct {
 	JainIndex     float64 `json:"jain_index"`
 }
 
-// NodeResult is one node's demand and goodput over the whole load.
+// NodeResult is one node's demand and goodput over the whole load, and
+// what it held second by second.
 type NodeResult struct {
-	Name       string  `json:"name"`
-	OfferedRPS float64 `json:"offered_rps"`
-	GoodputRPS float64 `json:"goodput_rps"`
+	Name       string       `json:"name"`
+	OfferedRPS float64      `json:"offered_rps"`
+	GoodputRPS float64      `json:"goodput_rps"`
+	Series     []NodeSecond `json:"series,omitempty"`
+}
+
+// NodeSecond is one node's state at the start of a second of the load, as
+// its /metrics gave it (a second it did not answer in is all zero): the
+// bytes the leader granted it, the records in its queue, the batch size
+// in force and the bytes of its batches being written. How a budget is
+// shared shows here: the cluster bench once saw a hot node carry a third
+// of its load with the budget far from used, and nothing in the report
+// said what it was granted.
+type NodeSecond struct {
+	T             int   `json:"t"`
+	GrantBytes    int64 `json:"grant_bytes"`
+	QueueRecords  int64 `json:"queue_records"`
+	BatchSize     int64 `json:"batch_size"`
+	InFlightBytes int64 `json:"in_flight_bytes"`
 }
 
 // Second is one second of an arm: the goodput of the requests sent in it,

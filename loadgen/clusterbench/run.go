@@ -205,16 +205,38 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 			mu.Unlock()
 		}()
 	}
-	// The cluster budget in force, once a second, as the first node (a
-	// server) knows it.
-	budgets := make([]int64, int(sc.Duration()/time.Second))
-	budgetDone := make(chan struct{})
+	// Once a second, every node's grant, queue and batch, and the cluster
+	// budget in force as the first node (a server) knows it.
+	secs := int(sc.Duration() / time.Second)
+	budgets := make([]int64, secs)
+	nodeSecs := make([][]NodeSecond, len(cl.agents))
+	for i := range nodeSecs {
+		nodeSecs[i] = make([]NodeSecond, secs)
+	}
+	sampled := make(chan struct{})
 	go func() {
-		defer close(budgetDone)
+		defer close(sampled)
 		client := &http.Client{Timeout: time.Second}
-		for s := range budgets {
-			if v, err := scrapeGauge(client, cl.agents[0].url+"/metrics", "batchpilot_cluster_budget_bytes"); err == nil {
-				budgets[s] = int64(v)
+		for s := range secs {
+			var swg sync.WaitGroup
+			for i, a := range cl.agents {
+				swg.Add(1)
+				go func() {
+					defer swg.Done()
+					v, err := scrapeGauges(client, a.url+"/metrics", gaugeBudget, gaugeGrant, gaugeQueue, gaugeBatch, gaugeInFlight)
+					if err != nil {
+						return
+					}
+					nodeSecs[i][s] = NodeSecond{GrantBytes: int64(v[gaugeGrant]), QueueRecords: int64(v[gaugeQueue]),
+						BatchSize: int64(v[gaugeBatch]), InFlightBytes: int64(v[gaugeInFlight])}
+					if i == 0 {
+						budgets[s] = int64(v[gaugeBudget])
+					}
+				}()
+			}
+			swg.Wait()
+			for i := range nodeSecs {
+				nodeSecs[i][s].T = s // also in a second a node did not answer in
 			}
 			select {
 			case <-ctx.Done():
@@ -224,7 +246,7 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 		}
 	}()
 	wins := watchSink(ctx, sim, sc, start, cfg.Progress, cfg.ProgressEvery, spec.name)
-	<-budgetDone
+	<-sampled
 	for s := range min(len(wins), len(budgets)) {
 		wins[s].budget = budgets[s]
 	}
@@ -233,11 +255,25 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 		return Arm{}, err
 	}
 	arm := summarize(spec.name, sc, cfg.Nodes, outs, wins)
+	for i := range arm.Nodes {
+		if i < len(nodeSecs) {
+			arm.Nodes[i].Series = nodeSecs[i]
+		}
+	}
 	if spec.name == ArmLearned {
 		arm.BudgetDecisions = budgetDecisions(cl.agents[0].url, start)
 	}
 	return arm, nil
 }
+
+// The gauges the bench reads from each node's /metrics.
+const (
+	gaugeBudget   = "batchpilot_cluster_budget_bytes"
+	gaugeGrant    = "batchpilot_grant_bytes"
+	gaugeQueue    = "batchpilot_queue_depth"
+	gaugeBatch    = "batchpilot_batch_size"
+	gaugeInFlight = "batchpilot_inflight_bytes"
+)
 
 // budgetDecisions reads the leader's budget decisions (any node relays
 // them) made since the load started, oldest first.

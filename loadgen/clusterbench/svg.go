@@ -43,11 +43,29 @@ func (r *Report) WriteSVGs(target string) ([]string, error) {
 	return files, nil
 }
 
+// nodeColors tell the nodes apart in the grants panel (the first is the
+// hot spot's node); more nodes than colours reuse them.
+var nodeColors = []string{"#cf222e", "#0550ae", "#1a7f37", "#8250df", "#bf8700", "#57606a", "#e16f24", "#1b7c83"}
+
 // svg draws, over the seconds of the load, the goodput against the offered
-// load (top) and the downstream's peak in-flight bytes against its knee,
-// overloaded seconds shaded (bottom).
+// load (top), the downstream's peak in-flight bytes against its knee,
+// overloaded seconds shaded (middle), and, where a cluster budget is
+// shared (the learned and hand-set budget arms), each node's grant
+// (bottom).
 func (a Arm) svg(r *Report) []byte {
-	const w, h, left, right, top, panel, gap = 900, 420, 70, 20, 40, 150, 40
+	const w, left, right, top, panel, gap = 900, 70, 20, 40, 150, 40
+	grants := a.Name == ArmLearned || strings.HasPrefix(a.Name, "budget:")
+	var maxGrant float64
+	for _, nd := range a.Nodes {
+		for _, s := range nd.Series {
+			maxGrant = max(maxGrant, float64(s.GrantBytes))
+		}
+	}
+	grants = grants && maxGrant > 0
+	h := 420
+	if grants {
+		h += panel + gap
+	}
 	n := len(a.Series)
 	var maxRate, maxBytes float64
 	for _, s := range a.Series {
@@ -69,7 +87,7 @@ func (a Arm) svg(r *Report) []byte {
 		}
 		if i == 0 || s.Phase != a.Series[i-1].Phase {
 			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#999" stroke-dasharray="3,3"/><text x="%.1f" y="%d" fill="#555">%s</text>`+"\n",
-				x(float64(i)), x(float64(i)), top, top+2*panel+gap, x(float64(i))+3, top+10, s.Phase)
+				x(float64(i)), x(float64(i)), top, h-gap+10, x(float64(i))+3, top+10, s.Phase)
 		}
 	}
 	line := func(color string, pts func(i int) (float64, float64)) {
@@ -93,6 +111,21 @@ func (a Arm) svg(r *Report) []byte {
 	fmt.Fprintf(&b, `<text x="4" y="%d">%.0f KiB</text><text x="4" y="%d">0</text>`+"\n", top+panel+gap+8, maxBytes/1024, top+2*panel+gap)
 	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#1a7f37">goodput within the SLO</tspan>, <tspan fill="#888">offered</tspan> (records/s, all nodes)</text>`+"\n", left, top+panel+14)
 	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#0550ae">downstream in-flight bytes (peak per second)</tspan>, <tspan fill="#c00">its knee</tspan>%s; shaded: past the knee or 429</text>`+"\n", left, top+2*panel+gap+14, learnedLegend(a.Name))
+	if grants {
+		y3 := func(v float64) float64 { return float64(top+3*panel+2*gap) - v/maxGrant*panel }
+		var legend strings.Builder
+		for k, nd := range a.Nodes {
+			color := nodeColors[k%len(nodeColors)]
+			var p strings.Builder
+			for i, s := range nd.Series {
+				fmt.Fprintf(&p, "%.1f,%.1f ", x(float64(i)+0.5), y3(float64(s.GrantBytes)))
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.2" points="%s"/>`+"\n", color, p.String())
+			fmt.Fprintf(&legend, `<tspan fill="%s">%s</tspan> `, color, nd.Name)
+		}
+		fmt.Fprintf(&b, `<text x="4" y="%d">%.0f KiB</text><text x="4" y="%d">0</text>`+"\n", top+2*panel+2*gap+8, maxGrant/1024, top+3*panel+2*gap)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">each node's grant (bytes, once a second): %s</text>`+"\n", left, top+3*panel+2*gap+14, legend.String())
+	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
 }
