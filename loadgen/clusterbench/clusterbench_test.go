@@ -244,3 +244,28 @@ func TestSVGDrawsEachNodesGrantWhereABudgetIsShared(t *testing.T) {
 		}
 	}
 }
+
+func TestTableComparesLearnedOnlyWithArmsThatRan(t *testing.T) {
+	learned := Arm{Name: ArmLearned, GoodputRPS: 300, Phases: []PhaseResult{{Name: "step", GoodputRPS: 600}}}
+	other := Arm{Name: ArmUncoordinated, GoodputRPS: 200, Phases: []PhaseResult{{Name: "step", GoodputRPS: 400}}}
+	for _, tc := range []struct {
+		arms []Arm
+		want string // the summary line; "" for none
+	}{
+		{[]Arm{other, learned}, "learned: step 1.50x vs uncoordinated, whole run 1.50x vs uncoordinated\n"},
+		{[]Arm{learned}, ""},
+		{[]Arm{other}, ""},
+	} {
+		var b strings.Builder
+		if err := (&Report{Arms: tc.arms}).WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		_, summary, _ := strings.Cut(b.String(), "learned: ")
+		if summary != "" {
+			summary = "learned: " + summary
+		}
+		if summary != tc.want {
+			t.Errorf("arms %d: summary %q, want %q\n%s", len(tc.arms), summary, tc.want, b.String())
+		}
+	}
+}

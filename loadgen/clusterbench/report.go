@@ -393,6 +393,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		parts = append(parts, fmt.Sprintf("whole run %s vs %s", ratio(learned.GoodputRPS, other.GoodputRPS), other.Name))
 	}
+	if len(parts) == 0 {
+		return nil // learned ran alone: nothing to compare it with
+	}
 	_, err := fmt.Fprintf(w, "learned: %s\n", strings.Join(parts, ", "))
 	return err
 }
