@@ -62,9 +62,9 @@ func (a Arm) svg(r *Report) []byte {
 		}
 	}
 	grants = grants && maxGrant > 0
-	h := 420
+	h, bottom := 420, top+2*panel+gap // the chart's height, the last panel's foot
 	if grants {
-		h += panel + gap
+		h, bottom = h+panel+gap, bottom+panel+gap
 	}
 	n := len(a.Series)
 	var maxRate, maxBytes float64
@@ -87,7 +87,7 @@ func (a Arm) svg(r *Report) []byte {
 		}
 		if i == 0 || s.Phase != a.Series[i-1].Phase {
 			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#999" stroke-dasharray="3,3"/><text x="%.1f" y="%d" fill="#555">%s</text>`+"\n",
-				x(float64(i)), x(float64(i)), top, h-gap+10, x(float64(i))+3, top+10, s.Phase)
+				x(float64(i)), x(float64(i)), top, bottom, x(float64(i))+3, top+10, s.Phase)
 		}
 	}
 	line := func(color string, pts func(i int) (float64, float64)) {
@@ -112,7 +112,7 @@ func (a Arm) svg(r *Report) []byte {
 	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#1a7f37">goodput within the SLO</tspan>, <tspan fill="#888">offered</tspan> (records/s, all nodes)</text>`+"\n", left, top+panel+14)
 	fmt.Fprintf(&b, `<text x="%d" y="%d"><tspan fill="#0550ae">downstream in-flight bytes (peak per second)</tspan>, <tspan fill="#c00">its knee</tspan>%s; shaded: past the knee or 429</text>`+"\n", left, top+2*panel+gap+14, learnedLegend(a.Name))
 	if grants {
-		y3 := func(v float64) float64 { return float64(top+3*panel+2*gap) - v/maxGrant*panel }
+		y3 := func(v float64) float64 { return float64(bottom) - v/maxGrant*panel }
 		var legend strings.Builder
 		for k, nd := range a.Nodes {
 			color := nodeColors[k%len(nodeColors)]
@@ -123,8 +123,8 @@ func (a Arm) svg(r *Report) []byte {
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.2" points="%s"/>`+"\n", color, p.String())
 			fmt.Fprintf(&legend, `<tspan fill="%s">%s</tspan> `, color, nd.Name)
 		}
-		fmt.Fprintf(&b, `<text x="4" y="%d">%.0f KiB</text><text x="4" y="%d">0</text>`+"\n", top+2*panel+2*gap+8, maxGrant/1024, top+3*panel+2*gap)
-		fmt.Fprintf(&b, `<text x="%d" y="%d">each node's grant (bytes, once a second): %s</text>`+"\n", left, top+3*panel+2*gap+14, legend.String())
+		fmt.Fprintf(&b, `<text x="4" y="%d">%.0f KiB</text><text x="4" y="%d">0</text>`+"\n", bottom-panel+8, maxGrant/1024, bottom)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">each node's grant (bytes, once a second): %s</text>`+"\n", left, bottom+14, legend.String())
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
