@@ -255,10 +255,8 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 		return Arm{}, err
 	}
 	arm := summarize(spec.name, sc, cfg.Nodes, outs, wins)
-	for i := range arm.Nodes {
-		if i < len(nodeSecs) {
-			arm.Nodes[i].Series = nodeSecs[i]
-		}
+	for i := range arm.Nodes { // one per agent, in order
+		arm.Nodes[i].Series = nodeSecs[i]
 	}
 	if spec.name == ArmLearned {
 		arm.BudgetDecisions = budgetDecisions(cl.agents[0].url, start)
