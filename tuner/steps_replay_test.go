@@ -56,7 +56,7 @@ func TestGradientReplaysBenchSteps(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			t.Fatalf("%s:%d: %v", *stepsFile, line, err)
 		}
-		if !strings.Contains(s.Run, "/gradient") {
+		if !strings.HasSuffix(s.Run, "/gradient") {
 			continue
 		}
 		if s.Run != run {
