@@ -407,6 +407,12 @@ func TestBenchNodesWritesTheClusterReport(t *testing.T) {
 					GrantBytes int64 `json:"grant_bytes"`
 					BatchSize  int64 `json:"batch_size"`
 				} `json:"series"`
+				Decisions []struct {
+					T      float64 `json:"t"`
+					Old    int     `json:"old_size"`
+					New    int     `json:"new_size"`
+					Reason string  `json:"reason"`
+				} `json:"decisions"`
 			} `json:"nodes"`
 		} `json:"arms"`
 	}
@@ -435,6 +441,19 @@ func TestBenchNodesWritesTheClusterReport(t *testing.T) {
 		// Each node's grant and batch size, once a second of the 4 s load.
 		if len(a.Nodes) != 2 {
 			t.Fatalf("arm %s: %d nodes in the report, want 2", a.Name, len(a.Nodes))
+		}
+		// Each node's tuner decisions over the load: the agents start at
+		// 100 records a batch (their default), far from what 100-300
+		// records/s need, so every node decides at least once.
+		for _, n := range a.Nodes {
+			if len(n.Decisions) == 0 {
+				t.Errorf("arm %s node %s: no tuner decisions in the report", a.Name, n.Name)
+			}
+			for _, d := range n.Decisions {
+				if d.T < 0 || d.T > 10 || d.Reason == "" || d.Old == d.New && d.Old <= 0 {
+					t.Errorf("arm %s node %s: decision %+v", a.Name, n.Name, d)
+				}
+			}
 		}
 		for _, n := range a.Nodes {
 			granted, batched := false, false

@@ -111,6 +111,29 @@ type NodeResult struct {
 	OfferedRPS float64      `json:"offered_rps"`
 	GoodputRPS float64      `json:"goodput_rps"`
 	Series     []NodeSecond `json:"series,omitempty"`
+	// Decisions are the node tuner's decisions over the load, oldest
+	// first, as its GET /api/v1/decisions gives them (a decision is
+	// recorded when it changes the size or the flush limit). With Series
+	// they say why a node's batch stayed where it did: a hot node once
+	// held 16 records a batch through a hot spot with 600-850 records
+	// queued and its grant room for 30.
+	Decisions []NodeDecision `json:"decisions,omitempty"`
+}
+
+// NodeDecision is one decision of a node's tuner, T seconds into the load:
+// the size from Old to New, the reason, and the figures it was taken on.
+type NodeDecision struct {
+	T               float64 `json:"t"`
+	Old             int     `json:"old_size"`
+	New             int     `json:"new_size"`
+	Reason          string  `json:"reason"`
+	ArrivalRPS      float64 `json:"arrival_rps"`
+	ThroughputRPS   float64 `json:"throughput_rps"`
+	P99ms           float64 `json:"p99_ms"`
+	QueueDepth      int     `json:"queue_depth"`
+	WriteMs         float64 `json:"write_ms,omitempty"`
+	ExpectedWriteMs float64 `json:"expected_write_ms,omitempty"`
+	FlushLimit      int     `json:"flush_limit,omitempty"`
 }
 
 // NodeSecond is one node's state at the start of a second of the load, as

@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/batchpilot/batchpilot/loadgen/sinksim"
+	"github.com/batchpilot/batchpilot/tuner"
 )
 
 // Config is one cluster bench run.
@@ -257,6 +260,7 @@ func runArm(ctx context.Context, cfg Config, spec armSpec, dir string) (Arm, err
 	arm := summarize(spec.name, sc, cfg.Nodes, outs, wins)
 	for i := range arm.Nodes { // one per agent, in order
 		arm.Nodes[i].Series = nodeSecs[i]
+		arm.Nodes[i].Decisions = nodeDecisions(cl.agents[i].url, cl.agents[i].name, start)
 	}
 	if spec.name == ArmLearned {
 		arm.BudgetDecisions = budgetDecisions(cl.agents[0].url, start)
@@ -301,6 +305,31 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 			continue
 		}
 		out = append(out, BudgetDecision{T: d.Time.Sub(start).Seconds(), Old: d.Old, New: d.New, Reason: d.Reason, BudgetFigures: d.Figures})
+	}
+	return out
+}
+
+// nodeDecisions reads a node's tuner decisions made since the load
+// started, oldest first (nil if it does not answer).
+func nodeDecisions(base, name string, start time.Time) []NodeDecision {
+	q := url.Values{"node": {name}, "limit": {"1000"}, "since": {start.UTC().Format(time.RFC3339Nano)}}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(base + "/api/v1/decisions?" + q.Encode())
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Decisions []tuner.DecisionRecord `json:"decisions"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return nil
+	}
+	out := make([]NodeDecision, 0, len(v.Decisions))
+	for _, d := range slices.Backward(v.Decisions) {
+		out = append(out, NodeDecision{T: d.Time.Sub(start).Seconds(), Old: d.OldSize, New: d.NewSize, Reason: d.Reason,
+			ArrivalRPS: d.ArrivalRPS, ThroughputRPS: d.ThroughputRPS, P99ms: d.P99ms, QueueDepth: d.QueueDepth,
+			WriteMs: d.WriteMs, ExpectedWriteMs: d.ExpectedWriteMs, FlushLimit: d.FlushLimit})
 	}
 	return out
 }
