@@ -450,7 +450,7 @@ func TestBenchNodesWritesTheClusterReport(t *testing.T) {
 				t.Errorf("arm %s node %s: no tuner decisions in the report", a.Name, n.Name)
 			}
 			for _, d := range n.Decisions {
-				if d.T < 0 || d.T > 10 || d.Reason == "" || d.Old == d.New && d.Old <= 0 {
+				if d.T < 0 || d.T > 10 || d.Reason == "" || d.Old <= 0 || d.New <= 0 {
 					t.Errorf("arm %s node %s: decision %+v", a.Name, n.Name, d)
 				}
 			}

@@ -279,13 +279,7 @@ const (
 
 // budgetDecisions reads the leader's budget decisions (any node relays
 // them) made since the load started, oldest first.
-func budgetDecisions(url string, start time.Time) []BudgetDecision {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(url + "/api/v1/budget/decisions?limit=1000")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
+func budgetDecisions(base string, start time.Time) []BudgetDecision {
 	var v struct {
 		Decisions []struct {
 			Time    time.Time     `json:"time"`
@@ -295,12 +289,11 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 			Figures BudgetFigures `json:"figures"`
 		} `json:"decisions"`
 	}
-	if json.NewDecoder(resp.Body).Decode(&v) != nil {
+	if !getJSON(base+"/api/v1/budget/decisions?limit=1000", &v) {
 		return nil
 	}
 	var out []BudgetDecision
-	for i := len(v.Decisions) - 1; i >= 0; i-- {
-		d := v.Decisions[i]
+	for _, d := range slices.Backward(v.Decisions) {
 		if d.Time.Before(start) {
 			continue
 		}
@@ -313,16 +306,10 @@ func budgetDecisions(url string, start time.Time) []BudgetDecision {
 // started, oldest first (nil if it does not answer).
 func nodeDecisions(base, name string, start time.Time) []NodeDecision {
 	q := url.Values{"node": {name}, "limit": {"1000"}, "since": {start.UTC().Format(time.RFC3339Nano)}}
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(base + "/api/v1/decisions?" + q.Encode())
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	var v struct {
 		Decisions []tuner.DecisionRecord `json:"decisions"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
+	if !getJSON(base+"/api/v1/decisions?"+q.Encode(), &v) {
 		return nil
 	}
 	out := make([]NodeDecision, 0, len(v.Decisions))
@@ -332,6 +319,18 @@ func nodeDecisions(base, name string, start time.Time) []NodeDecision {
 			WriteMs: d.WriteMs, ExpectedWriteMs: d.ExpectedWriteMs, FlushLimit: d.FlushLimit})
 	}
 	return out
+}
+
+// getJSON decodes the JSON body of GET u into v; false if it did not
+// answer 200 with JSON within five seconds.
+func getJSON(u string, v any) bool {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(u)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
 }
 
 // watchSink samples the downstream every 50 ms for the length of the load
