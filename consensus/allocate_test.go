@@ -80,6 +80,10 @@ func TestGrant(t *testing.T) {
 			GrantInput{Budget: 100 * mib, Share: 80 * mib, Baseline: mib, Prev: 10 * mib, MaxGrowthPercent: 50}, 15 * mib},
 		{"a small grant grows from at least 64 KiB",
 			GrantInput{Budget: 100 * mib, Share: 80 * mib, Baseline: 1, Prev: 0, MaxGrowthPercent: 100}, 1 + 64<<10},
+		{"after a cut a node keeps its share out of what it holds, though others hold more than is free",
+			GrantInput{Budget: 60 * mib, Share: 15 * mib, Baseline: mib, Prev: 25 * mib, Has: 25 * mib, OthersHeld: 75 * mib}, 15 * mib},
+		{"but no more than it says it has",
+			GrantInput{Budget: 60 * mib, Share: 15 * mib, Baseline: mib, Prev: 25 * mib, Has: mib, OthersHeld: 75 * mib}, mib},
 		{"a shrinking share shrinks the grant at once",
 			GrantInput{Budget: 100 * mib, Share: 5 * mib, Baseline: mib, Prev: 50 * mib, MaxGrowthPercent: 50}, 5 * mib},
 	} {

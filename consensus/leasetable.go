@@ -238,19 +238,8 @@ func (t *LeaseTable) Request(now time.Time, req LeaseRequest, l Limits, alive []
 		shares := FairShares(budget, demands)
 		grant = Grant(GrantInput{
 			Budget: budget, Share: shares[req.ID], Baseline: base,
-			Prev: e.held(now), OthersHeld: others, MaxGrowthPercent: l.MaxGrowthPercent,
+			Prev: e.held(now), OthersHeld: others, MaxGrowthPercent: l.MaxGrowthPercent, Has: e.has,
 		})
-		// Doorman's rule squeezes a node whose share the others' holdings
-		// leave no room for; after a cut of the budget that is every node
-		// that asks before the others have, down to its baseline (the
-		// cluster bench: four of five nodes on 8 KiB for a second or two
-		// after a cut from 232 to 142 KiB, goodput from 5,800 to 800
-		// records/s). Out of what it holds, a node keeps its share: the
-		// sum of the holdings does not grow. What it holds is what it
-		// says it has, within what the leader counts it as holding (a
-		// node whose lease ran out on its own clock is on its baseline
-		// while the leader still counts the grant for the skew margin).
-		grant = max(grant, min(max(shares[req.ID], base), e.held(now), e.has))
 	}
 	// Nothing answered may exceed what is free beside the others' holdings:
 	// not the grant, nor the baseline the node falls back to (which is
