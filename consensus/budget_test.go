@@ -129,8 +129,10 @@ func TestBudgetControllerDecidesOneReasonPerRow(t *testing.T) {
 			hot(start*7/10, 1000), BudgetReasonRecover, start*7/10 + start*7/10*12/100},
 		{"a rise that stays as high with far less in flight rebases and holds", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
 			slow(hot(start/2, 1000), 80, start/2), BudgetReasonRebase, int64(float64(start/2) * 0.9)},
-		{"a rise that fell with the load is the knee again", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
-			slow(hot(start/2, 1000), 40, start*2/5), BudgetReasonLatency, int64(float64(int64(float64(start*2/5)/math.Sqrt(2))) * 0.9)},
+		{"a rise that fell with the load, above the last cut's knee estimate, is the knee again", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
+			slow(hot(start/2, 1000), 40, start*3/5), BudgetReasonLatency, int64(float64(int64(float64(start*3/5)/math.Sqrt(2))) * 0.9)},
+		{"a rise at a load under the last cut's knee estimate is no knee: it rebases and holds", []BudgetObservation{hot(start, 1000), hot(start, 1000), slow(hot(start+step, 1000), 80, start)},
+			slow(hot(start/2, 1000), 30, start*2/5), BudgetReasonRebase, int64(float64(start/2) * 0.9)},
 		{"a rise on more bytes in writes than the budget (old grants a cut has not taken yet) never raises it", []BudgetObservation{hot(start, 1000), hot(start, 1000)},
 			slow(hot(start+step, 1000), 80, 4*start), BudgetReasonLatency, start + step},
 		{"a cut for the SLO that cost throughput is undone and held", []BudgetObservation{hot(start, 1000), overSLO(start, 1000)},
@@ -475,6 +477,47 @@ func writeTimeModel(knee float64, budget int64) BudgetObservation {
 		WantBytes: 2 * budget, HasBytes: budget, GoodputRPS: g, ThroughputRPS: g,
 		WritesPS: 200, WriteMS: 50 * f, InFlightBytes: load, BytesPS: recordBytes * g, QueuedRecords: deep,
 		P99ms: 100, SLOms: 500}
+}
+
+// TestBudgetControllerHoldsWhenWritesQueueUnderTheKnee runs the controller
+// against the write-time downstream whose knee halves, and whose writes,
+// once the budget is under half the old knee, also wait half their base
+// time for a connection (smaller budgets, smaller batches, more requests
+// queued: the cluster bench's downstream serves 24 at a time). That wait
+// does not fall with the load, so no cut can remove it: after the cut for
+// the halved knee the budget must hold, not follow the wait down to the
+// floor.
+func TestBudgetControllerHoldsWhenWritesQueueUnderTheKnee(t *testing.T) {
+	knee := float64(64 << 20)
+	const old = 64 << 20
+	observe := func(budget int64) BudgetObservation {
+		o := writeTimeModel(knee, budget)
+		if budget < old/2 {
+			o.WriteMS += 25
+		}
+		return o
+	}
+	c := NewBudgetController(BudgetConfig{})
+	b := int64(tFloor)
+	for range 100 {
+		b = c.Next(observe(b)).New
+	}
+	knee /= 2
+	var reasons []string
+	lowest := b
+	for range 30 {
+		d := c.Next(observe(b))
+		b = d.New
+		reasons = append(reasons, fmt.Sprintf("%s %d", d.Reason, d.New>>20))
+		lowest = min(lowest, b)
+	}
+	if lowest < int64(0.6*knee) {
+		t.Fatalf("budget fell to %d MiB under the halved knee of %.0f MiB (decisions, MiB: %v)", lowest>>20, knee/(1<<20), reasons)
+	}
+	if b > int64(1.15*knee) {
+		t.Fatalf("budget %d MiB is over the halved knee of %.0f MiB (decisions, MiB: %v)", b>>20, knee/(1<<20), reasons)
+	}
+	t.Logf("after the knee halved, MiB: %v", reasons)
 }
 
 // TestBudgetControllerLearnsNoKneeFromALightLoad runs the controller
