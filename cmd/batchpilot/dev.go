@@ -36,11 +36,13 @@ type devConfig struct {
 
 // The demo's shared downstream: a database that costs 20 ms a request and
 // 4 µs a byte, 16 requests at a time (16 more wait, then 429), and slows
-// for everyone past 64 KiB in flight across all nodes, (load/knee)² past
+// for everyone past 32 KiB in flight across all nodes, (load/knee)² past
 // it. Three nodes at the demo's peaks (4,000 and 8,000 records/s) push it
-// past the knee unless the learned budget holds them near it.
+// past the knee unless the learned budget holds them near it; the sine's
+// first rise reaches it about half a minute in (with a knee of 64 KiB its
+// peak stayed near 54 KiB in flight, and the budget grew once and idled).
 var demoSink = sinksim.Config{
-	Cost:           sinksim.Cost{PerRequest: 20 * time.Millisecond, PerByte: 4 * time.Microsecond, KneeBytes: 64 << 10, KneeExponent: 2},
+	Cost:           sinksim.Cost{PerRequest: 20 * time.Millisecond, PerByte: 4 * time.Microsecond, KneeBytes: 32 << 10, KneeExponent: 2},
 	MaxConcurrency: 16, Queue: 16, RetryAfter: time.Second,
 }
 
@@ -53,7 +55,7 @@ func runDev(ctx context.Context, args []string) error {
 	var c devConfig
 	fs := newFlagSet("dev", "dev [--nodes 3] [--load demo|none] [--data-dir D]")
 	fs.IntVar(&c.Nodes, "nodes", 3, "nodes to run (1 to 200): the first 3 are servers, the rest workers")
-	fs.StringVar(&c.Load, "load", "demo", "demo (a shifting load over HTTP and syslog, every node writing to one shared\ndownstream, an in-process sinksim that slows past 64 KiB in flight, so the learned cluster budget\nbinds) or none (each node writes to its own file sink)")
+	fs.StringVar(&c.Load, "load", "demo", "demo (a shifting load over HTTP and syslog, every node writing to one shared\ndownstream, an in-process sinksim that slows past 32 KiB in flight, so the learned cluster budget\nbinds) or none (each node writes to its own file sink)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data/dev", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	fs.IntVar(&c.HTTPPort, "http-port", 8480, "HTTP port of the first node; the others take the next ones (0: any free port)")
 	fs.StringVar(&c.Controller, "controller", "gradient", "batch size controller of every node")
@@ -92,7 +94,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	if sim != nil {
 		fmt.Printf("shared downstream: %s (sinksim; GET /stats): 20ms a request + 4us a byte, slower for every node past\n"+
-			"  64 KiB in flight in total; the budget is learned under a 16 MiB ceiling (GET /api/v1/budget/decisions)\n", sim.URL())
+			"  32 KiB in flight in total; the budget is learned under a 16 MiB ceiling (GET /api/v1/budget/decisions)\n", sim.URL())
 	}
 	fmt.Printf("dashboard: %s/\n", agents[0].URL())
 	fmt.Println("Ctrl-C stops the cluster cleanly.")

@@ -166,6 +166,12 @@ describe('the dashboard on a `batchpilot dev` cluster', () => {
     }
     assert.ok((await page.$$('figure[data-metric] canvas')).length >= 5, 'every chart draws on a canvas');
     await until('some decisions in the log', async () => (await page.$$('table.decisions tbody tr')).length > 0);
+    // The demo's nodes share one downstream with a knee: the learned budget binds,
+    // grows and meets the knee, on the page (the screenshot below shows it).
+    await until('the learned budget to grow and meet the downstream’s knee on the page', async () => {
+      const reasons = await page.$$eval('table.budget-decisions tbody tr', (rows) => rows.map((r) => r.dataset.reason));
+      return reasons.includes('grow') && reasons.some((r) => ['knee', 'latency', 'pushback'].includes(r)) ? reasons : null;
+    });
 
     const before = (await api(urls['node-3'], '/api/v1/limits')).max_batch_size;
     const want = before === 7777 ? 7778 : 7777;
