@@ -488,8 +488,8 @@ func writeTimeModel(knee float64, budget int64) BudgetObservation {
 // the halved knee the budget must hold, not follow the wait down to the
 // floor.
 func TestBudgetControllerHoldsWhenWritesQueueUnderTheKnee(t *testing.T) {
-	knee := float64(64 << 20)
-	const old = 64 << 20
+	const old = 64 << 20 // the knee before it halves
+	knee := float64(old)
 	observe := func(budget int64) BudgetObservation {
 		o := writeTimeModel(knee, budget)
 		if budget < old/2 {
